@@ -1,0 +1,90 @@
+"""Self-describing checkpoints: plain dicts of tensors and built-in values, safe to load.
+
+A checkpoint holds everything needed to rebuild a detector with no YAML at hand (see ``docs/design.md``):
+
+``format_version`` (int), ``model_state`` and ``ema_state`` (state dicts, ``ema_state`` may be None),
+``config`` (the resolved config as a plain nested dict), ``particles`` (list of ``{name, radius, weight,
+label}``), ``voxel_size`` (three floats, z, y, x, Å), ``thresholds`` (``{particle name: float}``),
+``metrics`` (plain dict), ``step`` (int) and, for resuming, ``optimizer_state``/``scheduler_state``/``rng_state``.
+
+Loading always uses ``torch.load(..., weights_only=True)``: a checkpoint can never execute code.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cryopoint.errors import CheckpointError, DataNotFoundError
+from cryopoint.io.atomic import atomic_path
+from cryopoint.particles import PARTICLES
+
+__all__ = ["FORMAT_VERSION", "save_checkpoint", "load_checkpoint", "set_thresholds", "catalogue_payload"]
+
+FORMAT_VERSION = 1
+REQUIRED_KEYS = ("format_version", "model_state", "config", "particles", "voxel_size")
+
+
+def catalogue_payload() -> list[dict[str, Any]]:
+    """The particle catalogue as plain dicts, for storing in a checkpoint."""
+    return [asdict(p) for p in PARTICLES]
+
+
+def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
+    """Write ``payload`` to ``path`` atomically (temporary file, then rename).
+
+    ``format_version`` is added when missing. Values must be tensors or built-in containers/scalars so
+    that ``weights_only=True`` loading works.
+    """
+    payload = {"format_version": FORMAT_VERSION, **payload}
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return Path(path)
+
+
+def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint safely (``weights_only=True``) and check it is one of ours.
+
+    Raises:
+        DataNotFoundError: the file does not exist.
+        CheckpointError: the file is not a cryopoint checkpoint, is from a newer format, or would need
+            to execute code to load.
+    """
+    path = Path(path)
+    if not path.is_file():
+        nearby = sorted(p.name for p in path.parent.glob("*.pt")) if path.parent.is_dir() else []
+        hint = f" Checkpoints in {path.parent}: {', '.join(nearby)}." if nearby else ""
+        raise DataNotFoundError(f"No checkpoint at {path}.{hint} Train one with `python tools/train.py CONFIG`.")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for bad files
+        raise CheckpointError(
+            f"Cannot load {path} as a safe (weights-only) checkpoint: {exc}. "
+            "cryopoint never unpickles arbitrary objects; re-save the checkpoint with cryopoint."
+        ) from exc
+    if not isinstance(payload, dict):
+        raise CheckpointError(f"{path} holds a {type(payload).__name__}, not a cryopoint checkpoint dict.")
+    missing = [k for k in REQUIRED_KEYS if k not in payload]
+    if missing:
+        raise CheckpointError(f"{path} is not a cryopoint checkpoint: missing {', '.join(missing)}.")
+    if int(payload["format_version"]) > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint format {payload['format_version']}, newer than this cryopoint "
+            f"({FORMAT_VERSION}); upgrade cryopoint."
+        )
+    return payload
+
+
+def set_thresholds(path: str | os.PathLike, thresholds: dict[str, float]) -> Path:
+    """Store tuned per-class thresholds into an existing checkpoint (atomic rewrite of that file)."""
+    from cryopoint.particles import get_particle
+
+    for name in thresholds:
+        get_particle(name)
+    payload = load_checkpoint(path)
+    payload["thresholds"] = {str(k): float(v) for k, v in thresholds.items()}
+    return save_checkpoint(path, payload)
