@@ -1,0 +1,1 @@
+"""Training data: normalisation, heatmap targets, augmentations, crop datasets."""

@@ -1,0 +1,1 @@
+"""The training engine: loop, losses, EMA, schedules, validation, checkpoints."""

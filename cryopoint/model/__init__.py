@@ -1,0 +1,1 @@
+"""Networks: a plain dict registry of architectures that map a volume to per-class heatmap logits."""

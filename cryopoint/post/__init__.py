@@ -1,0 +1,1 @@
+"""Post-processing: peak extraction (NMS) and per-class thresholds."""

@@ -1,0 +1,1 @@
+"""Synthetic cryo-ET tomograms in the challenge layout: the embedded default dataset."""
