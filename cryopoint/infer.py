@@ -1,0 +1,223 @@
+"""Sliding-window inference with bounded memory: whole tomogram in, blended per-class heatmaps out.
+
+Windows of size ``roi`` (voxels, z, y, x) are placed every ``roi x (1 - overlap)`` voxels, the last one
+flush with the far edge. Each window's prediction is weighted by an importance map (a Gaussian peaking at
+the window centre, so that voxels seen near a window border count less), summed into a canvas and divided
+by the summed weights (the scheme of MONAI's ``sliding_window_inference``, written from its idea).
+
+Memory: the full-size canvas lives on the host at the model's output stride; only ``batch_size`` windows
+at a time are on the compute device. A 184 x 630 x 630 tomogram with six classes at stride 2 needs a
+~0.2 GB canvas; see ``benchmarks/inference.py`` for measured peaks.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from cryopoint.errors import InvalidVolumeError
+from cryopoint.tomogram import Tomogram, check_volume
+
+__all__ = ["sliding_window", "predict_heatmaps", "window_starts", "importance_map", "TTA_FLIPS"]
+
+#: Flip test-time augmentation: identity plus one flip per spatial axis of a (B, C, D, H, W) batch.
+TTA_FLIPS: tuple[tuple[int, ...], ...] = ((), (2,), (3,), (4,))
+
+
+def window_starts(size: int, roi: int, step: int) -> list[int]:
+    """Start indices of windows of length ``roi`` covering ``[0, size)``; the last one is flush with the end.
+
+    ``size >= roi`` is assumed (smaller volumes are padded first).
+
+    >>> window_starts(10, 4, 3)
+    [0, 3, 6]
+    """
+    last = size - roi
+    return sorted(set(range(0, last, step)) | {last})
+
+
+def importance_map(roi_out: Sequence[int], *, blend: str = "gaussian", sigma_scale: float = 0.125) -> np.ndarray:
+    """Per-voxel weight of a window's prediction, shape ``roi_out`` (output voxels), maximum 1.
+
+    ``"gaussian"``: separable Gaussian with sigma ``sigma_scale x window size`` per axis, centred on the
+    window (MONAI's default 0.125). ``"constant"``: all ones (plain averaging of overlaps).
+    """
+    if blend == "constant":
+        return np.ones(tuple(roi_out), dtype=np.float32)
+    if blend != "gaussian":
+        raise ValueError(f"Unknown blend {blend!r}; use 'gaussian' or 'constant'.")
+    weights = np.ones((1, 1, 1), dtype=np.float64)
+    for axis, n in enumerate(roi_out):
+        centred = np.arange(n) + 0.5 - n / 2  # voxel centres relative to the window centre, symmetric
+        g = np.exp(-0.5 * (centred / (sigma_scale * n)) ** 2)
+        weights = weights * g.reshape([-1 if a == axis else 1 for a in range(3)])
+    return (weights / weights.max()).astype(np.float32)
+
+
+def sliding_window(
+    predict: Callable[[torch.Tensor], torch.Tensor],
+    volume: np.ndarray,
+    *,
+    roi: Sequence[int],
+    overlap: float = 0.25,
+    output_stride: int = 1,
+    out_channels: int,
+    batch_size: int = 4,
+    device: str | torch.device = "cpu",
+    blend: str = "gaussian",
+    progress: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
+    """Run ``predict`` over overlapping windows of ``volume`` and blend the results on the host.
+
+    Args:
+        predict: Maps a batch ``(B, 1, D, H, W)`` on ``device`` to ``(B, C, D/s, H/s, W/s)``.
+        volume: ``(Z, Y, X)`` or ``(1, Z, Y, X)`` array (normalised already; a memory map is fine).
+        roi: Window size in input voxels ``(D, H, W)``, each a multiple of ``output_stride``.
+        overlap: Fraction of a window shared with its neighbour, in ``[0, 1)``.
+        output_stride: Input voxels per output voxel ``s``.
+        out_channels: ``C``, the number of output channels of ``predict``.
+        batch_size: Windows sent to the device at once (the device-memory knob).
+        device: Compute device for the windows; the volume and the canvas stay on the host.
+        blend: ``"gaussian"`` (importance-weighted) or ``"constant"`` (plain mean of overlaps).
+        progress: Called as ``progress(windows_done, windows_total)`` after each batch.
+
+    Returns:
+        float32 array ``(C, ceil(Z/s), ceil(Y/s), ceil(X/s))``. Volumes smaller than a window (or not a
+        multiple of ``s``) are zero-padded at the far end and the padding is cropped from the result.
+    """
+    vol = np.asarray(volume)
+    vol = vol[0] if vol.ndim == 4 and vol.shape[0] == 1 else vol
+    check_volume(vol, name="volume")
+    s = int(output_stride)
+    roi = tuple(int(r) for r in roi)
+    if len(roi) != 3 or any(r <= 0 or r % s for r in roi):
+        raise ValueError(f"roi must be three positive sizes divisible by the output stride {s}; got {roi}.")
+    if not 0 <= overlap < 1:
+        raise ValueError(f"overlap must be in [0, 1); got {overlap}.")
+    out_shape = tuple(-(-n // s) for n in vol.shape)
+    # Pad to at least one window and to a multiple of s, so every window starts on an output voxel.
+    padded = tuple(max(r, o * s) for r, o in zip(roi, out_shape))
+    if padded != vol.shape:
+        vol = np.pad(vol, [(0, p - n) for p, n in zip(padded, vol.shape)])  # zero = mean of a normalised volume
+    steps = [max(s, int(r * (1 - overlap)) // s * s) for r in roi]
+    corners = list(itertools.product(*(window_starts(n, r, st) for n, r, st in zip(padded, roi, steps))))
+
+    device = torch.device(device)
+    roi_out = tuple(r // s for r in roi)
+    weight_np = importance_map(roi_out, blend=blend)
+    weight = torch.from_numpy(weight_np).to(device)
+    canvas = np.zeros((out_channels, *(p // s for p in padded)), dtype=np.float32)
+    weight_sum = np.zeros(canvas.shape[1:], dtype=np.float32)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    for first in range(0, len(corners), batch_size):
+        batch_corners = corners[first : first + batch_size]
+        crops = [vol[z : z + roi[0], y : y + roi[1], x : x + roi[2]] for z, y, x in batch_corners]
+        x_batch = torch.from_numpy(np.stack(crops).astype(np.float32, copy=False))[:, None].to(device)
+        with autocast:
+            out = predict(x_batch)  # (B, C, D/s, H/s, W/s)
+        if out.shape[1:] != (out_channels, *roi_out):
+            raise ValueError(
+                f"predict returned {tuple(out.shape)} for windows {roi}; expected (B, {out_channels}, *{roi_out})."
+            )
+        out = (out.float() * weight).cpu().numpy()
+        for pred, (z, y, x) in zip(out, batch_corners):
+            region = (
+                slice(z // s, z // s + roi_out[0]),
+                slice(y // s, y // s + roi_out[1]),
+                slice(x // s, x // s + roi_out[2]),
+            )
+            canvas[(slice(None), *region)] += pred
+            weight_sum[region] += weight_np
+        if progress is not None:
+            progress(min(first + batch_size, len(corners)), len(corners))
+    canvas /= weight_sum
+    return canvas[:, : out_shape[0], : out_shape[1], : out_shape[2]]
+
+
+def _flip_tta(predict: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Average ``predict`` over :data:`TTA_FLIPS` (flip the input, predict, flip the output back)."""
+
+    def averaged(x: torch.Tensor) -> torch.Tensor:
+        total = None
+        for dims in TTA_FLIPS:
+            out = predict(x.flip(dims) if dims else x)
+            out = out.flip(dims) if dims else out
+            total = out.float() if total is None else total + out.float()
+        return total / len(TTA_FLIPS)
+
+    return averaged
+
+
+def predict_heatmaps(
+    model: nn.Module,
+    tomogram: Tomogram,
+    *,
+    roi: Sequence[int],
+    overlap: float = 0.25,
+    batch_size: int = 4,
+    device: str | torch.device = "cpu",
+    tta: bool = False,
+    blend: str = "gaussian",
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[np.ndarray, int]:
+    """Per-class heatmaps of a whole tomogram: normalise, slide ``model`` over it, blend probabilities.
+
+    The model must already be on ``device`` and in eval mode (``cryopoint.api`` takes care of both).
+    With ``tta``, each window is predicted under :data:`TTA_FLIPS` and the flipped-back *probabilities*
+    (``model.heatmaps`` outputs) are averaged: that works the same for sigmoid heatmap and softmax
+    segmentation models and keeps scores in [0, 1], so tuned thresholds keep their meaning.
+
+    Args:
+        model: A cryopoint model (``output_stride``, ``num_classes``, ``heatmaps(logits)``).
+        tomogram: The volume and its voxel size.
+        roi: Window size in voxels ``(D, H, W)``; rounded up to the model's ``input_multiple``.
+        overlap, batch_size, device, blend, progress: As in :func:`sliding_window`.
+        tta: Average over flips (4 passes per window).
+
+    Returns:
+        ``(heatmaps, stride)``: float32 ``(num_classes, Z', Y', X')`` probabilities with
+        ``Z' = ceil(Z / stride)``, and the stride (input voxels per heatmap voxel).
+
+    Raises:
+        InvalidVolumeError: the volume is not 3-D, holds NaN/Inf, or is smaller than the model's minimum input.
+    """
+    from cryopoint.data.normalize import normalize_volume
+
+    check_volume(tomogram.data)
+    multiple = _input_multiple(model)
+    if any(n < m for n, m in zip(tomogram.shape, multiple)):
+        raise InvalidVolumeError(
+            f"Tomogram {tomogram.name or ''} of shape (z, y, x) = {tomogram.shape} is smaller than the model's field "
+            f"of view {multiple}; use a larger tomogram (or a less binned one)."
+        )
+    stride = int(model.output_stride)
+    roi = tuple(-(-int(r) // np.lcm(m, stride)) * np.lcm(m, stride) for r, m in zip(roi, multiple))
+    volume = normalize_volume(tomogram.data)
+
+    def predict(x: torch.Tensor) -> torch.Tensor:
+        return model.heatmaps(model(x))
+
+    heatmaps = sliding_window(
+        _flip_tta(predict) if tta else predict,
+        volume,
+        roi=roi,
+        overlap=overlap,
+        output_stride=stride,
+        out_channels=int(model.num_classes),
+        batch_size=batch_size,
+        device=device,
+        blend=blend,
+        progress=progress,
+    )
+    return heatmaps, stride
+
+
+def _input_multiple(model: nn.Module) -> tuple[int, int, int]:
+    """The model's required input-size multiple per axis (z, y, x); 1 where it pads internally."""
+    multiple = getattr(model, "input_multiple", getattr(model, "size_multiple", 1))
+    multiple = (multiple,) * 3 if isinstance(multiple, int) else tuple(multiple)
+    return tuple(int(m) for m in multiple)  # type: ignore[return-value]
