@@ -1,0 +1,99 @@
+"""The embedded synthetic dataset cache: generated once, reused, keyed by its parameters, never half-written."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+import cryopoint.synth
+from cryopoint.data.cache import default_cache_dir, ensure_synthetic_dataset, params_hash
+
+
+class FakeGenerator:
+    """Stands in for cryopoint.synth.generate_dataset: writes one file per run and counts calls."""
+
+    def __init__(self, fail=False):
+        self.calls = []
+        self.fail = fail
+
+    def __call__(self, out, *, runs, shape, seed, preset, **kwargs):
+        self.calls.append({"out": Path(out), "runs": runs, "shape": shape, "seed": seed, "preset": preset})
+        names = [f"TS_{k}" for k in range(runs)]
+        for name in names:
+            run_dir = Path(out) / "train" / "static" / "ExperimentRuns" / name
+            run_dir.mkdir(parents=True)
+            (run_dir / "marker.txt").write_text(name)
+            if self.fail:
+                raise KeyboardInterrupt("simulated interruption mid-generation")
+        return names
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    gen = FakeGenerator()
+    monkeypatch.setattr(cryopoint.synth, "generate_dataset", gen, raising=False)
+    return gen
+
+
+def test_default_cache_dir_honours_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("CRYOPOINT_CACHE", str(tmp_path / "c"))
+    assert default_cache_dir() == tmp_path / "c"
+    monkeypatch.delenv("CRYOPOINT_CACHE")
+    assert default_cache_dir() == Path.home() / ".cache" / "cryopoint"
+
+
+def test_generated_once_then_reused(fake, tmp_path, capsys):
+    root = ensure_synthetic_dataset("easy", runs=2, shape=(8, 16, 16), seed=3, cache_dir=tmp_path)
+    assert len(fake.calls) == 1
+    assert fake.calls[0]["shape"] == (8, 16, 16) and fake.calls[0]["seed"] == 3
+    assert fake.calls[0]["out"] != root, "generation must happen in a temporary folder"
+    assert (root / "train/static/ExperimentRuns/TS_1/marker.txt").read_text() == "TS_1"
+    assert json.loads((root / "cryopoint_synthetic.json").read_text())["preset"] == "easy"
+    assert str(root) in capsys.readouterr().err.replace("\n", "")
+
+    again = ensure_synthetic_dataset("easy", runs=2, shape=[8, 16, 16], seed=3, cache_dir=tmp_path)
+    assert again == root
+    assert len(fake.calls) == 1, "second call must reuse the cached dataset"
+    assert "cached" in capsys.readouterr().err
+
+
+def test_different_parameters_get_different_folders(fake, tmp_path):
+    a = ensure_synthetic_dataset("easy", runs=2, shape=(8, 16, 16), seed=0, cache_dir=tmp_path)
+    b = ensure_synthetic_dataset("easy", runs=2, shape=(8, 16, 16), seed=1, cache_dir=tmp_path)
+    c = ensure_synthetic_dataset("realistic", runs=2, shape=(8, 16, 16), seed=0, cache_dir=tmp_path)
+    assert len({a, b, c}) == 3 and len(fake.calls) == 3
+
+
+def test_env_var_selects_cache_location(fake, tmp_path, monkeypatch):
+    monkeypatch.setenv("CRYOPOINT_CACHE", str(tmp_path / "env"))
+    root = ensure_synthetic_dataset("easy", runs=1, shape=(8, 16, 16), seed=0)
+    assert tmp_path / "env" in root.parents
+
+
+def test_interrupted_generation_is_not_reused(monkeypatch, tmp_path):
+    broken = FakeGenerator(fail=True)
+    monkeypatch.setattr(cryopoint.synth, "generate_dataset", broken, raising=False)
+    with pytest.raises(KeyboardInterrupt):
+        ensure_synthetic_dataset("easy", runs=2, shape=(8, 16, 16), seed=0, cache_dir=tmp_path)
+    leftovers = list((tmp_path / "synthetic").iterdir())
+    assert leftovers == [], f"a half-written dataset was left behind: {leftovers}"
+
+    good = FakeGenerator()
+    monkeypatch.setattr(cryopoint.synth, "generate_dataset", good, raising=False)
+    root = ensure_synthetic_dataset("easy", runs=2, shape=(8, 16, 16), seed=0, cache_dir=tmp_path)
+    assert len(good.calls) == 1, "the interrupted generation must be redone"
+    assert sorted(p.name for p in (root / "train/static/ExperimentRuns").iterdir()) == ["TS_0", "TS_1"]
+
+
+def test_folder_without_completion_marker_is_regenerated(fake, tmp_path):
+    """A folder under the final name but without its parameters file (e.g. killed mid-rename) is redone."""
+    root = ensure_synthetic_dataset("easy", runs=1, shape=(8, 16, 16), seed=0, cache_dir=tmp_path)
+    (root / "cryopoint_synthetic.json").unlink()
+    assert ensure_synthetic_dataset("easy", runs=1, shape=(8, 16, 16), seed=0, cache_dir=tmp_path) == root
+    assert len(fake.calls) == 2
+    assert (root / "cryopoint_synthetic.json").is_file()
+
+
+def test_params_hash_is_order_independent():
+    assert params_hash({"a": 1, "b": 2}) == params_hash({"b": 2, "a": 1})
+    assert params_hash({"a": 1}) != params_hash({"a": 2})
