@@ -2,9 +2,9 @@
 
 Layout::
 
-    <cache>/synthetic/<preset>-<hash>/          # a dataset in the challenge layout (train/static/..., train/overlay/...)
-    <cache>/synthetic/<preset>-<hash>/cryopoint_synthetic.json   # the parameters that produced it
-    <cache>/volumes/<hash>.npy                  # normalised tomograms (see cryopoint.data.dataset.load_runs)
+    <cache>/synthetic/<preset>-<hash>/            # a dataset in the challenge layout (train/..., test/...)
+    <cache>/synthetic/<preset>-<hash>/cryopoint_synthetic.json   # its parameters; written last
+    <cache>/volumes/<hash>.npy                    # normalised tomograms (cryopoint.data.dataset.load_runs)
 
 ``<hash>`` is a hash of every parameter that changes the content, so a changed request never reuses a stale
 folder. Generation happens in a temporary sibling folder that is renamed into place only once complete: an
