@@ -1,5 +1,29 @@
-"""Reading and writing tomograms and picks in every format users bring (filled in by the I/O issue)."""
+"""Reading and writing tomograms and picks in every format users bring.
 
-from cryopoint.io.atomic import atomic_dir, atomic_path, atomic_write_text
+All zarr access lives in :mod:`cryopoint.io.zarr_store`; every output goes through :mod:`cryopoint.io.atomic`.
+"""
 
-__all__ = ["atomic_dir", "atomic_path", "atomic_write_text"]
+from cryopoint.io.atomic import atomic_dir, atomic_path, atomic_write_text, refuse_inputs
+from cryopoint.io.layout import list_runs, read_picks, read_truth, tomogram_path, write_run_picks
+from cryopoint.io.picks import check_picks_table, check_points_in_volume, read_copick_json, write_copick_json
+from cryopoint.io.tomograms import read_tomogram, write_mrc
+from cryopoint.io.zarr_store import write_ome_zarr
+
+__all__ = [
+    "atomic_dir",
+    "atomic_path",
+    "atomic_write_text",
+    "refuse_inputs",
+    "read_tomogram",
+    "write_ome_zarr",
+    "write_mrc",
+    "list_runs",
+    "tomogram_path",
+    "read_picks",
+    "read_truth",
+    "write_run_picks",
+    "read_copick_json",
+    "write_copick_json",
+    "check_picks_table",
+    "check_points_in_volume",
+]

@@ -10,12 +10,31 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from cryopoint.errors import OutputExistsError
 
-__all__ = ["atomic_path", "atomic_write_text", "atomic_dir"]
+__all__ = ["atomic_path", "atomic_write_text", "atomic_dir", "refuse_inputs"]
+
+
+def refuse_inputs(target: str | os.PathLike, inputs: Iterable[str | os.PathLike]) -> None:
+    """Refuse to write ``target`` when it is one of ``inputs`` or a folder that contains one.
+
+    Args:
+        target: The path about to be written (file or directory).
+        inputs: Paths the caller reads from.
+
+    Raises:
+        OutputExistsError: ``target`` would replace an input.
+    """
+    out = Path(target).resolve()
+    for item in inputs:
+        src = Path(item).resolve()
+        if src == out or out in src.parents:
+            raise OutputExistsError(
+                f"Refusing to write {target}: it would replace the input {item}. Choose another output path."
+            )
 
 
 def _prepare(target: Path, overwrite: bool) -> Path:
