@@ -1,0 +1,282 @@
+"""Training data: tomograms read and normalised once (in memory or memory-mapped), and the crop Dataset.
+
+Determinism: item ``i`` of epoch ``e`` draws all its randomness (crop choice, augmentation) from
+``np.random.default_rng([seed, e, i])``. The sample therefore depends only on ``(seed, epoch, i)``, not on
+the number of DataLoader workers, DDP ranks, or where a resumed run restarts. Call
+:meth:`CropDataset.set_epoch` before iterating each epoch (with ``persistent_workers=False``, the default,
+so the workers see the new epoch).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from rich.progress import track
+
+from cryopoint.coords import ANGSTROM_COLUMNS, angstrom_to_voxel, as_voxel_size
+from cryopoint.data.cache import params_hash
+from cryopoint.data.sampling import CropSampler, extract_crop, points_near_crop
+from cryopoint.errors import ConfigError, DataNotFoundError
+from cryopoint.io.atomic import atomic_path, atomic_write_text
+from cryopoint.particles import PARTICLES, get_particle
+
+__all__ = ["RunData", "load_runs", "CropDataset"]
+
+#: Bump when the cached-volume file format changes.
+_VOLUME_CACHE_VERSION = 1
+
+
+@dataclass
+class RunData:
+    """One training tomogram: its normalised volume, geometry and particles.
+
+    Attributes:
+        name: Run name, e.g. ``"TS_5_4"``.
+        volume: Normalised float32 volume ``(Z, Y, X)``, in memory or a read-only ``np.memmap``.
+        voxel_size: Å per voxel ``(z, y, x)``.
+        picks: Picks table with at least ``x, y, z`` (Å) and ``particle_type``.
+        points_zyx: ``(N, 3)`` float64 particle centres in voxels ``(z, y, x)``, derived from ``picks``.
+        labels: ``(N,)`` int64 catalogue labels, derived from ``picks``.
+    """
+
+    name: str
+    volume: np.ndarray
+    voxel_size: tuple[float, float, float]
+    picks: pd.DataFrame
+    points_zyx: np.ndarray = field(init=False, repr=False)
+    labels: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.voxel_size = as_voxel_size(self.voxel_size)
+        xyz = self.picks[list(ANGSTROM_COLUMNS)].to_numpy(dtype=np.float64) if len(self.picks) else np.zeros((0, 3))
+        self.points_zyx = angstrom_to_voxel(xyz, self.voxel_size)
+        self.labels = np.array([get_particle(n).label for n in self.picks.get("particle_type", [])], dtype=np.int64)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """Volume shape ``(Z, Y, X)`` in voxels."""
+        return tuple(int(s) for s in self.volume.shape)  # type: ignore[return-value]
+
+
+def _source_fingerprint(path: Path) -> dict:
+    """Identity of a tomogram on disk: resolved path, and the newest mtime, total size and count of its files."""
+    files = [path] if path.is_file() else [Path(d) / f for d, _, names in os.walk(path) for f in names]
+    stats = [f.stat() for f in files]
+    return {
+        "path": str(path.resolve()),
+        "mtime_ns": max((s.st_mtime_ns for s in stats), default=0),
+        "bytes": sum(s.st_size for s in stats),
+        "files": len(stats),
+    }
+
+
+def _normalize_version() -> str:
+    """Digest of the normalisation module's source: any change to it invalidates cached volumes."""
+    from cryopoint.data import normalize
+
+    return hashlib.sha256(Path(normalize.__file__).read_bytes()).hexdigest()[:16]
+
+
+def _load_volume(path: Path, cache_dir: Path | None) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """Read and normalise one tomogram, through the ``.npy`` cache when ``cache_dir`` is given."""
+    from cryopoint.data.normalize import normalize_volume
+    from cryopoint.io import read_tomogram
+
+    if cache_dir is None:
+        tomo = read_tomogram(path)
+        return normalize_volume(np.asarray(tomo.data)), tomo.voxel_size
+    key = params_hash(
+        {"source": _source_fingerprint(path), "normalize": _normalize_version(), "format": _VOLUME_CACHE_VERSION}
+    )
+    npy, meta = cache_dir / f"{key}.npy", cache_dir / f"{key}.json"
+    if not (npy.is_file() and meta.is_file()):
+        tomo = read_tomogram(path)
+        with atomic_path(npy) as tmp:
+            np.save(tmp, normalize_volume(np.asarray(tomo.data)))
+        # Written last: its presence marks a complete cache entry.
+        atomic_write_text(meta, json.dumps({"source": str(path), "voxel_size": list(tomo.voxel_size)}) + "\n")
+    voxel_size = tuple(json.loads(meta.read_text())["voxel_size"])
+    return np.load(npy, mmap_mode="r"), voxel_size  # type: ignore[return-value]
+
+
+def load_runs(
+    root: str | os.PathLike,
+    runs: Sequence[str] | None = None,
+    *,
+    split: str = "train",
+    kind: str = "denoised",
+    cache_dir: str | os.PathLike | None = None,
+) -> list[RunData]:
+    """Read runs of a dataset in the challenge layout, normalising each tomogram once.
+
+    Args:
+        root: Dataset root (holding ``train/static/ExperimentRuns/...`` and ``train/overlay/...``).
+        runs: Run names to load; ``None`` = every run of the split, sorted.
+        split: ``"train"`` or ``"test"`` (picks are read for both; the split must have them).
+        kind: Tomogram kind, e.g. ``"denoised"``, ``"wbp"``.
+        cache_dir: Where to keep normalised volumes as ``.npy`` files that are memory-mapped on later loads
+            (keyed by the source path, its files' mtimes and sizes, and the normalisation code). ``None`` =
+            keep the volumes in memory.
+
+    Returns:
+        One :class:`RunData` per run, in the order of ``runs``.
+
+    Raises:
+        DataNotFoundError: a requested run does not exist (the message lists the known runs).
+
+    >>> runs = load_runs("data/czii", ["TS_5_4"], cache_dir=default_cache_dir() / "volumes")  # doctest: +SKIP
+    """
+    from cryopoint.io.layout import list_runs, read_picks, tomogram_path
+
+    known = list_runs(root, split=split)
+    names = sorted(known) if runs is None else list(runs)
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise DataNotFoundError(
+            f"Unknown run(s) {', '.join(map(repr, unknown))} in {root} ({split}); "
+            f"known runs: {', '.join(sorted(known))}."
+        )
+    cache = Path(cache_dir) if cache_dir is not None else None
+    out = []
+    for name in track(names, description=f"Loading {len(names)} {kind} tomogram(s)", transient=True):
+        volume, voxel_size = _load_volume(Path(tomogram_path(root, name, split=split, kind=kind)), cache)
+        out.append(RunData(name, volume, voxel_size, read_picks(root, name, split=split)))
+    return out
+
+
+class CropDataset(torch.utils.data.Dataset):
+    """Random training crops with their targets, reproducible from ``(seed, epoch, index)``.
+
+    Crops are drawn by :class:`~cryopoint.data.sampling.CropSampler` (class-balanced positives, uniform
+    background, starts clamped inside the volume, padding only where a volume is smaller than the crop).
+    Targets are drawn from the particles inside the crop and within ``halo`` voxels of it, after the
+    augmentation has moved volume and points together.
+
+    Args:
+        runs: Training runs.
+        crop_size: ``(D, H, W)`` voxels; each divisible by ``output_stride``.
+        output_stride: The model's output stride; targets have shape ``crop_size // output_stride``.
+        target_kind: ``"heatmap"`` (Gaussian heatmaps, ``(C, D', H', W')`` float32) or ``"segmentation"``
+            (sphere labels, ``(D', H', W')`` int64, 0 = background).
+        target_kwargs: Extra arguments of the target drawer (e.g. ``sigma_factor`` or ``radius_fraction``).
+        positive_fraction: Probability that a crop is centred near a particle.
+        samples_per_epoch: Dataset length.
+        augment: Apply :mod:`cryopoint.data.transforms` augmentations.
+        augment_kwargs: Extra arguments of the augmentation.
+        seed: Base seed.
+        class_weights: Relative class weights for choosing positive crops (``None`` = uniform over the
+            classes present).
+        halo: Voxels around the crop whose particles still reach the target; ``None`` = twice the largest
+            catalogue radius (enough for Gaussian tails up to sigma = 2/3 radius cut at 3 sigma).
+        pad_value: Image value where a crop extends past a volume smaller than the crop.
+
+    >>> ds = CropDataset(runs, crop_size=(16, 64, 64), output_stride=2, samples_per_epoch=100)  # doctest: +SKIP
+    >>> item = ds[0]; item["image"].shape, item["target"].shape  # doctest: +SKIP
+    (torch.Size([1, 16, 64, 64]), torch.Size([6, 8, 32, 32]))
+    """
+
+    def __init__(
+        self,
+        runs: Sequence[RunData],
+        *,
+        crop_size: Sequence[int],
+        output_stride: int = 1,
+        target_kind: str = "heatmap",
+        target_kwargs: dict | None = None,
+        positive_fraction: float = 0.5,
+        samples_per_epoch: int = 1000,
+        augment: bool = True,
+        augment_kwargs: dict | None = None,
+        seed: int = 0,
+        class_weights: Sequence[float] | None = None,
+        halo: float | None = None,
+        pad_value: float = 0.0,
+    ) -> None:
+        self.runs = list(runs)
+        self.crop_size = tuple(int(s) for s in crop_size)
+        self.output_stride = int(output_stride)
+        stride = self.output_stride
+        if stride < 1 or any(s % stride for s in self.crop_size):
+            fixed = tuple(max(stride, s // stride * stride) for s in self.crop_size)
+            raise ConfigError(
+                f"crop_size {self.crop_size} must be divisible by output_stride {output_stride} (>= 1); "
+                f"e.g. use crop_size {fixed}."
+            )
+        if target_kind not in ("heatmap", "segmentation"):
+            raise ConfigError(f"target_kind must be 'heatmap' or 'segmentation'; got {target_kind!r}.")
+        if samples_per_epoch < 1:
+            raise ConfigError(f"samples_per_epoch must be >= 1; got {samples_per_epoch}.")
+        self.target_kind = target_kind
+        self.target_kwargs = dict(target_kwargs or {})
+        self.samples_per_epoch = int(samples_per_epoch)
+        self.augment = bool(augment)
+        self.augment_kwargs = dict(augment_kwargs or {})
+        self.seed = int(seed)
+        self.pad_value = float(pad_value)
+        self.epoch = 0
+        self.sampler = CropSampler(
+            [r.shape for r in self.runs],
+            [r.points_zyx for r in self.runs],
+            [r.labels for r in self.runs],
+            self.crop_size,
+            positive_fraction=positive_fraction,
+            class_weights=class_weights,
+        )
+        max_radius = max(p.radius for p in PARTICLES)  # Å
+        self.halos = [2 * max_radius / min(r.voxel_size) if halo is None else float(halo) for r in self.runs]
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose samples ``__getitem__`` returns (call before iterating each epoch)."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.samples_per_epoch
+
+    def __getitem__(self, index: int) -> dict:
+        """Sample ``index`` of the current epoch.
+
+        Returns:
+            ``{"image": (1, D, H, W) float32 tensor, "target": (C, D', H', W') float32 or (D', H', W') int64
+            tensor, "run": run name, "center": (3,) int64 crop centre in volume voxels (z, y, x) before
+            augmentation, "positive": bool}``.
+        """
+        if not 0 <= index < self.samples_per_epoch:
+            raise IndexError(f"index {index} out of range for {self.samples_per_epoch} samples per epoch")
+        rng = np.random.default_rng([self.seed, self.epoch, int(index)])
+        spec = self.sampler.sample(rng)
+        run = self.runs[spec.run]
+        image = extract_crop(run.volume, spec.start, self.crop_size, pad_value=self.pad_value)
+        points, labels = points_near_crop(run.points_zyx, run.labels, spec.start, self.crop_size, self.halos[spec.run])
+        if self.augment:
+            from cryopoint.data.transforms import random_augment
+
+            image, points = random_augment(image, points, rng, **self.augment_kwargs)
+        target = self._draw_target(points, labels, run.voxel_size)
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None],
+            "target": torch.from_numpy(np.ascontiguousarray(target)),
+            "run": run.name,
+            "center": torch.tensor(np.asarray(spec.start) + np.asarray(self.crop_size) // 2, dtype=torch.int64),
+            "positive": spec.positive,
+        }
+
+    def _draw_target(self, points: np.ndarray, labels: np.ndarray, voxel_size: tuple[float, float, float]):
+        out_shape = tuple(s // self.output_stride for s in self.crop_size)
+        if self.target_kind == "heatmap":
+            from cryopoint.data.targets import draw_heatmaps
+
+            draw, dtype = draw_heatmaps, np.float32
+        else:
+            from cryopoint.data.sphere_targets import draw_sphere_labels
+
+            draw, dtype = draw_sphere_labels, np.int64
+        target = draw(out_shape, points, labels, voxel_size=voxel_size, stride=self.output_stride, **self.target_kwargs)
+        return target.astype(dtype, copy=False)
