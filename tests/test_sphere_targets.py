@@ -67,3 +67,44 @@ def test_bad_inputs():
         draw_sphere_labels((4, 4, 4), np.zeros((2, 3)), np.array([1]), voxel_size=10.0)
     with pytest.raises(ValueError, match="stride"):
         draw_sphere_labels((4, 4, 4), np.zeros((1, 3)), np.array([1]), voxel_size=10.0, stride=0)
+
+
+def test_sphere_labels_to_components_recovers_points(rng):
+    from cryopoint.coords import voxel_to_angstrom
+    from cryopoint.data.components import component_centroids
+
+    vs = 10.0
+    points = np.array([[10.0, 12.0, 12.0], [10.0, 12.0, 40.0], [20.0, 40.0, 20.0], [12.0, 44.0, 46.0]])
+    labels = np.array([0, 2, 3, 5])
+    for stride in (1, 2):
+        lab = draw_sphere_labels(
+            (32 // stride, 56 // stride, 56 // stride), points, labels, voxel_size=vs, stride=stride
+        )
+        probs = np.stack([(lab == c + 1).astype(np.float32) for c in range(len(PARTICLES))])
+        picks = component_centroids(probs, voxel_size=vs, stride=stride)
+        assert len(picks) == 4
+        assert list(picks["particle_type"]) == [PARTICLES[i].name for i in labels]
+        assert np.allclose(picks[["z_vox", "y_vox", "x_vox"]].to_numpy(float), points, atol=0.6 * stride)
+        assert np.allclose(
+            picks[["x", "y", "z"]].to_numpy(float),
+            voxel_to_angstrom(picks[["z_vox", "y_vox", "x_vox"]].to_numpy(float), vs),
+        )
+        assert np.allclose(picks["score"], 1.0, atol=0.25)
+
+
+def test_components_merge_touching_particles_and_filter_specks():
+    from cryopoint.data.components import component_centroids
+
+    # Two touching beta-galactosidase balls form one component: the known weakness versus NMS.
+    lab = draw_sphere_labels(
+        (24, 24, 40), np.array([[12.0, 12.0, 12.0], [12.0, 12.0, 20.0]]), np.array([2, 2]), voxel_size=10.0
+    )
+    probs = np.stack([(lab == c + 1).astype(np.float32) for c in range(len(PARTICLES))])
+    assert len(component_centroids(probs, voxel_size=10.0)) == 1
+    speck = np.zeros((6, 16, 16, 16), np.float32)
+    speck[3, 8, 8, 8] = 0.9  # one confident ribosome voxel: a tiny fraction of a ribosome ball
+    picks = component_centroids(speck, voxel_size=10.0)
+    assert len(picks) == 1 and picks["score"].iloc[0] < 0.01
+    assert component_centroids(speck, voxel_size=10.0, min_score=0.01).empty
+    with pytest.raises(ValueError, match="probs must be"):
+        component_centroids(speck[:3], voxel_size=10.0)
