@@ -6,6 +6,8 @@ All zarr access lives in :mod:`cryopoint.io.zarr_store`; every output goes throu
 from cryopoint.io.atomic import atomic_dir, atomic_path, atomic_write_text, refuse_inputs
 from cryopoint.io.layout import list_runs, read_picks, read_truth, tomogram_path, write_run_picks
 from cryopoint.io.picks import check_picks_table, check_points_in_volume, read_copick_json, write_copick_json
+from cryopoint.io.star import read_star, write_star
+from cryopoint.io.submission import read_submission_csv, write_submission_csv
 from cryopoint.io.tomograms import read_tomogram, write_mrc
 from cryopoint.io.zarr_store import write_ome_zarr
 
@@ -26,4 +28,8 @@ __all__ = [
     "write_copick_json",
     "check_picks_table",
     "check_points_in_volume",
+    "write_submission_csv",
+    "read_submission_csv",
+    "write_star",
+    "read_star",
 ]

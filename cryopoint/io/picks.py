@@ -233,16 +233,20 @@ def check_points_in_volume(picks: pd.DataFrame, tomogram: Tomogram, on_outside: 
     if on_outside not in ("raise", "drop"):
         raise ValueError(f'on_outside must be "raise" or "drop", got {on_outside!r}.')
     zyx = angstrom_to_voxel(picks[["x", "y", "z"]].to_numpy(dtype=np.float64), tomogram.voxel_size)
-    upper = np.asarray(tomogram.shape, dtype=np.float64) - 0.5
-    inside = np.all((zyx >= -0.5) & (zyx <= upper), axis=1)
+    tol = 1e-6  # voxels: points exactly on the outer faces count as inside despite rounding
+    upper = np.asarray(tomogram.shape, dtype=np.float64) - 0.5 + tol
+    inside = np.all((zyx >= -0.5 - tol) & (zyx <= upper), axis=1)
     n_out = int((~inside).sum())
     if not n_out:
         return picks
-    extent = ", ".join(f"{a}: [0, {e:.1f}]" for a, e in zip("zyx", tomogram.extent))
+    extent = ", ".join(
+        f"{a}: [{-0.5 * v:.1f}, {(n - 0.5) * v:.1f}]"
+        for a, n, v in zip("xyz", tomogram.shape[::-1], tomogram.voxel_size[::-1])
+    )
     first = picks.loc[~inside, ["x", "y", "z"]].iloc[0].to_dict()
     message = (
         f"{n_out} of {len(picks)} picks lie outside tomogram {tomogram.name or tomogram.path} "
-        f"(shape {tomogram.shape}, voxel size {tomogram.voxel_size} Å, extent Å {extent}); first: {first}. "
+        f"(shape z, y, x {tomogram.shape}, voxel size {tomogram.voxel_size} Å, Å range {extent}); first: {first}. "
         "Check the voxel size and that coordinates are in Å (not voxels)."
     )
     if on_outside == "raise":
