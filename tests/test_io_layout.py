@@ -8,6 +8,7 @@ import pytest
 
 from cryopoint.errors import DataNotFoundError, OutputExistsError, PicksFormatError, UnknownParticleError
 from cryopoint.io import list_runs, read_picks, read_tomogram, read_truth, tomogram_path, write_run_picks
+from cryopoint.particles import PARTICLE_NAMES
 from tests._layout_helpers import CHALLENGE_VOXEL_SIZE, write_challenge_store, write_picks_json
 
 RUNS = ("TS_5_4", "TS_69_2")
@@ -116,7 +117,7 @@ def test_write_run_picks_round_trip_with_scores(tmp_path):
 def test_write_run_picks_challenge_names_for_curation(tmp_path):
     table = pd.DataFrame({"particle_type": ["ribosome"], "x": [1.0], "y": [2.0], "z": [3.0]})
     paths = write_run_picks(tmp_path, "new", table)
-    assert sorted(p.name for p in paths) == sorted(f"{n}.json" for n in read_picks.__globals__["PARTICLE_NAMES"])
+    assert sorted(p.name for p in paths) == sorted(f"{n}.json" for n in PARTICLE_NAMES)
     got = read_picks(tmp_path, "new")
     assert got[["experiment", "particle_type"]].values.tolist() == [["new", "ribosome"]]
 
@@ -164,3 +165,28 @@ def test_malformed_json_missing_keys_and_unknown_names(tmp_path):
     with pytest.raises(UnknownParticleError, match="virus-like-particle"):
         read_picks(tmp_path, "r1")
     assert len(read_picks(tmp_path, "r1", unknown="skip")) == 0
+
+
+def test_copick_json_round_trip_and_table_checks(tmp_path):
+    from cryopoint.io import check_picks_table, read_copick_json, write_copick_json
+
+    table = pd.DataFrame(
+        {"particle_type": ["ribosome", "ribosome", "apo-ferritin"], "x": [1.5, 2.5, 9.0], "y": 3.0, "z": 4.0}
+    ).assign(score=[0.25, 0.75, 0.5])
+    path = write_copick_json(tmp_path / "p.json", table, "ribosome", "r9", user_id="me", session_id="7")
+    meta, back = read_copick_json(path)
+    assert (meta["user_id"], meta["session_id"], meta["run_name"], meta["unit"]) == ("me", "7", "r9", "angstrom")
+    assert back.experiment.tolist() == ["r9", "r9"]
+    assert back[["x", "y", "z", "score"]].to_numpy().tolist() == [[1.5, 3.0, 4.0, 0.25], [2.5, 3.0, 4.0, 0.75]]
+    with pytest.raises(OutputExistsError):
+        write_copick_json(path, table, "ribosome", "r9")
+    with pytest.raises(PicksFormatError, match="NaN"):
+        check_picks_table(table.assign(x=np.nan), need_experiment=False)
+    with pytest.raises(PicksFormatError, match="experiment"):
+        check_picks_table(table)
+
+
+def test_not_a_zarr_store(tmp_path):
+    (tmp_path / "empty.zarr").mkdir()
+    with pytest.raises(DataNotFoundError, match="not a readable zarr"):
+        read_tomogram(tmp_path / "empty.zarr")
