@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cryopoint.data.normalize import normalize_volume
 from cryopoint.errors import InvalidVolumeError
 from cryopoint.tomogram import Tomogram, check_volume
 
@@ -185,8 +186,6 @@ def predict_heatmaps(
     Raises:
         InvalidVolumeError: the volume is not 3-D, holds NaN/Inf, or is smaller than the model's minimum input.
     """
-    from cryopoint.data.normalize import normalize_volume
-
     check_volume(tomogram.data)
     multiple = _input_multiple(model)
     if any(n < m for n, m in zip(tomogram.shape, multiple)):
