@@ -1,0 +1,93 @@
+"""Write synthetic runs in the challenge layout (OME-Zarr v2 tomograms + copick picks JSON)."""
+
+from __future__ import annotations
+
+import os
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from rich.progress import Progress
+
+from cryopoint.errors import ConfigError
+from cryopoint.io.layout import write_run_picks
+from cryopoint.io.zarr_store import write_ome_zarr
+from cryopoint.synth.params import REAL_SHAPE, get_preset
+from cryopoint.synth.simulate import simulate_run
+
+__all__ = ["generate_dataset", "run_names"]
+
+_SPLITS = ("train", "test")
+
+
+def run_names(runs: int, seed: int, split: str = "train") -> list[str]:
+    """Challenge-like but clearly synthetic run names: ``TS_SYN<seed>_<i>`` (train), ``TS_SYNT<seed>_<i>`` (test).
+
+    >>> run_names(2, seed=0)
+    ['TS_SYN0_1', 'TS_SYN0_2']
+    """
+    tag = "SYN" if split == "train" else "SYNT"
+    return [f"TS_{tag}{seed}_{i + 1}" for i in range(runs)]
+
+
+def generate_dataset(
+    out: str | os.PathLike,
+    *,
+    runs: int | Sequence[str],
+    shape: Sequence[int] = REAL_SHAPE,
+    seed: int = 0,
+    preset: str = "realistic",
+    split: str = "train",
+    overwrite: bool = False,
+    workers: int = -1,
+    **overrides,
+) -> list[str]:
+    """Simulate runs and write them under ``out`` in the challenge layout.
+
+    Writes ``out/<split>/static/ExperimentRuns/<run>/VoxelSpacing10.000/denoised.zarr`` (OME-NGFF 0.4, zarr v2,
+    levels 0/1/2, voxel size 10.012444 Å in the metadata) and
+    ``out/<split>/overlay/ExperimentRuns/<run>/Picks/<particle>.json`` (copick JSON in Å, one file per class).
+    Each run's randomness comes from ``(seed, split, run name)`` only, so a run is identical whether it is
+    generated alone or with others, and ``train`` and ``test`` never share a volume.
+
+    >>> generate_dataset("data/synth", runs=2, shape=(64, 128, 128), preset="easy")  # doctest: +SKIP
+    ['TS_SYN0_1', 'TS_SYN0_2']
+
+    Args:
+        out: Dataset root.
+        runs: Number of runs (named by :func:`run_names`) or explicit run names.
+        shape: Tomogram shape (Z, Y, X) in voxels; the challenge's is (184, 630, 630).
+        seed: Dataset seed.
+        preset: ``"realistic"`` (default, the benchmark data) or ``"easy"``.
+        split: ``"train"`` or ``"test"``.
+        overwrite: Replace existing runs of the same names.
+        workers: FFT threads (-1 = all cores).
+        **overrides: :class:`~cryopoint.synth.params.SynthParams` fields to change, e.g. ``snr=0.3``.
+
+    Returns:
+        The run names written.
+
+    Raises:
+        ConfigError: unknown preset/parameter, bad split or run count.
+        OutputExistsError: a run exists and ``overwrite`` is False.
+    """
+    if split not in _SPLITS:
+        raise ConfigError(f"split must be one of {_SPLITS}; got {split!r}.")
+    if isinstance(runs, int):
+        if runs < 1:
+            raise ConfigError(f"runs must be at least 1; got {runs}.")
+        names = run_names(runs, seed, split)
+    else:
+        names = [str(r) for r in runs]
+    params = get_preset(preset, **overrides)
+    with Progress(transient=True) as progress:
+        task = progress.add_task(f"simulating {len(names)} {preset} run(s)", total=len(names))
+        for name in names:
+            rng = np.random.default_rng([seed, _SPLITS.index(split), zlib.crc32(name.encode())])
+            volume, picks = simulate_run(shape, params, rng, workers=workers)
+            store = Path(out) / split / "static" / "ExperimentRuns" / name / "VoxelSpacing10.000" / "denoised.zarr"
+            write_ome_zarr(store, volume, params.voxel_size, overwrite=overwrite)
+            write_run_picks(Path(out), name, picks, split=split, overwrite=overwrite)
+            progress.advance(task)
+    return names

@@ -1,0 +1,148 @@
+"""Orthogonal slices of a tomogram with particles circled by class (matplotlib, Agg, no pyplot state)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Ellipse
+
+from cryopoint.coords import angstrom_to_voxel, as_voxel_size
+from cryopoint.errors import PicksFormatError
+from cryopoint.io.atomic import atomic_path
+from cryopoint.particles import PARTICLE_NAMES, get_particle
+from cryopoint.tomogram import check_volume
+
+__all__ = ["plot_orthoslices", "class_color", "STATUS_STYLES"]
+
+#: Line style per match status (as produced by the metric's per-pick report): hit, false alarm, miss.
+STATUS_STYLES: dict[str, str] = {"tp": "solid", "fp": "dashed", "fn": "dotted"}
+_COLORS = ("#e6194b", "#f58231", "#ffe119", "#3cb44b", "#42d4f4", "#911eb4")  # distinct on grey
+# (panel name, array axis held fixed, horizontal axis, vertical axis); axes in array order z=0, y=1, x=2
+_PANELS = (("xy", 0, 2, 1), ("xz", 1, 2, 0), ("yz", 2, 1, 0))
+
+
+def class_color(name: str) -> str:
+    """The colour used for a particle class in every cryopoint figure."""
+    return _COLORS[get_particle(name).label % len(_COLORS)]
+
+
+def _contrast(volume: np.ndarray) -> tuple[float, float]:
+    sample = volume[:: max(1, volume.shape[0] // 16)].ravel()[:: max(1, volume[0].size // 50_000)]
+    lo, hi = np.percentile(sample, [1, 99])
+    return float(lo), float(hi if hi > lo else lo + 1e-12)
+
+
+def _circles(ax, picks_vox: np.ndarray, picks: pd.DataFrame, panel: tuple, index: int, vs: tuple) -> None:
+    """Draw each particle that crosses this slice as an ellipse of its cross-section radius."""
+    _, fixed, h_axis, v_axis = panel
+    for (name, status), pos in zip(
+        zip(picks["particle_type"], picks.get("status", [None] * len(picks)), strict=True), picks_vox, strict=True
+    ):
+        radius = get_particle(name).radius  # Å
+        depth = (pos[fixed] - index) * vs[fixed]  # Å from the slice plane
+        if abs(depth) >= radius:
+            continue
+        cross = np.sqrt(radius**2 - depth**2)  # Å: radius of the particle's section in this plane
+        ax.add_patch(
+            Ellipse(
+                (pos[h_axis], pos[v_axis]),
+                width=2 * cross / vs[h_axis],
+                height=2 * cross / vs[v_axis],
+                fill=False,
+                edgecolor=class_color(name),
+                linestyle=STATUS_STYLES.get(status, "solid"),
+                linewidth=1.2,
+            )
+        )
+
+
+def plot_orthoslices(
+    volume: np.ndarray,
+    voxel_size: float | Sequence[float],
+    picks: pd.DataFrame | None = None,
+    *,
+    center: Sequence[int] | None = None,
+    title: str | None = None,
+    out: str | os.PathLike | None = None,
+) -> Figure:
+    """Plot xy (at z), xz (at y) and yz (at x) slices through a tomogram, particles circled by class.
+
+    A particle is drawn in a panel when the slice cuts it (``|d| < R`` for depth ``d`` from the slice and
+    catalogue radius ``R``), as a circle of the section's radius ``sqrt(R² - d²)``. When ``picks`` has a
+    ``status`` column, ``"tp"``/``"fp"``/``"fn"`` picks are solid/dashed/dotted.
+
+    >>> fig = plot_orthoslices(vol, 10.012444, truth, out="tomo.png")  # doctest: +SKIP
+
+    Args:
+        volume: (Z, Y, X) array (any real dtype).
+        voxel_size: Å per voxel, one value or (z, y, x).
+        picks: picks table with ``particle_type`` and ``x, y, z`` in Å; optional ``status``.
+        center: (z, y, x) voxel indices of the slices; default: the volume centre.
+        title: figure title.
+        out: if given, the PNG is written there atomically.
+
+    Returns:
+        The matplotlib Figure (Agg; no pyplot window is opened).
+
+    Raises:
+        InvalidVolumeError: not a 3-D finite volume.
+        PicksFormatError: ``picks`` lacks the needed columns.
+        UnknownParticleError: a pick's class is not in the catalogue.
+    """
+    volume = check_volume(np.asarray(volume))
+    vs = as_voxel_size(voxel_size)
+    center = [s // 2 for s in volume.shape] if center is None else [int(c) for c in center]
+    center = [int(np.clip(c, 0, s - 1)) for c, s in zip(center, volume.shape, strict=True)]
+    picks_vox = np.zeros((0, 3))
+    if picks is not None:
+        missing = {"particle_type", "x", "y", "z"} - set(picks.columns)
+        if missing:
+            raise PicksFormatError(f"picks lacks columns {sorted(missing)}; expected particle_type, x, y, z (Å).")
+        picks_vox = angstrom_to_voxel(picks[["x", "y", "z"]].to_numpy(float), vs)
+    nz, ny, nx = volume.shape
+    lo, hi = _contrast(volume)
+    fig = Figure(figsize=(11, 11 * (ny + nz) / (nx + nz) * 0.92 + 0.6), layout="constrained")
+    grid = fig.add_gridspec(2, 2, width_ratios=[nx * vs[2], nz * vs[0]], height_ratios=[ny * vs[1], nz * vs[0]])
+    axes = {"xy": fig.add_subplot(grid[0, 0]), "xz": fig.add_subplot(grid[1, 0]), "yz": fig.add_subplot(grid[0, 1])}
+    for panel in _PANELS:
+        name, fixed, h_axis, v_axis = panel
+        ax = axes[name]
+        image = np.take(volume, center[fixed], axis=fixed)  # 2-D, rows = vertical axis, columns = horizontal
+        if name == "yz":  # show z horizontally next to the xy panel so that y lines up
+            image, h_axis, v_axis = image.T, v_axis, h_axis
+            panel = (name, fixed, h_axis, v_axis)
+        ax.imshow(
+            image,
+            cmap="gray",
+            vmin=lo,
+            vmax=hi,
+            origin="lower",
+            interpolation="nearest",
+            aspect=vs[v_axis] / vs[h_axis],
+        )
+        axis_names = "zyx"
+        ax.set_xlabel(f"{axis_names[h_axis]} (voxels)")
+        ax.set_ylabel(f"{axis_names[v_axis]} (voxels)")
+        ax.set_title(f"{name} at {axis_names[fixed]} = {center[fixed]}", fontsize=9)
+        if picks is not None and len(picks):
+            _circles(ax, picks_vox, picks, panel, center[fixed], vs)
+    handles = [
+        Line2D([], [], color=class_color(n), label=n)
+        for n in PARTICLE_NAMES
+        if picks is not None and n in set(picks["particle_type"])
+    ]
+    if picks is not None and "status" in picks.columns:
+        handles += [Line2D([], [], color="k", linestyle=s, label=k) for k, s in STATUS_STYLES.items()]
+    if handles:
+        fig.legend(handles=handles, loc="lower right", bbox_to_anchor=(0.99, 0.02), fontsize=9, frameon=True)
+    if title:
+        fig.suptitle(title)
+    if out is not None:
+        with atomic_path(out, suffix=".png") as tmp:
+            fig.savefig(tmp, format="png", dpi=100)
+    return fig
