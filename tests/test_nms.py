@@ -1,0 +1,168 @@
+"""Peak extraction: identical to the scipy reference on every kind of volume; picks table conventions."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import cryopoint.post.nms as nms
+from cryopoint.errors import InvalidVolumeError
+from cryopoint.particles import PARTICLE_NAMES
+from cryopoint.post.nms import (
+    PEAK_COLUMNS,
+    find_peaks,
+    full_to_stride,
+    kernel_size,
+    local_maxima,
+    local_maxima_torch,
+    reference_local_maxima,
+    stride_to_full,
+)
+
+
+def blobs(rng, shape=(14, 22, 20), n=6, sigma=1.5, noise=0.02):
+    vol = rng.random(shape).astype(np.float32) * noise
+    zz, yy, xx = np.indices(shape)
+    for c, a in zip(rng.uniform(0, 1, (n, 3)) * shape, rng.uniform(0.2, 1.0, n)):
+        g = a * np.exp(-((zz - c[0]) ** 2 + (yy - c[1]) ** 2 + (xx - c[2]) ** 2) / (2 * sigma**2))
+        vol = np.maximum(vol, g.astype(np.float32))
+    return vol
+
+
+def volumes(rng):
+    shape = (9, 13, 11)
+    return {
+        "random": rng.random(shape).astype(np.float32),
+        "blobs": blobs(rng),
+        "ties": (rng.integers(0, 4, shape) / 4).astype(np.float32),  # plateaus everywhere
+        "constant": np.full(shape, 0.5, np.float32),  # every voxel is a tied maximum
+        "border": np.pad(np.ones((1, 1, 1), np.float32), ((0, 8), (12, 0), (0, 10))),  # corner peak
+        "negative": -rng.random(shape).astype(np.float32),
+    }
+
+
+def as_set(a):
+    return set(map(tuple, np.asarray(a).tolist()))
+
+
+@pytest.mark.parametrize("dense_fraction", [0.05, 1.0])  # 1.0 forces the sparse cascade even on dense data
+@pytest.mark.parametrize("kernel", [(3, 3, 3), (7, 7, 7), (3, 5, 9), (15, 15, 15)])
+@pytest.mark.parametrize("min_score", [0.0, 0.3, -1.0])
+def test_cpu_and_torch_paths_equal_the_reference(rng, monkeypatch, kernel, min_score, dense_fraction):
+    monkeypatch.setattr(nms, "DENSE_FRACTION", dense_fraction)
+    for name, vol in volumes(rng).items():
+        ref = reference_local_maxima(vol, kernel, min_score)
+        ours = local_maxima(vol, kernel, min_score)
+        assert ours.dtype == np.int64 and ours.shape[1:] == (3,)
+        np.testing.assert_array_equal(ours, ref, err_msg=name)  # same set, same C order
+        np.testing.assert_array_equal(local_maxima_torch(torch.from_numpy(vol), kernel, min_score).numpy(), ref)
+
+
+def test_reference_definition_by_hand():
+    vol = np.zeros((5, 5, 5), np.float32)
+    vol[1, 1, 1], vol[3, 3, 3], vol[1, 1, 3] = 0.9, 0.8, 0.9  # two equal maxima 2 voxels apart
+    assert as_set(reference_local_maxima(vol, (3, 3, 3), 0.1)) == {(1, 1, 1), (3, 3, 3), (1, 1, 3)}
+    assert as_set(reference_local_maxima(vol, (5, 5, 5), 0.1)) == {(1, 1, 1), (1, 1, 3)}  # tie: both kept
+    assert as_set(local_maxima(vol, (5, 5, 5), 0.1)) == {(1, 1, 1), (1, 1, 3)}
+    assert as_set(local_maxima(vol, (5, 5, 5), 0.85)) == {(1, 1, 1), (1, 1, 3)}
+    assert local_maxima(vol, (3, 3, 3), 0.95).shape == (0, 3)
+
+
+def test_kernel_size_rule():
+    assert kernel_size(60.0, 10.012444) == (7, 7, 7)  # half-width round(0.5 * 60 / 10) = 3
+    assert kernel_size(150.0, 10.0) == (17, 17, 17)  # round(7.5) = 8 (half up)
+    assert kernel_size(60.0, 10.0, stride=2) == (5, 5, 5)  # half-width floor(1.5 + 0.5) = 2
+    assert kernel_size(60.0, (20.0, 10.0, 10.0)) == (5, 7, 7)
+    assert kernel_size(10.0, 10.0) == (3, 3, 3)  # never below 3
+    assert kernel_size(60.0, 10.0, kernel_factor=1.0) == (13, 13, 13)
+
+
+def test_stride_mapping_round_trip():
+    idx = np.array([0.0, 1.0, 7.25])
+    assert stride_to_full(0, 1) == 0
+    np.testing.assert_allclose(stride_to_full(idx, 4), [1.5, 5.5, 30.5])
+    np.testing.assert_allclose(full_to_stride(stride_to_full(idx, 4), 4), idx)
+
+
+def planted(shape=(6, 20, 24, 24)):
+    h = np.zeros(shape, np.float32)
+    h[0, 5, 6, 7] = 0.9
+    h[0, 15, 18, 3] = 0.4
+    h[3, 10, 10, 10] = 0.7
+    return h
+
+
+def test_find_peaks_table_units_and_order():
+    df = find_peaks(planted(), voxel_size=(10.0, 10.0, 10.0), min_score=0.1)
+    assert tuple(df.columns) == PEAK_COLUMNS
+    assert list(df.particle_type) == ["apo-ferritin", "apo-ferritin", "ribosome"]
+    np.testing.assert_allclose(df[["z_vox", "y_vox", "x_vox"]].iloc[0], [5, 6, 7])
+    np.testing.assert_allclose(df[["x", "y", "z"]].iloc[0], [70.0, 60.0, 50.0])  # Å, x y z order
+    np.testing.assert_allclose(df.score, [0.9, 0.4, 0.7], rtol=1e-6)
+    assert len(find_peaks(planted(), voxel_size=10.0, min_score=0.5)) == 2
+    assert list(find_peaks(planted(), voxel_size=10.0, top_k=1).score.round(3)) == [0.9, 0.7]
+
+
+def test_find_peaks_stride_maps_to_full_resolution():
+    df = find_peaks(planted(), voxel_size=10.0, stride=2, min_score=0.1)
+    np.testing.assert_allclose(df[["z_vox", "y_vox", "x_vox"]].iloc[0], [10.5, 12.5, 14.5])
+    np.testing.assert_allclose(df[["x", "y", "z"]].iloc[0], [145.0, 125.0, 105.0])
+
+
+def test_find_peaks_inputs_agree_numpy_torch_and_dtypes():
+    h = np.stack([blobs(np.random.default_rng(i)) for i in range(6)])
+    a = find_peaks(h, voxel_size=10.0, min_score=0.1)
+    b = find_peaks(torch.from_numpy(h), voxel_size=10.0, min_score=0.1)
+    pd.testing.assert_frame_equal(a, b)
+    assert len(a) > 6
+    assert len(find_peaks((h > 0.5).astype(np.uint8), voxel_size=10.0, min_score=1)) > 0  # ints are cast
+
+
+def test_find_peaks_empty_and_bad_input():
+    df = find_peaks(np.zeros((6, 4, 4, 4), np.float32), voxel_size=10.0)
+    assert df.empty and tuple(df.columns) == PEAK_COLUMNS
+    with pytest.raises(InvalidVolumeError, match="C = 6"):
+        find_peaks(np.zeros((5, 4, 4, 4)), voxel_size=10.0)
+    with pytest.raises(InvalidVolumeError, match="shape"):
+        find_peaks(np.zeros((4, 4, 4)), voxel_size=10.0)
+    bad = np.zeros((6, 4, 4, 4), np.float32)
+    bad[2, 1, 1, 1] = np.nan
+    with pytest.raises(InvalidVolumeError, match="NaN"):
+        find_peaks(bad, voxel_size=10.0)
+    with pytest.raises(InvalidVolumeError, match="NaN"):
+        find_peaks(torch.from_numpy(bad), voxel_size=10.0)
+    with pytest.raises(InvalidVolumeError, match="NaN"):
+        local_maxima_torch(torch.from_numpy(bad[2]), (3, 3, 3), 0.5)
+
+
+def test_find_peaks_class_names_subset():
+    h = planted()[:2]  # channel 0 has two peaks, channel 1 none
+    df = find_peaks(h, voxel_size=10.0, class_names=("ribosome", "thyroglobulin"), min_score=0.1)
+    assert list(df.particle_type) == ["ribosome", "ribosome"]
+    assert set(find_peaks(planted(), voxel_size=10.0).particle_type) == {PARTICLE_NAMES[0], PARTICLE_NAMES[3]}
+
+
+@pytest.mark.parametrize("sigma", [1.0, 2.0, 4.0, 6.0])
+def test_refinement_recovers_subvoxel_positions(sigma):
+    rng = np.random.default_rng(int(sigma * 10))
+    shape = (32, 32, 32)
+    zz, yy, xx = np.indices(shape)
+    for _ in range(5):
+        centre = np.array([15.0, 16.0, 14.0]) + rng.uniform(-0.5, 0.5, 3)
+        vol = np.exp(-((zz - centre[0]) ** 2 + (yy - centre[1]) ** 2 + (xx - centre[2]) ** 2) / (2 * sigma**2))
+        h = np.zeros((6, *shape), np.float32)
+        h[0] = vol
+        coarse = find_peaks(h, voxel_size=10.0)
+        fine = find_peaks(h, voxel_size=10.0, refine=True)
+        assert len(fine) == 1
+        err = np.abs(fine[["z_vox", "y_vox", "x_vox"]].to_numpy()[0] - centre)
+        assert err.max() <= 0.25, (sigma, centre, err)
+        assert err.max() < np.abs(coarse[["z_vox", "y_vox", "x_vox"]].to_numpy()[0] - centre).max() + 1e-9
+
+
+def test_refinement_stays_put_at_borders_and_on_flat_tops():
+    h = np.zeros((6, 5, 5, 5), np.float32)
+    h[1, 0, 2, 2] = 1.0  # touches the z border: z offset stays 0
+    h[1, 0, 2, 3] = 0.5  # x profile asymmetric: moves towards x=3
+    df = find_peaks(h, voxel_size=10.0, refine=True, min_score=0.9)
+    assert df.z_vox.iloc[0] == 0.0 and df.y_vox.iloc[0] == 2.0 and 2.0 < df.x_vox.iloc[0] <= 2.5
