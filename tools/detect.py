@@ -1,0 +1,58 @@
+"""Detect particles in many tomograms: a challenge/copick dataset split, or a list of .zarr/.mrc files.
+
+    python tools/detect.py --model runs/quickstart/best.pt --root data/czii --split test --out preds/
+    python tools/detect.py --model blob --files a.zarr b.mrc --voxel-size 10.012 --out preds/ --formats raw star5
+
+Per-run results land in OUT/runs/ as each tomogram finishes; a rerun skips finished runs (--overwrite redoes
+them). The exit code is 1 if any run failed (the others still finish and are written).
+"""
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from cryopoint.batch import FORMATS, BatchOptions, run_batch, runs_from_files, runs_from_root
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--model", default=os.environ.get("CRYOPOINT_MODEL"), help="checkpoint, or 'blob' (no training)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--root", type=Path, help="dataset root in the challenge/copick layout")
+    src.add_argument("--files", type=Path, nargs="+", help=".zarr stores or MRC files")
+    p.add_argument("--split", default="test", help="split folder under --root (default: test)")
+    p.add_argument("--runs", nargs="+", default=[], help="only these runs of the split")
+    p.add_argument("--kind", default="denoised", help="reconstruction: denoised, wbp, ctfdeconvolved, ...")
+    p.add_argument("--out", type=Path, required=True, help="output folder (per-run results and combined files)")
+    p.add_argument("--formats", nargs="+", default=["submission", "raw"], choices=FORMATS)
+    p.add_argument("--overlay-root", type=Path, help="copick overlay root (default: OUT/overlay)")
+    p.add_argument("--threshold", type=float, help="one score threshold for every class (default: the model's)")
+    p.add_argument("--devices", nargs="+", default=[], help="e.g. cuda:0 cuda:1 (default: every GPU, else cpu)")
+    p.add_argument("--tta", action="store_true", default=None, help="flip test-time augmentation (4x slower)")
+    p.add_argument("--batch-size", type=int, help="windows per forward pass (default: the model's config)")
+    p.add_argument("--voxel-size", type=float, help="Å per voxel, for files without one in their header")
+    p.add_argument("--overwrite", action="store_true", help="redo runs that already finished")
+    args = p.parse_args(argv)
+    if not args.model:
+        p.error("no model: pass --model CHECKPOINT (or 'blob'), or set CRYOPOINT_MODEL")
+    inputs = runs_from_files(args.files) if args.files else runs_from_root(args.root, args.split, args.runs, args.kind)
+    opts = BatchOptions(
+        model=str(args.model),
+        out_dir=args.out,
+        formats=tuple(args.formats),
+        overlay_root=args.overlay_root,
+        split=args.split,
+        thresholds=args.threshold,
+        devices=tuple(args.devices),
+        tta=args.tta,
+        batch_size=args.batch_size,
+        voxel_size=args.voxel_size,
+        overwrite=args.overwrite,
+    )
+    summary = run_batch(inputs, opts)
+    return int((summary["status"] == "failed").any())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
