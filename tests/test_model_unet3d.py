@@ -2,9 +2,23 @@
 
 import pytest
 import torch
+from _model_contract import ModelContract
 
 from cryopoint.engine.seg_losses import dice_ce_loss
+from cryopoint.errors import ConfigError, InvalidVolumeError
 from cryopoint.model.unet3d import UNet3D
+
+
+class TestUNet3DStride1(ModelContract):
+    arch = "unet3d"
+    kwargs = {"channels": (4, 8, 8)}
+    losses = ("dice_ce",)
+
+
+class TestUNet3DStride2(ModelContract):
+    arch = "unet3d"
+    kwargs = {"channels": (4, 8, 8, 8), "output_stride": 2}
+    losses = ("dice_ce",)
 
 
 @pytest.mark.parametrize("stride", [1, 2])
@@ -44,11 +58,11 @@ def test_learns_a_ball():
 
 
 def test_bad_configuration_and_input():
-    with pytest.raises(ValueError, match="output_stride"):
+    with pytest.raises(ConfigError, match="output_stride"):
         UNet3D(channels=(4, 8), output_stride=2)
-    with pytest.raises(ValueError, match="at least two"):
+    with pytest.raises(ConfigError, match="at least two"):
         UNet3D(channels=(4,))
-    with pytest.raises(ValueError, match="prior_prob"):
+    with pytest.raises(ConfigError, match="prior_prob"):
         UNet3D(prior_prob=0.5)
-    with pytest.raises(ValueError, match=r"\(B, C, D, H, W\)"):
+    with pytest.raises(InvalidVolumeError, match=r"\(B, C, D, H, W\)"):
         UNet3D(channels=(4, 8))(torch.zeros(1, 8, 8, 8))

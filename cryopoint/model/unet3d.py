@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cryopoint.errors import ConfigError, InvalidVolumeError
 from cryopoint.particles import NUM_CLASSES
 
 __all__ = ["UNet3D"]
@@ -80,15 +81,15 @@ class UNet3D(nn.Module):
         super().__init__()
         channels = [int(c) for c in channels]
         if len(channels) < 2 or min(channels) < 1:
-            raise ValueError(f"channels needs at least two positive levels, e.g. (16, 32, 64); got {channels}.")
+            raise ConfigError(f"channels needs at least two positive levels, e.g. (16, 32, 64); got {channels}.")
         n_pool = len(channels) - 1
         valid_strides = [2**i for i in range(n_pool)]
         if output_stride not in valid_strides:
-            raise ValueError(
+            raise ConfigError(
                 f"output_stride must be one of {valid_strides} for {len(channels)} levels; got {output_stride}."
             )
         if not 0 < prior_prob * num_classes < 1:
-            raise ValueError(f"prior_prob x num_classes must be in (0, 1); got {prior_prob} x {num_classes}.")
+            raise ConfigError(f"prior_prob x num_classes must be in (0, 1); got {prior_prob} x {num_classes}.")
         self.num_classes = int(num_classes)
         self.output_stride = int(output_stride)
         self.input_multiple = (2**n_pool,) * 3
@@ -114,7 +115,7 @@ class UNet3D(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Volume ``(B, in_channels, D, H, W)`` → logits ``(B, num_classes + 1, ceil(D/s), ceil(H/s), ceil(W/s))``."""
         if x.ndim != 5:
-            raise ValueError(f"UNet3D expects (B, C, D, H, W); got shape {tuple(x.shape)}.")
+            raise InvalidVolumeError(f"UNet3D expects (B, C, D, H, W); got shape {tuple(x.shape)}.")
         size = x.shape[2:]
         pad = [(-n) % m for n, m in zip(size, self.input_multiple)]
         if any(pad):
