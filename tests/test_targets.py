@@ -7,7 +7,8 @@ from scipy.ndimage import maximum_filter
 from cryopoint.data.targets import DEFAULT_SIGMA_FACTOR, draw_heatmaps, sigma_for
 from cryopoint.data.transforms import flip, rot90_xy, transpose_xy
 from cryopoint.errors import PicksFormatError, UnknownParticleError
-from cryopoint.particles import NUM_CLASSES, PARTICLES
+from cryopoint.particles import NUM_CLASSES, PARTICLE_NAMES, PARTICLES
+from cryopoint.post.nms import find_peaks
 
 VOXEL = 10.012444
 
@@ -129,3 +130,22 @@ def test_flipping_volume_and_points_commutes_with_drawing(rng, stride):
     _, moved = transpose_xy(np.zeros(shape), points)
     then_drawn = draw_heatmaps(out_shape, moved, labels, voxel_size=VOXEL, stride=stride)
     np.testing.assert_allclose(then_drawn, np.swapaxes(drawn, 2, 3), atol=1e-6)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_planted_points_are_recovered_by_find_peaks(rng, stride):
+    shape = (32, 48, 48)
+    points, labels = _planted(rng, 25, np.array(shape) - 8, min_dist=12)
+    points = points + 4 + rng.uniform(-0.3, 0.3, points.shape)  # sub-voxel truth, off the border
+    out_shape = tuple(s // stride for s in shape)
+    heat = draw_heatmaps(out_shape, points, labels, voxel_size=VOXEL, stride=stride, sigma_factor=0.25)
+    for refine, tolerance in ((False, 0.5 * stride * np.sqrt(3)), (True, 0.01)):
+        picks = find_peaks(heat, voxel_size=VOXEL, stride=stride, min_score=0.5, refine=refine)
+        assert len(picks) == len(points)
+        for p, c in zip(points, labels):
+            rows = picks[picks.particle_type == PARTICLE_NAMES[c]]
+            dist = np.linalg.norm(rows[["z_vox", "y_vox", "x_vox"]].to_numpy() - p, axis=1)
+            # Without refinement: the centre of the output voxel holding the point. With it: the sub-voxel truth,
+            # because each target is an exact (rescaled) Gaussian around the true position.
+            assert dist.min() <= tolerance + 1e-9
+    assert picks.score.min() == 1.0

@@ -11,8 +11,8 @@ finder look for) while the shape around it still encodes the sub-voxel position.
 ``truncate x sigma`` around it, so cost grows with the number of particles, not the crop size; particles
 outside the crop but within that reach still leave their tails on its border.
 
-Stride convention (shared with the peak finder): output voxel ``i`` covers full-resolution voxels
-``i*s .. i*s + s - 1`` and its centre sits at ``i*s + (s - 1) / 2``.
+Stride convention (the peak finder's :func:`cryopoint.post.nms.full_to_stride`, used here): output voxel ``i``
+covers full-resolution voxels ``i*s .. i*s + s - 1`` and its centre sits at ``i*s + (s - 1) / 2``.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import numpy as np
 from cryopoint.coords import as_voxel_size
 from cryopoint.errors import PicksFormatError, UnknownParticleError
 from cryopoint.particles import PARTICLES, ParticleType, get_particle
+from cryopoint.post.nms import full_to_stride
 
 __all__ = ["DEFAULT_SIGMA_FACTOR", "sigma_for", "draw_heatmaps"]
 
@@ -112,7 +113,7 @@ def draw_heatmaps(
         raise UnknownParticleError(f"labels must be integers in [0, {len(radii)}); got {np.unique(labels)}.")
     heat = np.zeros((len(radii), *shape), dtype=np.float32)
     sigmas = sigma_factor * radii[:, None] / np.asarray(as_voxel_size(voxel_size))[None, :] / stride  # (C, 3) out vox
-    centres = (points - (stride - 1) / 2) / stride  # (N, 3) in output voxels
+    centres = full_to_stride(points, stride)  # (N, 3) in output voxels
     for centre, label in zip(centres, labels):
         sigma = sigmas[label]
         nearest = np.round(centre)
