@@ -215,6 +215,35 @@ def test_dataloader_workers_do_not_change_samples(runs):
     torch.testing.assert_close(serial["target"], parallel["target"], rtol=0, atol=0)
 
 
+def test_particles_just_outside_the_crop_contribute_their_tails():
+    outside = make_run("O", (8, 16, 16), [[4, 8, 20]], [3])  # a ribosome 5 voxels past the x face
+    ds = CropDataset([outside], crop_size=(8, 16, 16), positive_fraction=0.0, samples_per_epoch=1, augment=False)
+    target = ds[0]["target"].numpy()
+    sigma = 0.5 * 150.0 / VS  # the targets' default sigma_factor x ribosome radius, in voxels
+    assert target[3, 4, 8, 15] == pytest.approx(np.exp(-0.5 * (5 / sigma) ** 2), rel=1e-4)
+    far = CropDataset(
+        [outside],
+        crop_size=(8, 16, 16),
+        positive_fraction=0.0,
+        samples_per_epoch=1,
+        augment=False,
+        target_kwargs={"sigma_factor": 0.1},
+    )
+    assert far[0]["target"].max() == 0.0, "a narrow Gaussian 5 voxels away does not reach the crop"
+
+
+def test_non_square_crops_augment_without_xy_rotations(runs):
+    ds = CropDataset(runs, crop_size=(8, 16, 32), samples_per_epoch=8, augment=True, seed=1)
+    assert all(ds[i]["image"].shape == (1, 8, 16, 32) and ds[i]["target"].shape == (6, 8, 16, 32) for i in range(8))
+    with pytest.raises(ConfigError, match="square"):
+        CropDataset(runs, crop_size=(8, 16, 32), augment_kwargs={"rot90": True})
+    aniso = [make_run("Z", (8, 16, 16), [[4, 8, 8]], [3])]
+    aniso[0].voxel_size = (10.0, 10.0, 12.0)
+    with pytest.raises(ConfigError, match="anisotropic runs Z"):
+        CropDataset(aniso, crop_size=(8, 16, 16))
+    assert len(CropDataset(aniso, crop_size=(8, 16, 16), augment=False)) == 1000
+
+
 def test_dataset_config_errors(runs):
     with pytest.raises(ConfigError, match="divisible"):
         CropDataset(runs, crop_size=(8, 15, 16), output_stride=2)

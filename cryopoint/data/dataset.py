@@ -10,6 +10,7 @@ so the workers see the new epoch).
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 from collections.abc import Sequence
@@ -21,9 +22,14 @@ import pandas as pd
 import torch
 from rich.progress import track
 
+from cryopoint import io as cpio
 from cryopoint.coords import ANGSTROM_COLUMNS, angstrom_to_voxel, as_voxel_size
+from cryopoint.data import normalize
 from cryopoint.data.cache import params_hash
 from cryopoint.data.sampling import CropSampler, extract_crop, points_near_crop
+from cryopoint.data.sphere_targets import draw_sphere_labels
+from cryopoint.data.targets import draw_heatmaps
+from cryopoint.data.transforms import random_augment
 from cryopoint.errors import ConfigError, DataNotFoundError
 from cryopoint.io.atomic import atomic_path, atomic_write_text
 from cryopoint.particles import PARTICLES, get_particle
@@ -80,27 +86,22 @@ def _source_fingerprint(path: Path) -> dict:
 
 def _normalize_version() -> str:
     """Digest of the normalisation module's source: any change to it invalidates cached volumes."""
-    from cryopoint.data import normalize
-
     return hashlib.sha256(Path(normalize.__file__).read_bytes()).hexdigest()[:16]
 
 
 def _load_volume(path: Path, cache_dir: Path | None) -> tuple[np.ndarray, tuple[float, float, float]]:
     """Read and normalise one tomogram, through the ``.npy`` cache when ``cache_dir`` is given."""
-    from cryopoint.data.normalize import normalize_volume
-    from cryopoint.io import read_tomogram
-
     if cache_dir is None:
-        tomo = read_tomogram(path)
-        return normalize_volume(np.asarray(tomo.data)), tomo.voxel_size
+        tomo = cpio.read_tomogram(path)
+        return normalize.normalize_volume(tomo.data), tomo.voxel_size
     key = params_hash(
         {"source": _source_fingerprint(path), "normalize": _normalize_version(), "format": _VOLUME_CACHE_VERSION}
     )
     npy, meta = cache_dir / f"{key}.npy", cache_dir / f"{key}.json"
     if not (npy.is_file() and meta.is_file()):
-        tomo = read_tomogram(path)
+        tomo = cpio.read_tomogram(path)
         with atomic_path(npy) as tmp:
-            np.save(tmp, normalize_volume(np.asarray(tomo.data)))
+            np.save(tmp, normalize.normalize_volume(tomo.data))
         # Written last: its presence marks a complete cache entry.
         atomic_write_text(meta, json.dumps({"source": str(path), "voxel_size": list(tomo.voxel_size)}) + "\n")
     voxel_size = tuple(json.loads(meta.read_text())["voxel_size"])
@@ -134,9 +135,7 @@ def load_runs(
 
     >>> runs = load_runs("data/czii", ["TS_5_4"], cache_dir=default_cache_dir() / "volumes")  # doctest: +SKIP
     """
-    from cryopoint.io.layout import list_runs, read_picks, tomogram_path
-
-    known = list_runs(root, split=split)
+    known = cpio.list_runs(root, split=split)
     names = sorted(known) if runs is None else list(runs)
     unknown = [n for n in names if n not in known]
     if unknown:
@@ -147,8 +146,8 @@ def load_runs(
     cache = Path(cache_dir) if cache_dir is not None else None
     out = []
     for name in track(names, description=f"Loading {len(names)} {kind} tomogram(s)", transient=True):
-        volume, voxel_size = _load_volume(Path(tomogram_path(root, name, split=split, kind=kind)), cache)
-        out.append(RunData(name, volume, voxel_size, read_picks(root, name, split=split)))
+        volume, voxel_size = _load_volume(Path(cpio.tomogram_path(root, name, split=split, kind=kind)), cache)
+        out.append(RunData(name, volume, voxel_size, cpio.read_picks(root, name, split=split)))
     return out
 
 
@@ -169,13 +168,16 @@ class CropDataset(torch.utils.data.Dataset):
         target_kwargs: Extra arguments of the target drawer (e.g. ``sigma_factor`` or ``radius_fraction``).
         positive_fraction: Probability that a crop is centred near a particle.
         samples_per_epoch: Dataset length.
-        augment: Apply :mod:`cryopoint.data.transforms` augmentations.
-        augment_kwargs: Extra arguments of the augmentation.
+        augment: Apply :func:`cryopoint.data.transforms.random_augment` (flips, xy quarter turns and
+            transposes, intensity scale/shift/noise).
+        augment_kwargs: Extra arguments of ``random_augment``. xy quarter turns and transposes need square
+            ``H == W`` crops and equal y/x voxel sizes; for other crops they default to off.
         seed: Base seed.
         class_weights: Relative class weights for choosing positive crops (``None`` = uniform over the
             classes present).
-        halo: Voxels around the crop whose particles still reach the target; ``None`` = twice the largest
-            catalogue radius (enough for Gaussian tails up to sigma = 2/3 radius cut at 3 sigma).
+        halo: Voxels around the crop whose particles still reach the target; ``None`` = derived from the
+            drawer's arguments (``truncate x sigma_factor x`` largest radius for heatmaps,
+            ``radius_fraction x`` largest radius for spheres) plus one voxel.
         pad_value: Image value where a crop extends past a volume smaller than the crop.
 
     >>> ds = CropDataset(runs, crop_size=(16, 64, 64), output_stride=2, samples_per_epoch=100)  # doctest: +SKIP
@@ -218,7 +220,16 @@ class CropDataset(torch.utils.data.Dataset):
         self.target_kwargs = dict(target_kwargs or {})
         self.samples_per_epoch = int(samples_per_epoch)
         self.augment = bool(augment)
-        self.augment_kwargs = dict(augment_kwargs or {})
+        square = self.crop_size[1] == self.crop_size[2]
+        self.augment_kwargs = {"rot90": square, "transpose": square, **(augment_kwargs or {})}
+        if self.augment and (self.augment_kwargs["rot90"] or self.augment_kwargs["transpose"]):
+            anisotropic = [r.name for r in self.runs if not np.isclose(r.voxel_size[1], r.voxel_size[2])]
+            if not square or anisotropic:
+                raise ConfigError(
+                    "xy quarter turns/transposes need square crops (H == W) and equal y/x voxel sizes; got crop "
+                    f"{self.crop_size}{' and anisotropic runs ' + ', '.join(anisotropic) if anisotropic else ''}. "
+                    "Use a square crop or pass augment_kwargs={'rot90': False, 'transpose': False}."
+                )
         self.seed = int(seed)
         self.pad_value = float(pad_value)
         self.epoch = 0
@@ -230,8 +241,21 @@ class CropDataset(torch.utils.data.Dataset):
             positive_fraction=positive_fraction,
             class_weights=class_weights,
         )
-        max_radius = max(p.radius for p in PARTICLES)  # Å
-        self.halos = [2 * max_radius / min(r.voxel_size) if halo is None else float(halo) for r in self.runs]
+        if target_kind == "heatmap":
+            self._draw, self._target_dtype = draw_heatmaps, np.float32
+        else:
+            self._draw, self._target_dtype = draw_sphere_labels, np.int64
+        reach = self._target_reach()  # Å
+        self.halos = [reach / min(r.voxel_size) + 1.0 if halo is None else float(halo) for r in self.runs]
+
+    def _target_reach(self) -> float:
+        """How far (Å) the target drawn for a particle extends from its centre, for the largest class."""
+        defaults = {k: p.default for k, p in inspect.signature(self._draw).parameters.items()}
+        kwargs = {**defaults, **self.target_kwargs}
+        radius = max(kwargs.get("radii") or [p.radius for p in PARTICLES])
+        if self.target_kind == "heatmap":
+            return float(kwargs["truncate"] * kwargs["sigma_factor"] * radius)
+        return float(kwargs["radius_fraction"] * radius)
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose samples ``__getitem__`` returns (call before iterating each epoch)."""
@@ -256,27 +280,15 @@ class CropDataset(torch.utils.data.Dataset):
         image = extract_crop(run.volume, spec.start, self.crop_size, pad_value=self.pad_value)
         points, labels = points_near_crop(run.points_zyx, run.labels, spec.start, self.crop_size, self.halos[spec.run])
         if self.augment:
-            from cryopoint.data.transforms import random_augment
-
             image, points = random_augment(image, points, rng, **self.augment_kwargs)
-        target = self._draw_target(points, labels, run.voxel_size)
+        out_shape = tuple(s // self.output_stride for s in self.crop_size)
+        target = self._draw(
+            out_shape, points, labels, voxel_size=run.voxel_size, stride=self.output_stride, **self.target_kwargs
+        )
         return {
             "image": torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None],
-            "target": torch.from_numpy(np.ascontiguousarray(target)),
+            "target": torch.from_numpy(np.ascontiguousarray(target, dtype=self._target_dtype)),
             "run": run.name,
             "center": torch.tensor(np.asarray(spec.start) + np.asarray(self.crop_size) // 2, dtype=torch.int64),
             "positive": spec.positive,
         }
-
-    def _draw_target(self, points: np.ndarray, labels: np.ndarray, voxel_size: tuple[float, float, float]):
-        out_shape = tuple(s // self.output_stride for s in self.crop_size)
-        if self.target_kind == "heatmap":
-            from cryopoint.data.targets import draw_heatmaps
-
-            draw, dtype = draw_heatmaps, np.float32
-        else:
-            from cryopoint.data.sphere_targets import draw_sphere_labels
-
-            draw, dtype = draw_sphere_labels, np.int64
-        target = draw(out_shape, points, labels, voxel_size=voxel_size, stride=self.output_stride, **self.target_kwargs)
-        return target.astype(dtype, copy=False)
