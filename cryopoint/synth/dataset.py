@@ -16,7 +16,7 @@ from cryopoint.io.zarr_store import write_ome_zarr
 from cryopoint.synth.params import REAL_SHAPE, get_preset
 from cryopoint.synth.simulate import simulate_run
 
-__all__ = ["generate_dataset", "run_names"]
+__all__ = ["generate_dataset", "run_names", "run_rng"]
 
 _SPLITS = ("train", "test")
 
@@ -29,6 +29,11 @@ def run_names(runs: int, seed: int, split: str = "train") -> list[str]:
     """
     tag = "SYN" if split == "train" else "SYNT"
     return [f"TS_{tag}{seed}_{i + 1}" for i in range(runs)]
+
+
+def run_rng(seed: int, split: str, name: str) -> np.random.Generator:
+    """The random generator of one run: a function of ``(seed, split, run name)`` only."""
+    return np.random.default_rng([seed, _SPLITS.index(split), zlib.crc32(name.encode())])
 
 
 def generate_dataset(
@@ -84,8 +89,7 @@ def generate_dataset(
     with Progress(transient=True) as progress:
         task = progress.add_task(f"simulating {len(names)} {preset} run(s)", total=len(names))
         for name in names:
-            rng = np.random.default_rng([seed, _SPLITS.index(split), zlib.crc32(name.encode())])
-            volume, picks = simulate_run(shape, params, rng, workers=workers)
+            volume, picks = simulate_run(shape, params, run_rng(seed, split, name), workers=workers)
             store = Path(out) / split / "static" / "ExperimentRuns" / name / "VoxelSpacing10.000" / "denoised.zarr"
             write_ome_zarr(store, volume, params.voxel_size, overwrite=overwrite)
             write_run_picks(Path(out), name, picks, split=split, overwrite=overwrite)

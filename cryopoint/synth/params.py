@@ -59,7 +59,8 @@ class SynthParams:
         bfactor: B-factor envelope (Å²) for damage, drift and alignment errors.
         snr: per-voxel signal-to-noise power ratio of protein before denoising, at ``dose`` = 100 e/Å².
         dose: (min, max) per-run total dose in e/Å²; noise variance scales with 1 / dose.
-        denoise_strength: 0 = raw weighted back-projection, 1 = Wiener-filtered "denoised" look.
+        denoise_strength: 0 = raw weighted back-projection, 1 = Wiener filter, > 1 = smoother (as real
+            denoisers, which also suppress weak high-frequency signal).
         gain: (min, max) per-run output scale: voxel standard deviation of the written volume.
         background_drift: amplitude of a slow additive intensity gradient, in output standard deviations.
     """
@@ -87,9 +88,9 @@ class SynthParams:
     amplitude_contrast: float = 0.07
     defocus_um: tuple[float, float] = (2.5, 6.0)
     bfactor: float = 150.0
-    snr: float = 0.15
+    snr: float = 0.5
     dose: tuple[float, float] = (80.0, 140.0)
-    denoise_strength: float = 1.0
+    denoise_strength: float = 2.0
     gain: tuple[float, float] = (8e-6, 3e-5)
     background_drift: float = 0.3
 
@@ -113,7 +114,7 @@ class SynthParams:
 PRESETS: dict[str, SynthParams] = {
     "realistic": SynthParams(),
     "easy": SynthParams(
-        snr=2.0,
+        snr=8.0,
         clutter_per_particle=0.3,
         clutter_shell_fraction=0.1,
         vesicles_per_volume=1.5,

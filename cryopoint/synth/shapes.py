@@ -156,8 +156,8 @@ def _build(name: str) -> tuple:
         return tuple(Ellipsoid(c, (36.0, 30.0, 28.0), 1.0) for c in centres)
     if name == "ribosome":  # large subunit + small subunit + L7/L12 stalk, RNA-dense
         return (
-            Ellipsoid((0.0, 0.0, -30.0), (100.0, 92.0, 78.0), 1.25),
-            Ellipsoid((15.0, 0.0, 68.0), (88.0, 62.0, 42.0), 1.25),
+            Ellipsoid((0.0, 0.0, -30.0), (100.0, 92.0, 78.0), 1.15),
+            Ellipsoid((10.0, 0.0, 65.0), (80.0, 60.0, 40.0), 1.15),
             Ellipsoid((-85.0, 50.0, -20.0), (32.0, 20.0, 20.0), 1.1),
         )
     if name == "thyroglobulin":  # elongated, slightly twisted dimer
