@@ -97,3 +97,15 @@ def test_folder_without_completion_marker_is_regenerated(fake, tmp_path):
 def test_params_hash_is_order_independent():
     assert params_hash({"a": 1, "b": 2}) == params_hash({"b": 2, "a": 1})
     assert params_hash({"a": 1}) != params_hash({"a": 2})
+
+
+def test_real_generator_output_loads_as_training_runs(tmp_path):
+    """End to end with the real simulator: cache → load_runs (memory-mapped) → crops with targets."""
+    from cryopoint.data.dataset import CropDataset, load_runs
+
+    root = ensure_synthetic_dataset("easy", runs=2, shape=(64, 128, 128), seed=0, cache_dir=tmp_path)
+    runs = load_runs(root, cache_dir=tmp_path / "volumes")
+    assert len(runs) == 2 and all(r.shape == (64, 128, 128) for r in runs)
+    assert sum(len(r.labels) for r in runs) > 0, "the simulator planted particles"
+    ds = CropDataset(runs, crop_size=(16, 32, 32), output_stride=2, positive_fraction=1.0, samples_per_epoch=4)
+    assert all(float(ds[i]["target"].max()) > 0.5 for i in range(4)), "positive crops show their particle's peak"
