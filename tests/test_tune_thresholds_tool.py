@@ -1,0 +1,94 @@
+"""tools/tune_thresholds.py end to end on a challenge-layout store, and the curve figures."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from _layout_helpers import write_challenge_store
+from PIL import Image
+
+from cryopoint.checkpoint import catalogue_payload, load_checkpoint, save_checkpoint
+from cryopoint.errors import OutputExistsError
+from cryopoint.post.thresholds import tune_thresholds
+from cryopoint.viz.curves import plot_fbeta_curves, plot_pr_curves
+
+TOOL = Path(__file__).resolve().parents[1] / "tools" / "tune_thresholds.py"
+
+
+@pytest.fixture
+def store(tmp_path):
+    """Truth in two runs and predictions: hits with high scores, misses with low ones, and one in-between."""
+    root = tmp_path / "data"
+    truth, _ = write_challenge_store(root, runs=("TS_a", "TS_b"), shape=(16, 40, 40))
+    rng = np.random.default_rng(1)
+    hits = truth.assign(score=rng.uniform(0.5, 1.0, len(truth)))
+    misses = truth.assign(x=truth.x + 2000.0, score=rng.uniform(0.0, 0.4, len(truth)))
+    preds = pd.concat([hits, misses], ignore_index=True)
+    csv = tmp_path / "pred.csv"
+    preds.to_csv(csv, index=False)
+    return root, truth, preds, csv
+
+
+def _run_main(argv):
+    import runpy
+
+    old = sys.argv
+    sys.argv = [str(TOOL), *argv]
+    try:
+        with pytest.raises(SystemExit) as done:
+            runpy.run_path(str(TOOL), run_name="__main__")
+    finally:
+        sys.argv = old
+    return done.value.code
+
+
+def test_tool_writes_yaml_checkpoint_and_plot(store, tmp_path):
+    root, truth, preds, csv = store
+    ckpt = save_checkpoint(
+        tmp_path / "m.pt",
+        {
+            "model_state": {"w": torch.zeros(1)},
+            "config": {},
+            "particles": catalogue_payload(),
+            "voxel_size": [10.0] * 3,
+        },
+    )
+    out, png = tmp_path / "th.yaml", tmp_path / "fbeta.png"
+    argv = ["--predictions", str(csv), "--truth", str(root), "--out", str(out), "--checkpoint", str(ckpt)]
+    assert _run_main([*argv, "--plot", str(png)]) == 0
+    doc = yaml.safe_load(out.read_text())
+    expected = tune_thresholds(truth, preds)
+    assert doc["thresholds"] == pytest.approx(expected.thresholds)
+    assert doc["score_after"] == pytest.approx(1.0) and doc["score_after"] > doc["score_before"]
+    assert doc["runs"] == ["TS_a", "TS_b"]
+    assert min(doc["thresholds"].values()) >= 0.5  # every miss scored below every hit
+    assert load_checkpoint(ckpt)["thresholds"] == pytest.approx(expected.thresholds)
+    assert Image.open(png).size[0] > 400
+
+
+def test_tool_subprocess_runs_subset_and_refuses_to_overwrite_input(store, tmp_path):
+    root, _, _, csv = store
+    out = tmp_path / "th_a.yaml"
+    cmd = [sys.executable, str(TOOL), "--predictions", str(csv), "--truth", str(root), "--runs", "TS_a"]
+    env = {**os.environ, "COLUMNS": "160"}  # rich wraps to the terminal width
+    res = subprocess.run([*cmd, "--out", str(out)], check=True, capture_output=True, text=True, env=env)
+    assert "after tuning" in res.stdout and "apo-ferritin" in res.stdout
+    assert yaml.safe_load(out.read_text())["runs"] == ["TS_a"]
+    with pytest.raises(OutputExistsError):
+        _run_main(["--predictions", str(csv), "--truth", str(root), "--out", str(csv)])
+
+
+def test_curve_figures(store, tmp_path):
+    _, truth, preds, _ = store
+    res = tune_thresholds(truth, preds.assign(particle_type=preds.particle_type.replace("ribosome", "apo-ferritin")))
+    assert res.curves["ribosome"].empty  # an empty panel is drawn, not an error
+    a = plot_fbeta_curves(res.curves, res.thresholds, tmp_path / "f.png")
+    b = plot_pr_curves(res.curves, tmp_path / "sub" / "pr.png")
+    assert Image.open(a).size == (1512, 768) and Image.open(b).size[0] > 300
+    assert not list(tmp_path.glob(".*tmp*"))  # atomic: no temporary files left behind
