@@ -1,0 +1,348 @@
+"""Typed, strict training configuration: nested dataclasses loaded from YAML, with dotted CLI overrides.
+
+>>> cfg = load_config("configs/smoke.yaml", ["train.lr=3e-4", "data.fold=1"])  # doctest: +SKIP
+>>> cfg.train.lr  # doctest: +SKIP
+0.0003
+
+Strictness: an unknown key or a value of the wrong type raises :class:`~cryopoint.errors.ConfigError`
+naming the dotted key and the expected type. Two conveniences only: an integer is accepted where a float
+is expected, and a string such as ``"3e-4"`` (which YAML 1.1 reads as text, not a number) is accepted for
+a float field when it parses as one.
+
+``cfg.model`` holds exactly the keyword arguments of :func:`cryopoint.model.build_model`, so a model is
+rebuilt from a checkpoint's config with ``build_model(**cfg["model"])``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cryopoint.errors import ConfigError, DataNotFoundError
+from cryopoint.io.atomic import atomic_write_text
+
+__all__ = [
+    "Config",
+    "ModelConfig",
+    "Heatmap25DConfig",
+    "UNet3DConfig",
+    "MODEL_CONFIGS",
+    "DataConfig",
+    "AugmentConfig",
+    "TrainConfig",
+    "InferConfig",
+    "PostConfig",
+    "load_config",
+    "config_from_dict",
+    "config_to_dict",
+    "apply_overrides",
+    "save_config",
+]
+
+
+@dataclass
+class ModelConfig:
+    """Base of the model sections: ``arch`` picks the architecture and with it the section's other keys."""
+
+    arch: str = "heatmap25d"
+
+
+@dataclass
+class Heatmap25DConfig(ModelConfig):
+    """Keyword arguments of the ``heatmap25d`` architecture (:class:`cryopoint.model.heatmap25d.Heatmap25D`)."""
+
+    arch: str = "heatmap25d"
+    encoder: str = "resnet34"
+    slab: int = 5
+    output_stride: int = 2
+    decoder_channels: list[int] = field(default_factory=lambda: [256, 128, 64, 32, 16])
+    depth_pool: list[int] = field(default_factory=list)
+    prior: float = 0.01
+    pretrained: str = ""
+
+
+@dataclass
+class UNet3DConfig(ModelConfig):
+    """Keyword arguments of the ``unet3d`` segmentation baseline (:class:`cryopoint.model.unet3d.UNet3D`)."""
+
+    arch: str = "unet3d"
+    channels: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
+    output_stride: int = 1
+    prior_prob: float = 0.01
+
+
+#: Model section type per architecture name (``model.arch``).
+MODEL_CONFIGS: dict[str, type[ModelConfig]] = {"heatmap25d": Heatmap25DConfig, "unet3d": UNet3DConfig}
+
+
+@dataclass
+class AugmentConfig:
+    """Training augmentations (:func:`cryopoint.data.transforms.random_augment` keyword arguments).
+
+    ``enabled: false`` turns them all off.
+    """
+
+    enabled: bool = True
+    flip_axes: list[int] = field(default_factory=lambda: [0, 1, 2])
+    rot90: bool = True
+    transpose: bool = True
+    scale: float = 0.1
+    shift: float = 0.1
+    noise: float = 0.05
+
+
+@dataclass
+class DataConfig:
+    """Where the tomograms come from, how runs are split, and how training crops are drawn.
+
+    ``root`` empty means: use the embedded synthetic dataset (``synth_*`` fields), generated on first use
+    into the cache folder (``cache_dir``, default ``$CRYOPOINT_CACHE`` or ``~/.cache/cryopoint``) and reused.
+    ``target_options`` go to the target drawer (``sigma_factor`` for heatmaps, ``radius_fraction`` for
+    segmentation). With ``cache_volumes`` the normalised tomograms are kept as memory-mapped ``.npy`` files
+    in the cache.
+    """
+
+    root: str = ""
+    split: str = "train"
+    kind: str = "denoised"
+    runs: list[str] = field(default_factory=list)
+    n_folds: int = 4
+    fold: int = 0
+    val_runs: list[str] = field(default_factory=list)
+    synth_preset: str = "easy"
+    synth_runs: int = 4
+    synth_shape: list[int] = field(default_factory=lambda: [64, 192, 192])
+    synth_seed: int = 0
+    cache_dir: str = ""
+    crop: list[int] = field(default_factory=lambda: [32, 128, 128])
+    samples_per_epoch: int = 256
+    positive_fraction: float = 0.6
+    target_options: dict[str, float] = field(default_factory=dict)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    cache_volumes: bool = True
+    num_workers: int = 0
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation, schedule, validation cadence and where runs are written."""
+
+    seed: int = 0
+    steps: int = 2000
+    batch_size: int = 4
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.01
+    grad_clip: float = 1.0
+    ema_decay: float = 0.99
+    loss: str = "mse"
+    class_weights: list[float] = field(default_factory=list)
+    val_every: int = 500
+    log_every: int = 10
+    device: str = "auto"
+    amp: bool = True
+    threads: int = 0
+    out_dir: str = "runs"
+    name: str = ""
+    resume: bool = False
+
+
+@dataclass
+class InferConfig:
+    """Sliding-window inference used for validation (and stored as the detector's default)."""
+
+    roi: list[int] = field(default_factory=lambda: [64, 128, 128])
+    overlap: float = 0.25
+    batch_size: int = 2
+    tta: bool = False
+    blend: str = "gaussian"
+
+
+@dataclass
+class PostConfig:
+    """Peak finding and thresholds."""
+
+    kernel_factor: float = 0.5
+    min_score: float = 0.05
+    top_k: int = 2000
+    default_threshold: float = 0.5
+
+
+@dataclass
+class Config:
+    """The whole training configuration."""
+
+    model: ModelConfig = field(default_factory=Heatmap25DConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    infer: InferConfig = field(default_factory=InferConfig)
+    post: PostConfig = field(default_factory=PostConfig)
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _convert(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp`` (recursively) and return it in canonical form."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"Config key {key!r} must be a mapping (section {tp.__name__}); got {value!r}.")
+        if tp is ModelConfig:
+            tp = _model_section(value, key)
+        return _build(tp, value, key + ".")
+    if origin is dict:
+        key_tp, item_tp = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise ConfigError(f"Config key {key!r} expects a mapping of {_type_name(item_tp)}; got {value!r}.")
+        return {_convert(k, key_tp, key): _convert(v, item_tp, f"{key}.{k}") for k, v in value.items()}
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"Config key {key!r} expects a list of {_type_name(item_tp)}; got {value!r}.")
+        return [_convert(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    raise ConfigError(f"Config key {key!r} expects {_type_name(tp)}; got {value!r} ({type(value).__name__}).")
+
+
+def _model_section(value: dict, key: str) -> type[ModelConfig]:
+    arch = value.get("arch", "heatmap25d")
+    if arch not in MODEL_CONFIGS:
+        raise ConfigError(f"Unknown {key}.arch {arch!r}; options: {', '.join(MODEL_CONFIGS)}.")
+    return MODEL_CONFIGS[arch]
+
+
+def _build(cls: type, data: dict, prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = [k for k in data if k not in names]
+    if unknown:
+        where = f"section {prefix[:-1]!r}" if prefix else "the top level"
+        raise ConfigError(
+            f"Unknown config key(s) {', '.join(repr(prefix + str(k)) for k in unknown)}; "
+            f"valid keys in {where}: {', '.join(names)}."
+        )
+    return cls(**{k: _convert(v, hints[k], prefix + k) for k, v in data.items()})
+
+
+def config_from_dict(data: dict | None) -> Config:
+    """Build a :class:`Config` from a nested dict; missing keys take their defaults.
+
+    Raises:
+        ConfigError: unknown key or wrong type (the message names the dotted key).
+    """
+    cfg = _build(Config, data or {})
+    _validate(cfg)
+    return cfg
+
+
+def config_to_dict(cfg: Config) -> dict[str, Any]:
+    """The config as a plain nested dict of built-in values (YAML- and checkpoint-safe)."""
+    return dataclasses.asdict(cfg)
+
+
+def _parse_override(text: str) -> tuple[list[str], Any]:
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"Override {text!r} must look like section.key=value, e.g. train.lr=3e-4.")
+    value = yaml.safe_load(raw) if raw.strip() else ""
+    return key.strip().split("."), value
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply dotted ``key=value`` overrides to a nested dict (values parsed as YAML); returns a new dict.
+
+    >>> apply_overrides({"train": {"lr": 0.1}}, ["train.lr=3e-4", "data.crop=[16,64,64]"])
+    {'train': {'lr': '3e-4'}, 'data': {'crop': [16, 64, 64]}}
+    """
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    for text in overrides:
+        path, value = _parse_override(text)
+        node = out
+        for part in path[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            elif not isinstance(child, dict):
+                raise ConfigError(f"Override {text!r}: {part!r} is a value, not a section.")
+            else:
+                child = node[part] = dict(child)
+            node = child
+        node[path[-1]] = value
+    return out
+
+
+def load_config(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read a YAML config (``yaml.safe_load``), apply dotted overrides, check every key and type.
+
+    ``train.name`` defaults to the config file's stem (the run folder is ``train.out_dir/train.name``).
+
+    Args:
+        path: YAML file.
+        overrides: ``["train.lr=3e-4", "data.fold=2", ...]``.
+
+    Raises:
+        DataNotFoundError: no such file.
+        ConfigError: YAML error, unknown key, wrong type or invalid value.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataNotFoundError(f"No config file at {path}. Configs ship in the repository's configs/ folder.")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of sections (model, data, train, ...).")
+    data = apply_overrides(data or {}, list(overrides))
+    cfg = config_from_dict(data)
+    if not cfg.train.name:
+        cfg.train.name = path.stem
+    return cfg
+
+
+def save_config(cfg: Config, path: str | os.PathLike) -> Path:
+    """Write the resolved config as YAML (atomically); ``load_config`` reads it back to an equal config."""
+    return atomic_write_text(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+
+
+def _validate(cfg: Config) -> None:
+    """Value checks that types alone cannot express."""
+    checks = [
+        (len(cfg.data.crop) == 3 and min(cfg.data.crop) > 0, "data.crop must be three positive sizes (z, y, x)"),
+        (len(cfg.data.synth_shape) == 3, "data.synth_shape must be three sizes (z, y, x)"),
+        (len(cfg.infer.roi) == 3 and min(cfg.infer.roi) > 0, "infer.roi must be three positive sizes (z, y, x)"),
+        (0.0 <= cfg.data.positive_fraction <= 1.0, "data.positive_fraction must be in [0, 1]"),
+        (cfg.train.steps > 0 and cfg.train.batch_size > 0, "train.steps and train.batch_size must be positive"),
+        (cfg.train.val_every > 0 and cfg.train.log_every > 0, "train.val_every and train.log_every must be positive"),
+        (0.0 <= cfg.train.ema_decay < 1.0, "train.ema_decay must be in [0, 1)"),
+        (0.0 <= cfg.infer.overlap < 1.0, "infer.overlap must be in [0, 1)"),
+        (cfg.data.samples_per_epoch > 0, "data.samples_per_epoch must be positive"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message + ".")

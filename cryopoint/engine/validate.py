@@ -1,0 +1,191 @@
+"""Validation during training: whole-tomogram inference on held-out runs, peaks, thresholds, the exact score.
+
+For each validation run the (EMA) model slides over the full normalised tomogram
+(:func:`cryopoint.infer.sliding_window`), peaks come from :func:`cryopoint.post.nms.find_peaks`, and the
+pooled predictions are scored with the challenge metric twice:
+
+* with per-class thresholds tuned on these very predictions (:func:`cryopoint.post.thresholds.tune_thresholds`).
+  This is **optimistic**: the thresholds have seen the answers. It is what the thresholds shipped in the
+  checkpoint are, and what a fold's out-of-fold CSV is for (pool the folds, then tune once);
+* at one fixed threshold for every class (``post.default_threshold``): an honest number with no tuning.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+from rich.table import Table
+from torch import nn
+
+from cryopoint.config import Config
+from cryopoint.data.dataset import RunData
+from cryopoint.particles import PARTICLES
+
+__all__ = ["ValResult", "validate", "truth_table", "results_table", "val_record"]
+
+
+@dataclass
+class ValResult:
+    """One validation pass.
+
+    Attributes:
+        score: Weighted F-beta with thresholds tuned on these predictions (optimistic).
+        score_fixed: Weighted F-beta with every class at ``default_threshold``.
+        default_threshold: The fixed threshold used for ``score_fixed``.
+        thresholds: Tuned threshold per particle name.
+        table: Per-class metric table at the tuned thresholds (``cryopoint.metric.score`` columns).
+        table_fixed: The same at the fixed threshold.
+        predictions: Every peak above ``post.min_score`` with its ``score`` and ``experiment`` (Å columns).
+        seconds: Wall time of the pass.
+    """
+
+    score: float
+    score_fixed: float
+    default_threshold: float
+    thresholds: dict[str, float]
+    table: pd.DataFrame
+    table_fixed: pd.DataFrame
+    predictions: pd.DataFrame = field(repr=False)
+    seconds: float = 0.0
+
+
+def truth_table(runs: Sequence[RunData]) -> pd.DataFrame:
+    """The true picks of ``runs`` as one picks table with an ``experiment`` column."""
+    tables = [r.picks.assign(experiment=r.name)[["experiment", "particle_type", "x", "y", "z"]] for r in runs]
+    return pd.concat(tables, ignore_index=True)
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return -(-int(n) // multiple) * multiple
+
+
+@torch.no_grad()
+def predict_run(model: nn.Module, run: RunData, cfg: Config, device: torch.device) -> np.ndarray:
+    """Heatmaps ``(C, Z/s, Y/s, X/s)`` of one normalised run volume, by sliding window (no re-normalisation)."""
+    from cryopoint.infer import sliding_window
+
+    stride = int(model.output_stride)
+    multiple = getattr(model, "input_multiple", getattr(model, "size_multiple", 1))
+    multiple = (multiple,) * 3 if isinstance(multiple, int) else tuple(multiple)
+    roi = [_round_up(r, int(np.lcm(int(m), stride))) for r, m in zip(cfg.infer.roi, multiple)]
+    model.eval()
+    return sliding_window(
+        lambda x: model.heatmaps(model(x)),
+        run.volume,
+        roi=roi,
+        overlap=cfg.infer.overlap,
+        output_stride=stride,
+        out_channels=int(model.num_classes),
+        batch_size=cfg.infer.batch_size,
+        device=device,
+        blend=cfg.infer.blend,
+    )
+
+
+def validate(model: nn.Module, runs: Sequence[RunData], cfg: Config, device: torch.device) -> ValResult:
+    """Predict every validation run, find peaks, tune thresholds and score (see the module docstring).
+
+    Args:
+        model: The model to evaluate (the EMA copy during training), already on ``device``.
+        runs: Validation runs (normalised volumes and true picks).
+        cfg: Provides ``infer.*`` (window, overlap, batch) and ``post.*`` (peak finding, fixed threshold).
+        device: Compute device.
+
+    Returns:
+        A :class:`ValResult`.
+    """
+    from cryopoint.metric import score
+    from cryopoint.post.nms import find_peaks
+    from cryopoint.post.thresholds import apply_thresholds, tune_thresholds
+
+    start = time.perf_counter()
+    found = []
+    for run in runs:
+        heat = predict_run(model, run, cfg, device)
+        peaks = find_peaks(
+            heat,
+            voxel_size=run.voxel_size,
+            stride=int(model.output_stride),
+            kernel_factor=cfg.post.kernel_factor,
+            min_score=cfg.post.min_score,
+            top_k=cfg.post.top_k,
+        )
+        found.append(peaks.assign(experiment=run.name))
+    predictions = pd.concat(found, ignore_index=True)
+    predictions = predictions[["experiment", *[c for c in predictions.columns if c != "experiment"]]]
+    truth = truth_table(runs)
+    tuned = tune_thresholds(truth, predictions)
+    thresholds = {str(k): float(v) for k, v in tuned.thresholds.items()}
+    at_tuned = score(truth, apply_thresholds(predictions, thresholds))
+    fixed = cfg.post.default_threshold
+    at_fixed = score(truth, predictions[predictions["score"] >= fixed])
+    return ValResult(
+        score=float(at_tuned.score),
+        score_fixed=float(at_fixed.score),
+        default_threshold=float(fixed),
+        thresholds=thresholds,
+        table=at_tuned.table,
+        table_fixed=at_fixed.table,
+        predictions=predictions.reset_index(drop=True),
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _row(table: pd.DataFrame, name: str) -> pd.Series:
+    return table.loc[name] if name in table.index else table[table["particle_type"] == name].iloc[0]
+
+
+def results_table(result: ValResult, step: int) -> Table:
+    """A rich table: per class, the tuned threshold, TP/FP/FN, precision, recall, F-beta (tuned and fixed)."""
+    table = Table(
+        title=f"Validation at step {step}: F-beta {result.score:.4f} (tuned) / {result.score_fixed:.4f} "
+        f"(threshold {result.default_threshold:g})",
+        caption="Tuned thresholds were fit on these same predictions, so the tuned score is optimistic; "
+        "the fixed-threshold score is not tuned. Pool out-of-fold CSVs across folds to tune honestly.",
+    )
+    for col in ("particle", "weight", "threshold", "TP", "FP", "FN", "precision", "recall", "F-beta", "F-beta fixed"):
+        table.add_column(col, justify="left" if col == "particle" else "right")
+    for p in PARTICLES:
+        row, row_fixed = _row(result.table, p.name), _row(result.table_fixed, p.name)
+        table.add_row(
+            p.name,
+            f"{p.weight:g}",
+            f"{result.thresholds.get(p.name, float('nan')):.3f}",
+            f"{int(row['tp'])}",
+            f"{int(row['fp'])}",
+            f"{int(row['fn'])}",
+            f"{row['precision']:.3f}",
+            f"{row['recall']:.3f}",
+            f"{row['fbeta']:.3f}",
+            f"{row_fixed['fbeta']:.3f}",
+        )
+    return table
+
+
+def val_record(result: ValResult, step: int) -> dict:
+    """The JSON-ready ``metrics.jsonl`` line of a validation pass."""
+    per_class = {}
+    for p in PARTICLES:
+        row, row_fixed = _row(result.table, p.name), _row(result.table_fixed, p.name)
+        per_class[p.name] = {
+            "threshold": result.thresholds.get(p.name),
+            **{k: float(row[k]) for k in ("tp", "fp", "fn", "precision", "recall", "fbeta")},
+            "fbeta_fixed": float(row_fixed["fbeta"]),
+        }
+    return {
+        "type": "val",
+        "step": int(step),
+        "score": result.score,
+        "score_fixed": result.score_fixed,
+        "default_threshold": result.default_threshold,
+        "thresholds_tuned_on_same_predictions": True,
+        "thresholds": result.thresholds,
+        "per_class": per_class,
+        "n_predictions": int(len(result.predictions)),
+        "seconds": round(result.seconds, 3),
+    }

@@ -1,0 +1,28 @@
+"""Train a cryopoint model from a YAML config.
+
+    python tools/train.py configs/quickstart.yaml
+    python tools/train.py configs/heatmap_r34.yaml train.lr=3e-4 data.fold=2
+    python tools/train.py configs/heatmap_r34.yaml --resume           # continue from the run's last.pt
+    torchrun --nproc-per-node 4 tools/train.py configs/heatmap_r34.yaml  # DDP, one process per GPU
+
+Everything happens in :func:`cryopoint.engine.train`; this script only parses the command line.
+"""
+
+import argparse
+
+from cryopoint.config import load_config
+from cryopoint.engine import train
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config", help="YAML config, e.g. configs/quickstart.yaml")
+    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.lr=3e-4 data.fold=2")
+    parser.add_argument("--resume", action="store_true", help="continue the run from its last.pt")
+    args = parser.parse_args(argv)
+    overrides = [*args.overrides, *(["train.resume=true"] if args.resume else [])]
+    train(load_config(args.config, overrides))
+
+
+if __name__ == "__main__":
+    main()
