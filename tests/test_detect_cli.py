@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cryopoint.batch import BatchOptions, run_batch, runs_from_files, runs_from_root
+from cryopoint.batch import FORMATS, BatchOptions, run_batch, runs_from_files, runs_from_root
 from cryopoint.io import read_picks, read_star, read_submission_csv
+from cryopoint.particles import PARTICLE_NAMES
 from tests._layout_helpers import CHALLENGE_VOXEL_SIZE, write_challenge_store, write_zarr_v2_tomogram
 from tests.test_api import save_tiny_checkpoint
 from tools.detect import main
@@ -148,3 +149,43 @@ def test_one_worker_process_per_device(store, ckpt, tmp_path):
     pd.testing.assert_frame_equal(
         read_submission_csv(out / "submission.csv"), read_submission_csv(serial / "submission.csv")
     )
+
+
+@pytest.mark.slow
+def test_smoke_train_then_detect_and_score(tmp_path):
+    """Train the smoke config, then detect on a held-out synthetic run via the API and the CLI, and score."""
+    from cryopoint.api import detect
+    from cryopoint.config import load_config
+    from cryopoint.engine import train
+    from cryopoint.io import read_truth, tomogram_path
+    from cryopoint.metric import score
+    from cryopoint.synth import generate_dataset
+
+    repo = Path(__file__).resolve().parents[1]
+    # A 4-step model's heatmaps sit near the prior (0.01): keep low peaks so that there is something to compare.
+    overrides = [f"data.cache_dir={tmp_path / 'cache'}", f"train.out_dir={tmp_path}", "post.min_score=0.001"]
+    cfg = load_config(repo / "configs" / "smoke.yaml", [*overrides, "post.top_k=30"])
+    ckpt = train(cfg) / "best.pt"
+    root = tmp_path / "held_out"
+    (run,) = generate_dataset(root, runs=1, shape=(32, 64, 64), preset="easy", split="test", seed=7, workers=1)
+
+    api = detect(tomogram_path(root, run, split="test"), ckpt, thresholds=0.0)
+    api.insert(0, "experiment", run)
+    out = tmp_path / "pred"
+    assert (
+        main(["--model", str(ckpt), "--root", str(root), "--out", str(out), "--threshold", "0", "--formats", *FORMATS])
+        == 0
+    )
+    sub = read_submission_csv(out / "submission.csv")
+    assert len(sub) > 0 and list(sub["particle_type"]) == list(api["particle_type"])
+    np.testing.assert_allclose(sub[["x", "y", "z"]].to_numpy(), api[["x", "y", "z"]].to_numpy(), atol=1e-6)
+
+    truth = read_truth(root, split="test")
+    result = score(truth, sub)
+    assert 0.0 <= result.score <= 1.0 and len(result.table) == len(PARTICLE_NAMES)
+    assert result.score == pytest.approx(score(truth, api).score)
+    shape = dict.fromkeys([run], (32, 64, 64))
+    for version in (4, 5):
+        star = read_star(out / f"particles_relion{version}.star", voxel_size={run: CHALLENGE_VOXEL_SIZE}, shape=shape)
+        np.testing.assert_allclose(star[["x", "y", "z"]].to_numpy(), sub[["x", "y", "z"]].to_numpy(), atol=1e-4)
+    assert len(read_picks(out / "overlay", run, split="test", user_id="cryopoint")) == len(sub)
