@@ -1,0 +1,122 @@
+"""Synthetic tomogram generator: time and peak memory per tomogram, against an FFT baseline in the same run.
+
+    python benchmarks/synth.py                # full size (184, 630, 630) both presets, small test volume, 1 written run
+    python benchmarks/synth.py --threads 2    # FFT threads (the target is 2 cores)
+
+Each case runs in a fresh process so that its peak RSS is its own. The baseline is one forward + one inverse
+real FFT of a full-size float32 volume (the simulator does three FFTs), so the ratio column says how many
+"FFT round trips" a tomogram costs. Writes ``benchmarks/results/synth.md`` and ``synth.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from cryopoint.io.atomic import atomic_write_text
+
+FULL = (184, 630, 630)
+SMALL = (32, 64, 64)
+
+
+def _case(kind: str, preset: str, shape: tuple[int, int, int], threads: int, queue) -> None:
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    import numpy as np
+    import scipy.fft
+
+    from cryopoint.synth import generate_dataset, get_preset, simulate_run
+
+    start = time.perf_counter()
+    extra = ""
+    if kind == "fft":
+        vol = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+        start = time.perf_counter()
+        scipy.fft.irfftn(scipy.fft.rfftn(vol, workers=threads), s=shape, workers=threads)
+    elif kind == "simulate":
+        _, picks = simulate_run(shape, get_preset(preset), np.random.default_rng(0), workers=threads)
+        extra = f"{len(picks)} particles"
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            generate_dataset(tmp, runs=1, shape=shape, seed=0, preset=preset, workers=threads)
+        extra = "zarr v2, levels 0-2, picks JSON"
+    seconds = time.perf_counter() - start
+    queue.put((seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, extra))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "synth.md")
+    args = ap.parse_args()
+    cases = [
+        ("fft", "-", FULL, "rfftn + irfftn baseline"),
+        ("simulate", "realistic", FULL, "simulate_run"),
+        ("simulate", "easy", FULL, "simulate_run"),
+        ("write", "realistic", FULL, "generate_dataset, 1 run"),
+        ("simulate", "realistic", SMALL, "simulate_run"),
+    ]
+    ctx = mp.get_context("spawn")
+    rows = []
+    console = Console()
+    for kind, preset, shape, label in cases:
+        queue = ctx.Queue()
+        proc = ctx.Process(target=_case, args=(kind, preset, shape, args.threads, queue))
+        proc.start()
+        seconds, rss, extra = queue.get()
+        proc.join()
+        rows.append(
+            {
+                "case": label,
+                "preset": preset,
+                "shape": list(shape),
+                "seconds": seconds,
+                "peak_rss_mib": rss,
+                "notes": extra,
+            }
+        )
+        console.print(f"{label} {preset} {shape}: {seconds:.2f} s, {rss:.0f} MiB")
+    base = rows[0]["seconds"]
+    table = Table(title=f"Synthetic tomograms ({args.threads} FFT threads)")
+    for col in ("case", "preset", "shape", "time (s)", "x FFT round trip", "peak RSS (MiB)", "notes"):
+        table.add_column(col, justify="right" if col[0] in "tx p" else "left")
+    lines = [
+        "# Synthetic generator benchmark (`python benchmarks/synth.py`)",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores visible, {args.threads} FFT threads. Each case in "
+        "a fresh process (peak RSS = the whole process, Python and imports included). Targets: full size <= 60 s and "
+        "<= 6 GB; 32 x 64 x 64 well under a second.",
+        "",
+        "| case | preset | shape | time (s) | x FFT round trip | peak RSS (MiB) | notes |",
+        "|---|---|---|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        shape = " x ".join(map(str, r["shape"]))
+        cells = [
+            r["case"],
+            r["preset"],
+            shape,
+            f"{r['seconds']:.3f}",
+            f"{r['seconds'] / base:.1f}",
+            f"{r['peak_rss_mib']:.0f}",
+            r["notes"],
+        ]
+        table.add_row(*cells)
+        lines.append("| " + " | ".join(cells) + " |")
+    console.print(table)
+    atomic_write_text(args.out, "\n".join(lines) + "\n")
+    atomic_write_text(args.out.with_suffix(".json"), json.dumps(rows, indent=2) + "\n")
+    console.print(f"Wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
