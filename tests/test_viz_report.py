@@ -1,0 +1,169 @@
+"""Figures and the evaluation report (issue 8) on a tiny hand-made case."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from cryopoint.tomogram import Tomogram
+from cryopoint.viz.confusion import confusion_matrix, plot_confusion
+from cryopoint.viz.gallery import plot_failure_gallery, select_failures
+from cryopoint.viz.heatmaps import plot_heatmap_overlay
+from cryopoint.viz.report import analysis_paragraph, class_table, make_report
+
+VS = 10.0
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    assert path.is_file() and path.stat().st_size > 1000, f"{path} missing or empty"
+    with Image.open(path) as im:
+        assert im.format == "PNG"
+        return im.size
+
+
+@pytest.fixture
+def case():
+    """Two runs. Ribosome: 2 true, 2 hits + 1 FP. Apo-ferritin: 2 true, 1 hit. Thyroglobulin: 1 true, missed,
+    with a beta-galactosidase prediction sitting on it (a class confusion)."""
+    truth = pd.DataFrame(
+        [
+            ("TS_a", "ribosome", 200.0, 200.0, 150.0),
+            ("TS_a", "ribosome", 400.0, 300.0, 150.0),
+            ("TS_a", "apo-ferritin", 100.0, 400.0, 100.0),
+            ("TS_b", "apo-ferritin", 300.0, 100.0, 120.0),
+            ("TS_b", "thyroglobulin", 250.0, 250.0, 100.0),
+        ],
+        columns=["experiment", "particle_type", "x", "y", "z"],
+    )
+    preds = pd.DataFrame(
+        [
+            ("TS_a", "ribosome", 210.0, 200.0, 150.0, 0.9),
+            ("TS_a", "ribosome", 400.0, 310.0, 150.0, 0.8),
+            ("TS_a", "ribosome", 100.0, 100.0, 100.0, 0.7),  # FP, nothing there
+            ("TS_a", "apo-ferritin", 105.0, 400.0, 100.0, 0.6),
+            ("TS_b", "beta-galactosidase", 255.0, 250.0, 100.0, 0.5),  # on the thyroglobulin
+        ],
+        columns=["experiment", "particle_type", "x", "y", "z", "score"],
+    )
+    rng = np.random.default_rng(0)
+    tomos = {r: Tomogram(rng.standard_normal((24, 48, 48)).astype(np.float32), VS, name=r) for r in ("TS_a", "TS_b")}
+    return truth, preds, tomos
+
+
+def test_class_table_numbers(case):
+    truth, preds, _ = case
+    overall, table = class_table(truth, preds)
+    rib = table.loc["ribosome"]
+    assert (rib["tp"], rib["fp"], rib["fn"]) == (2, 1, 0)
+    apo = table.loc["apo-ferritin"]
+    assert (apo["tp"], apo["fp"], apo["fn"]) == (1, 0, 1)
+    assert table.loc["thyroglobulin", "fn"] == 1 and table.loc["thyroglobulin", "recall"] == 0
+    assert table.loc["ribosome", "radius"] == 150
+    # F-beta by hand: ribosome P=2/3 R=1; apo P=1 R=1/2; beta-gal P=0 (one FP) -> 0; thyro 0; VLP empty -> 0.
+    f = lambda p, r: 17 * p * r / (16 * p + r)  # noqa: E731
+    expected = (f(2 / 3, 1) * 1 + f(1, 0.5) * 1) / 7
+    assert overall == pytest.approx(expected)
+
+
+def test_analysis_paragraph_reads_the_numbers(case):
+    truth, preds, _ = case
+    overall, table = class_table(truth, preds)
+    text = analysis_paragraph(table, overall)
+    assert f"{overall:.3f}" in text
+    assert "highest for ribosome (1.00)" in text
+    assert "lowest for" in text and "(0.00)" in text
+    assert "Most of the score lost" in text
+
+
+def test_confusion_counts(case):
+    truth, preds, _ = case
+    mat = confusion_matrix(truth, preds)
+    assert mat.loc["ribosome", "ribosome"] == 2
+    assert mat.loc["thyroglobulin", "beta-galactosidase"] == 1
+    assert mat.loc["(none)", "ribosome"] == 1  # the FP on empty space
+    assert int(mat.to_numpy().sum()) == len(preds)
+
+
+def test_figures_write_pngs(case, tmp_path):
+    from cryopoint.metric import match_points
+
+    truth, preds, tomos = case
+    heat = np.zeros((6, 12, 24, 24), np.float32)
+    heat[3, 6, 10, 10] = 1.0
+    plot_heatmap_overlay(tomos["TS_a"].data, heat, "ribosome", stride=2, out=tmp_path / "h.png")
+    w, h = _png_size(tmp_path / "h.png")
+    assert w > 600 and h > 250
+    plot_confusion(confusion_matrix(truth, preds), tmp_path / "c.png")
+    _png_size(tmp_path / "c.png")
+
+    mp, mt = match_points(truth, preds)
+    misses, fps = select_failures(mt, mp)
+    assert set(misses["particle_type"]) == {"apo-ferritin", "thyroglobulin"}
+    # FPs: the beta-galactosidase on the thyroglobulin and the ribosome on empty space, in catalogue order.
+    assert fps["particle_type"].tolist() == ["beta-galactosidase", "ribosome"]
+    assert fps["score"].tolist() == pytest.approx([0.5, 0.7])
+    fig = plot_failure_gallery(tomos, misses, fps, tmp_path / "g.png")
+    assert len(fig.axes) >= 2 * (len(misses) + len(fps))
+    _png_size(tmp_path / "g.png")
+
+
+def test_report_contains_the_right_numbers(case, tmp_path):
+    truth, preds, tomos = case
+    path = make_report(preds, truth, tmp_path / "rep", tomograms=tomos)
+    text = path.read_text()
+    overall, table = class_table(truth, preds)
+    assert f"**Weighted F4 = {overall:.4f}**" in text
+    assert "| ribosome | 150 | 1 | 2 | 3 | 2 | 1 | 0 | 0.667 | 1.000 |" in text
+    for fig in ("fbeta_curves.png", "pr_curves.png", "failures.png", "confusion.png", "slices.png"):
+        assert f"]({fig})" in text
+        _png_size(tmp_path / "rep" / fig)
+
+
+def test_report_compare_and_tuning(case, tmp_path):
+    truth, preds, _ = case
+    worse = preds.iloc[:2]
+    path = make_report({"good": preds, "worse": worse}, truth, tmp_path / "rep", thresholds="tune")
+    text = path.read_text()
+    assert "## Side by side" in text and "| good |" in text and "| worse |" in text
+    assert "optimistic" in text
+    _png_size(tmp_path / "rep" / "compare_fbeta.png")
+
+
+def test_report_tool_end_to_end(case, tmp_path):
+    from _layout_helpers import write_challenge_store
+
+    from cryopoint.io import write_submission_csv
+
+    truth, preds, _ = case
+    root = tmp_path / "data"
+    write_challenge_store(root, runs=["TS_a", "TS_b"], shape=(24, 48, 48), picks=truth)
+    pred_csv = tmp_path / "pred.csv"
+    preds.to_csv(pred_csv, index=False)
+    base_csv = tmp_path / "base.csv"
+    write_submission_csv(base_csv, preds)
+    out = tmp_path / "report"
+    tool = Path(__file__).resolve().parents[1] / "tools" / "report.py"
+    subprocess.run(
+        [
+            sys.executable,
+            str(tool),
+            "--predictions",
+            f"heatmap={pred_csv}",
+            "--compare",
+            f"base={base_csv}",
+            "--truth",
+            str(root),
+            "--out",
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    text = (out / "report.md").read_text()
+    assert "| heatmap |" in text and "| base |" in text
+    _png_size(out / "failures.png")
