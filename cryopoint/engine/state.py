@@ -33,7 +33,7 @@ def resolve_run_dir(cfg: Config) -> Path:
     Raises:
         DataNotFoundError: resuming, but no such folder has a ``last.pt``.
     """
-    base = Path(cfg.train.out_dir) / cfg.train.name
+    base = Path(cfg.train.out_dir).expanduser().absolute() / cfg.train.name
     pattern = re.compile(rf"{re.escape(base.name)}-\d+")
     siblings = [p for p in base.parent.glob(f"{base.name}-*") if pattern.fullmatch(p.name)]
     if cfg.train.resume:
