@@ -166,3 +166,15 @@ def test_refinement_stays_put_at_borders_and_on_flat_tops():
     h[1, 0, 2, 3] = 0.5  # x profile asymmetric: moves towards x=3
     df = find_peaks(h, voxel_size=10.0, refine=True, min_score=0.9)
     assert df.z_vox.iloc[0] == 0.0 and df.y_vox.iloc[0] == 2.0 and 2.0 < df.x_vox.iloc[0] <= 2.5
+
+
+@pytest.mark.parametrize("refine", [False, True])
+def test_device_path_equals_cpu_path(rng, refine):
+    """The code CUDA tensors take, run on CPU tensors: same peaks, order, scores and refined positions."""
+    vol = blobs(rng, shape=(16, 24, 24), n=8, sigma=2.0)
+    for kernel, top_k in [((7, 7, 7), None), ((3, 5, 5), 3)]:
+        cpu = nms._class_peaks(vol, kernel, 0.1, top_k, refine)
+        dev = nms._class_peaks_torch(torch.from_numpy(vol), kernel, 0.1, top_k, refine)
+        assert len(cpu[0]) > 0
+        np.testing.assert_allclose(dev[0], cpu[0])
+        np.testing.assert_array_equal(dev[1], cpu[1])

@@ -214,15 +214,20 @@ def refine_subvoxel(volume: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def _class_peaks_torch(vol: torch.Tensor, kernel, min_score, top_k, refine) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_class_peaks` on the tensor's device; only the (N, 3) peaks and scores are copied to the host."""
+    coords = local_maxima_torch(vol, kernel, min_score)
+    scores = vol[coords[:, 0], coords[:, 1], coords[:, 2]]
+    order = torch.sort(scores, descending=True, stable=True).indices[:top_k]  # ties: C order, as on the CPU
+    coords, scores = coords[order], scores[order]
+    pos = refine_subvoxel(vol, coords) if refine else coords.to(torch.float64)
+    return pos.cpu().numpy(), scores.double().cpu().numpy()
+
+
 def _class_peaks(vol, kernel, min_score, top_k, refine) -> tuple[np.ndarray, np.ndarray]:
     """Peaks of one class: ``(coords (N, 3) float64 heatmap voxels, scores (N,))``, best first."""
     if isinstance(vol, torch.Tensor) and vol.device.type != "cpu":
-        coords = local_maxima_torch(vol, kernel, min_score)
-        scores = vol[coords[:, 0], coords[:, 1], coords[:, 2]]
-        order = torch.sort(scores, descending=True, stable=True).indices[:top_k]
-        coords, scores = coords[order], scores[order]
-        pos = refine_subvoxel(vol, coords) if refine else coords.to(torch.float64)
-        return pos.cpu().numpy(), scores.double().cpu().numpy()
+        return _class_peaks_torch(vol, kernel, min_score, top_k, refine)
     arr = vol.numpy() if isinstance(vol, torch.Tensor) else vol
     coords = local_maxima(arr, kernel, min_score)
     scores = arr[coords[:, 0], coords[:, 1], coords[:, 2]].astype(np.float64)
