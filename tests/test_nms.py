@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import cryopoint.post.nms as nms
-from cryopoint.errors import InvalidVolumeError
+from cryopoint.errors import ConfigError, InvalidVolumeError
 from cryopoint.particles import PARTICLE_NAMES
 from cryopoint.post.nms import (
     PEAK_COLUMNS,
@@ -66,6 +66,15 @@ def test_reference_definition_by_hand():
     assert as_set(local_maxima(vol, (5, 5, 5), 0.1)) == {(1, 1, 1), (1, 1, 3)}
     assert as_set(local_maxima(vol, (5, 5, 5), 0.85)) == {(1, 1, 1), (1, 1, 3)}
     assert local_maxima(vol, (3, 3, 3), 0.95).shape == (0, 3)
+
+
+def test_even_or_bad_windows_are_refused():
+    vol = np.zeros((4, 4, 4), np.float32)
+    for bad in [(4, 3, 3), (3, 3), (0, 3, 3)]:
+        with pytest.raises(ConfigError, match="odd"):
+            local_maxima(vol, bad, 0.1)
+        with pytest.raises(ConfigError, match="odd"):
+            local_maxima_torch(torch.from_numpy(vol), bad, 0.1)
 
 
 def test_kernel_size_rule():

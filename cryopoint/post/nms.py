@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from scipy.ndimage import maximum_filter
 
 from cryopoint.coords import as_voxel_size, voxel_to_angstrom
-from cryopoint.errors import InvalidVolumeError
+from cryopoint.errors import ConfigError, InvalidVolumeError
 from cryopoint.particles import PARTICLE_NAMES, get_particle
 
 __all__ = [
@@ -104,6 +104,13 @@ def reference_local_maxima(volume: np.ndarray, kernel: Sequence[int], min_score:
     return np.argwhere((volume == mx) & (volume >= min_score)).astype(np.int64)
 
 
+def _check_kernel(kernel: Sequence[int]) -> np.ndarray:
+    k = np.asarray(kernel)
+    if k.shape != (3,) or np.any(k < 1) or np.any(k % 2 == 0):
+        raise ConfigError(f"NMS window must be three odd positive sizes (kz, ky, kx); got {tuple(kernel)}.")
+    return k.astype(np.int64)
+
+
 def _shell_offsets(half: np.ndarray, r: int) -> np.ndarray:
     """Offsets ``(M, 3)`` of the window with Chebyshev norm exactly ``r`` (per-axis limit ``half``)."""
     axes = [np.arange(-min(h, r), min(h, r) + 1) for h in half]
@@ -124,9 +131,10 @@ def local_maxima(volume: np.ndarray, kernel: Sequence[int], min_score: float) ->
 
     Raises:
         InvalidVolumeError: the volume holds NaN.
+        ConfigError: the window sizes are not three odd positive integers.
     """
+    half = _check_kernel(kernel) // 2
     shape = np.asarray(volume.shape, dtype=np.int64)
-    half = np.asarray(kernel, dtype=np.int64) // 2
     flat = np.ascontiguousarray(volume).reshape(-1)
     idx = np.flatnonzero(~(flat < min_score))  # candidates, and NaN voxels (caught here at no extra pass)
     if idx.size and np.isnan(flat[idx]).any():
@@ -168,7 +176,9 @@ def local_maxima_torch(volume: torch.Tensor, kernel: Sequence[int], min_score: f
 
     Raises:
         InvalidVolumeError: the volume holds NaN.
+        ConfigError: the window sizes are not three odd positive integers.
     """
+    _check_kernel(kernel)
     if bool(volume.isnan().any()):
         raise InvalidVolumeError(_NAN_MESSAGE)
     x = volume[None, None]  # (1, 1, Z, Y, X)
