@@ -187,3 +187,13 @@ def test_device_path_equals_cpu_path(rng, refine):
         assert len(cpu[0]) > 0
         np.testing.assert_allclose(dev[0], cpu[0])
         np.testing.assert_array_equal(dev[1], cpu[1])
+
+
+def test_candidates_across_chunks_and_nan(rng):
+    flat = rng.random(1000).astype(np.float32)
+    for chunk in (7, 64, 5000):
+        np.testing.assert_array_equal(nms._candidates(flat, 0.7, chunk=chunk), np.flatnonzero(flat >= 0.7))
+    flat[993] = np.nan
+    with pytest.raises(InvalidVolumeError, match="NaN"):
+        nms._candidates(flat, 0.7, chunk=64)
+    assert nms._candidates(flat[:0], 0.7).size == 0

@@ -118,6 +118,25 @@ def _shell_offsets(half: np.ndarray, r: int) -> np.ndarray:
     return grid[np.abs(grid).max(1) == r]
 
 
+def _candidates(flat: np.ndarray, min_score: float, chunk: int = 1 << 20) -> np.ndarray:
+    """Flat indices of the voxels ``>= min_score``, in cache-sized chunks through one reused mask buffer.
+
+    ``not (v < min_score)`` also selects NaN voxels, so NaN is caught here without a separate pass.
+    """
+    buf = np.empty(min(chunk, flat.size), dtype=bool)
+    parts = []
+    for start in range(0, flat.size, chunk):
+        part = flat[start : start + chunk]
+        mask = buf[: part.size]
+        np.less(part, min_score, out=mask)
+        np.logical_not(mask, out=mask)
+        parts.append(np.flatnonzero(mask) + start)
+    idx = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+    if idx.size and np.isnan(flat[idx]).any():
+        raise InvalidVolumeError(_NAN_MESSAGE)
+    return idx
+
+
 def local_maxima(volume: np.ndarray, kernel: Sequence[int], min_score: float) -> np.ndarray:
     """Peaks of one class volume on the CPU (see the module docstring for the exact definition).
 
@@ -136,9 +155,7 @@ def local_maxima(volume: np.ndarray, kernel: Sequence[int], min_score: float) ->
     half = _check_kernel(kernel) // 2
     shape = np.asarray(volume.shape, dtype=np.int64)
     flat = np.ascontiguousarray(volume).reshape(-1)
-    idx = np.flatnonzero(~(flat < min_score))  # candidates, and NaN voxels (caught here at no extra pass)
-    if idx.size and np.isnan(flat[idx]).any():
-        raise InvalidVolumeError(_NAN_MESSAGE)
+    idx = _candidates(flat, min_score)
     if idx.size > DENSE_FRACTION * flat.size:
         return reference_local_maxima(volume, kernel, min_score)
     vals = flat[idx]
