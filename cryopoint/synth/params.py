@@ -72,7 +72,7 @@ class SynthParams:
     ice_fraction: float = 0.8
     ice_tilt: float = 0.15
     vacuum_contrast: float = -0.6
-    clutter_per_particle: float = 0.8
+    clutter_per_particle: float = 1.2
     clutter_shell_fraction: float = 0.15
     vesicles_per_volume: float = 3.0
     vesicle_radius: tuple[float, float] = (250.0, 800.0)
