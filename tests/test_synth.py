@@ -7,11 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cryopoint.errors import ConfigError, UnknownParticleError
+from cryopoint.errors import ConfigError, OutputExistsError, UnknownParticleError
 from cryopoint.io import read_tomogram, read_truth
 from cryopoint.particles import PARTICLE_NAMES, get_particle
 from cryopoint.synth import generate_dataset, get_preset, simulate_run
 from cryopoint.synth.dataset import run_rng
+from cryopoint.synth.imaging import ctf, electron_wavelength
 from cryopoint.synth.params import REAL_MEAN_COUNTS, REAL_SHAPE, VOXEL_SIZE
 from cryopoint.synth.sample import draw_counts, draw_slab, place_objects
 from cryopoint.synth.shapes import particle_shape
@@ -164,3 +165,37 @@ def test_test_split_differs_from_train(tmp_path):
     assert train != test and (tmp_path / "test" / "static" / "ExperimentRuns" / test).is_dir()
     with pytest.raises(ConfigError, match="split"):
         generate_dataset(tmp_path, split="val", **kw)
+
+
+def test_ctf_and_wavelength():
+    params = get_preset("realistic")
+    assert electron_wavelength(300.0) == pytest.approx(0.01969, abs=1e-5)
+    # at k = 0 only amplitude contrast is left, with the sign that makes protein dark
+    assert ctf(np.array([0.0]), 3.0, params)[0] == pytest.approx(-params.amplitude_contrast)
+    # first zero of a 3 µm underfocus CTF just below γ = π, i.e. k = 1/sqrt(λ Δf) ≈ 1/24.3 Å⁻¹
+    k = np.linspace(0.005, 0.06, 4000)
+    first_zero = k[np.argmax(np.diff(np.sign(ctf(k, 3.0, get_preset("realistic", bfactor=0.0)))) != 0)]
+    assert 1 / 26 < first_zero < 1 / 24.3
+
+
+def test_denoising_removes_high_frequencies():
+    def high_fraction(strength):
+        params = get_preset("realistic", denoise_strength=strength, counts={"ribosome": 1}, background_drift=0.0)
+        vol, _ = simulate_run((32, 64, 64), params, np.random.default_rng(9))
+        power = np.abs(np.fft.rfftn(vol - vol.mean())) ** 2
+        k = np.sqrt(
+            np.fft.fftfreq(32)[:, None, None] ** 2
+            + np.fft.fftfreq(64)[None, :, None] ** 2
+            + np.fft.rfftfreq(64)[None, None, :] ** 2
+        )
+        return power[k > 0.2].sum() / power.sum()
+
+    assert high_fraction(2.0) < 0.1 * high_fraction(0.0)
+
+
+def test_existing_runs_are_not_overwritten(tmp_path):
+    kw = dict(runs=1, shape=(32, 64, 64), preset="easy")
+    generate_dataset(tmp_path, **kw)
+    with pytest.raises(OutputExistsError):
+        generate_dataset(tmp_path, **kw)
+    assert generate_dataset(tmp_path, overwrite=True, **kw) == ["TS_SYN0_1"]
