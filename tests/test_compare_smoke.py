@@ -1,0 +1,94 @@
+"""benchmarks/compare.py: scoring helpers on hand-made tables, and the whole benchmark at smoke budget."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cryopoint.particles import PARTICLE_NAMES, PARTICLES
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "compare.py"
+
+
+@pytest.fixture(scope="module")
+def compare():
+    spec = importlib.util.spec_from_file_location("compare_benchmark", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+def _truth_and_preds():
+    rows, preds = [], []
+    for run in ("r0", "r1"):
+        for i, p in enumerate(PARTICLES):
+            xyz = (100.0 * i, 50.0, 50.0)
+            rows.append((run, p.name, *xyz))
+            preds.append((run, p.name, *xyz, 0.9))  # a confident hit
+            preds.append((run, p.name, xyz[0], 900.0, 900.0, 0.2))  # a weak false positive
+    cols = ["experiment", "particle_type", "x", "y", "z"]
+    return pd.DataFrame(rows, columns=cols), pd.DataFrame(preds, columns=[*cols, "score"])
+
+
+def test_evaluate_tunes_and_cross_tunes(compare):
+    truth, preds = _truth_and_preds()
+    res = compare.evaluate(preds, truth, {"r0": 0, "r1": 1})
+    assert res["score"] == pytest.approx(1.0) and res["score_crossfold"] == pytest.approx(1.0)
+    assert set(res["per_class"]) == set(PARTICLE_NAMES)
+    assert all(0.2 < t <= 0.9 for t in res["thresholds"].values())
+    # Fold r1 has only weak picks: thresholds tuned on r0 (0.9) reject them, so cross-fold is lower.
+    weak = preds.assign(score=np.where(preds["experiment"] == "r1", preds["score"] * 0.1, preds["score"]))
+    res = compare.evaluate(weak, truth, {"r0": 0, "r1": 1})
+    assert res["score_crossfold"] < res["score"]
+
+
+def test_verdict_says_plainly_when_the_goal_is_missed(compare):
+    def fake(total, per):
+        return {"score": total, "score_crossfold": total, "per_class": {n: {"fbeta": per} for n in PARTICLE_NAMES}}
+
+    lines = compare.verdict(
+        {"blob (LoG)": fake(0.1, 0.1), "unet3d + NMS": fake(0.6, 0.6), "heatmap25d": fake(0.5, 0.5)}
+    )
+    assert "goal NOT met" in lines[0] and "goal met" in lines[1]
+    lines = compare.verdict(
+        {"blob (LoG)": fake(0.1, 0.45), "unet3d + NMS": fake(0.3, 0.3), "heatmap25d": fake(0.5, 0.5)}
+    )
+    assert "goal met" in lines[0] and "goal NOT met" in lines[1]
+
+
+def test_peak_rss_measures_an_allocation(compare):
+    with compare.PeakRSS() as mem:
+        block = np.ones(64 * 2**20 // 8)  # 64 MiB, touched
+        block.sum()
+    assert mem.mib > 32
+
+
+@pytest.mark.slow
+def test_smoke_budget_end_to_end(compare, tmp_path):
+    out = tmp_path / "compare"
+    md = compare.main(
+        [
+            "--budget",
+            "smoke",
+            "--out",
+            str(out),
+            "--work",
+            str(tmp_path / "work"),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ]
+    )
+    text = md.read_text()
+    for method in ("blob (LoG)", "unet3d + NMS", "unet3d + components", "heatmap25d", "low-pass", "encoder from easy"):
+        assert method in text
+    payload = json.loads(out.with_suffix(".json").read_text())
+    assert payload["budget_name"] == "smoke" and payload["budget"]["steps"] == 2
+    for res in payload["results"].values():
+        assert 0.0 <= res["score"] <= 1.0 and res["infer_s_per_tomo"] > 0
+        assert set(res["per_class"]) == set(PARTICLE_NAMES)
+    assert payload["results"]["unet3d + NMS"]["params"] > 0
