@@ -193,7 +193,7 @@ def main(argv=None) -> None:
     for col in ("method", "time (s)", "peak memory (MiB)", "speed-up vs scipy", "peak sets"):
         table.add_column(col, justify="left" if col in ("method", "peak sets") else "right")
     for name, t, m, s, a in rows:
-        table.add_row(name, f"{t:.4f}", _mib(m), f"{s:.1f}x", a)
+        table.add_row(name, f"{t:.4f}", _mib(m), f"{s:.3g}x", a)
     console.print(table)
     console.print(cuda_note)
     lines = [
@@ -206,7 +206,7 @@ def main(argv=None) -> None:
         "",
         "| method | time (s) | peak memory (MiB) | speed-up vs scipy | peak sets |",
         "|---|---:|---:|---:|---|",
-        *(f"| {n} | {t:.4f} | {_mib(m)} | {s:.1f}x | {a} |" for n, t, m, s, a in rows),
+        *(f"| {n} | {t:.4f} | {_mib(m)} | {s:.3g}x | {a} |" for n, t, m, s, a in rows),
         "",
         f"Fast methods: median of {args.repeat} runs; scipy and dense torch: one run. The dense torch time is "
         "measured on the first slices and scaled to the full depth (it takes minutes otherwise); its peak set is "
