@@ -110,8 +110,8 @@ def _try_place(
         x, y = rng.uniform(0, x_len), rng.uniform(0, y_len)
         bottom, top = slab.surfaces(x, y)
         bottom, top = max(bottom, 0.0), min(top, z_len)
-        # keep objects inside the ice; in thin test volumes at least keep the centre in its middle half
-        margin = min(shape.radius, 0.25 * (top - bottom)) if not membrane else 0.0
+        # keep objects inside the ice; in thin volumes keep the centre in the middle half (vesicles: tenth)
+        margin = min(shape.radius, (0.45 if membrane else 0.25) * (top - bottom))
         if top - bottom <= 2 * margin:
             continue
         center = np.array([x, y, rng.uniform(bottom + margin, top - margin)])
