@@ -32,7 +32,7 @@ __all__ = ["Heatmap25D", "DEFAULT_DEPTH_POOL", "DEFAULT_DECODER_CHANNELS"]
 #: yet a 32-slice crop still keeps 8 depth positions at the coarsest level.
 DEFAULT_DEPTH_POOL = 4
 #: Decoder widths, coarsest level first; finer levels beyond the list keep halving (at least 8).
-DEFAULT_DECODER_CHANNELS = (128, 64, 32, 16)
+DEFAULT_DECODER_CHANNELS = (256, 128, 64, 32, 16)
 
 
 def _is_power_of_two(n: int) -> bool:
