@@ -45,11 +45,13 @@ def as_set(a):
     return set(map(tuple, np.asarray(a).tolist()))
 
 
-@pytest.mark.parametrize("dense_fraction", [0.05, 1.0])  # 1.0 forces the sparse cascade even on dense data
+@pytest.mark.parametrize("force_sparse", [False, True])  # True: the sparse cascade even on dense data
 @pytest.mark.parametrize("kernel", [(3, 3, 3), (7, 7, 7), (3, 5, 9), (15, 15, 15)])
 @pytest.mark.parametrize("min_score", [0.0, 0.3, -1.0])
-def test_cpu_and_torch_paths_equal_the_reference(rng, monkeypatch, kernel, min_score, dense_fraction):
-    monkeypatch.setattr(nms, "DENSE_FRACTION", dense_fraction)
+def test_cpu_and_torch_paths_equal_the_reference(rng, monkeypatch, kernel, min_score, force_sparse):
+    if force_sparse:
+        monkeypatch.setattr(nms, "DENSE_FRACTION", np.inf)
+        monkeypatch.setattr(nms, "DENSE_WORK", np.inf)
     for name, vol in volumes(rng).items():
         ref = reference_local_maxima(vol, kernel, min_score)
         ours = local_maxima(vol, kernel, min_score)
@@ -197,3 +199,18 @@ def test_candidates_across_chunks_and_nan(rng):
     with pytest.raises(InvalidVolumeError, match="NaN"):
         nms._candidates(flat, 0.7, chunk=64)
     assert nms._candidates(flat[:0], 0.7).size == 0
+
+
+def test_dense_fallback_is_taken_for_noise_not_for_blobs(rng, monkeypatch):
+    calls = []
+    real = nms.reference_local_maxima
+    monkeypatch.setattr(nms, "reference_local_maxima", lambda *a: calls.append(1) or real(*a))
+    noise = rng.random((20, 40, 40)).astype(np.float32)
+    np.testing.assert_array_equal(local_maxima(noise, (7, 7, 7), 0.5), real(noise, (7, 7, 7), 0.5))
+    assert calls == [1]  # half the voxels are candidates
+    sparse_noise = np.where(noise > 0.97, noise, 0).astype(np.float32)  # 3% candidates, isolated
+    np.testing.assert_array_equal(local_maxima(sparse_noise, (15, 15, 15), 0.5), real(sparse_noise, (15, 15, 15), 0.5))
+    assert calls == [1, 1]  # too many survivors for the window tests
+    vol = blobs(rng, shape=(20, 40, 40), sigma=2.0)
+    np.testing.assert_array_equal(local_maxima(vol, (7, 7, 7), 0.1), real(vol, (7, 7, 7), 0.1))
+    assert calls == [1, 1]  # smooth blobs stay on the sparse path

@@ -25,8 +25,9 @@ voxels map to Å with ``cryopoint.coords`` (``Å = index x voxel_size``).
 near zero, so the candidates are found in one pass and tested sparsely: first against their 6 face
 neighbours (which removes almost every voxel of a smooth blob), then the few survivors against their whole
 window, shell by shell (clipping a neighbour's index to the volume keeps it inside the same window, so the
-test is exact). When more than ``DENSE_FRACTION`` of the voxels are candidates the dense reference is used
-instead (same answer, slower). CUDA tensors: separable max-pooling on the device, one 1D pass per axis;
+test is exact). When more than ``DENSE_FRACTION`` of the voxels are candidates, or the survivors would still
+need more than ``DENSE_WORK`` neighbour tests per voxel of the volume (noise-like heatmaps), the dense
+reference is used instead (same answer). CUDA tensors: separable max-pooling on the device, one 1D pass per axis;
 only the peak list leaves the GPU.
 """
 
@@ -60,6 +61,8 @@ __all__ = [
 PEAK_COLUMNS = ("particle_type", "z_vox", "y_vox", "x_vox", "x", "y", "z", "score")
 #: Above this fraction of candidate voxels the sparse CPU test hands over to the dense filter.
 DENSE_FRACTION = 0.05
+#: ... and so does it when the neighbour tests left would exceed this many per voxel of the volume.
+DENSE_WORK = 2.0
 _NAN_MESSAGE = "Heatmap contains NaN values; check the model output (NaN input or diverged weights)."
 _GATHER_CHUNK = 1 << 22  # neighbour gathers per block, bounds temporary memory to ~100 MB
 
@@ -169,8 +172,12 @@ def local_maxima(volume: np.ndarray, kernel: Sequence[int], min_score: float) ->
             nb = np.where(inside, idx + step * strides[axis], idx)
             keep = flat[nb] <= vals
             idx, vals, coords = idx[keep], vals[keep], coords[keep]
+    remaining = int(np.prod(2 * half + 1)) - 1  # window offsets still to test
     for r in range(1, int(half.max()) + 1):  # whole window, shell by shell, on the few survivors
+        if idx.size * remaining > DENSE_WORK * flat.size:  # noise-like heatmap: the dense filter is cheaper
+            return reference_local_maxima(volume, kernel, min_score)
         off = _shell_offsets(half, r)
+        remaining -= len(off)
         keep = np.ones(idx.size, dtype=bool)
         chunk = max(1, _GATHER_CHUNK // len(off))
         for s in range(0, idx.size, chunk):
