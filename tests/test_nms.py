@@ -127,6 +127,9 @@ def test_find_peaks_inputs_agree_numpy_torch_and_dtypes():
     pd.testing.assert_frame_equal(a, b)
     assert len(a) > 6
     assert len(find_peaks((h > 0.5).astype(np.uint8), voxel_size=10.0, min_score=1)) > 0  # ints are cast
+    half = find_peaks(h.astype(np.float16), voxel_size=10.0, min_score=0.1)
+    assert len(half) == len(find_peaks(torch.from_numpy(h).half(), voxel_size=10.0, min_score=0.1)) > 6
+    assert len(find_peaks(np.full((6, 5, 5, 5), 0.5, np.float16), voxel_size=10.0)) == 6 * 125  # dense fallback
 
 
 def test_find_peaks_empty_and_bad_input():

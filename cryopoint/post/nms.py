@@ -263,6 +263,8 @@ def _class_peaks(vol, kernel, min_score, top_k, refine) -> tuple[np.ndarray, np.
     if isinstance(vol, torch.Tensor) and vol.device.type != "cpu":
         return _class_peaks_torch(vol, kernel, min_score, top_k, refine)
     arr = vol.numpy() if isinstance(vol, torch.Tensor) else vol
+    if arr.dtype not in (np.float32, np.float64):  # ints, bools, float16: scipy's fallback needs these two
+        arr = arr.astype(np.float32)
     coords = local_maxima(arr, kernel, min_score)
     scores = arr[coords[:, 0], coords[:, 1], coords[:, 2]].astype(np.float64)
     order = np.argsort(-scores, kind="stable")[:top_k]
@@ -309,14 +311,10 @@ def find_peaks(
     >>> find_peaks(h, voxel_size=10.0)[["particle_type", "x", "y", "z", "score"]].values.tolist()
     [['ribosome', 60.0, 50.0, 40.0, 0.8999999761581421]]
     """
-    if not isinstance(heatmaps, torch.Tensor):
-        heatmaps = np.asarray(heatmaps)
-        if not np.issubdtype(heatmaps.dtype, np.floating):
-            heatmaps = heatmaps.astype(np.float32)
-    elif not heatmaps.is_floating_point():
-        heatmaps = heatmaps.float()
     if isinstance(heatmaps, torch.Tensor):
-        heatmaps = heatmaps.detach()
+        heatmaps = heatmaps.detach() if heatmaps.is_floating_point() else heatmaps.detach().float()
+    else:
+        heatmaps = np.asarray(heatmaps)  # cast to float32/64 per class, in _class_peaks
     if heatmaps.ndim != 4 or heatmaps.shape[0] != len(class_names):
         raise InvalidVolumeError(
             f"find_peaks needs heatmaps of shape (C, Z, Y, X) with C = {len(class_names)} channels "
