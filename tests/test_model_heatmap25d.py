@@ -29,6 +29,12 @@ class TestHeatmap25DStride1ConvNeXt(ModelContract):
     odd_size = (5, 17, 31)
 
 
+class TestHeatmap25DSlabStep2(ModelContract):
+    arch = "heatmap25d"
+    kwargs = {**TINY, "slab": 4, "slab_step": 2, "output_stride": 2}
+    odd_size = (9, 20, 45)
+
+
 @pytest.mark.parametrize("encoder", ["test_resnet", "test_efficientnet"])
 def test_decoder_is_sized_from_probed_feature_channels(encoder):
     model = Heatmap25D(encoder=encoder, slab=3, decoder_channels=(16, 8, 8, 8))
@@ -57,6 +63,22 @@ def test_each_depth_position_sees_its_slab_with_replicated_edges():
     for d in range(depth):
         expected = [min(max(d + j - 2, 0), depth - 1) for j in range(5)]
         assert images[d, :, 0, 0].tolist() == expected
+
+
+def test_slab_step_two_encodes_every_other_position_centred_on_output_voxels():
+    model = Heatmap25D(encoder="test_resnet", slab=4, slab_step=2, decoder_channels=(8,)).eval()
+    seen = {}
+    model.encoder.register_forward_pre_hook(lambda mod, args: seen.setdefault("images", args[0]))
+    depth = 8
+    x = torch.arange(depth, dtype=torch.float32).view(1, 1, depth, 1, 1).expand(1, 1, depth, 32, 32)
+    with torch.no_grad():
+        out = model(x.contiguous())
+    images = seen["images"]
+    assert images.shape == (depth // 2, 4, 32, 32) and out.shape == (1, 6, 4, 16, 16)
+    for j in range(depth // 2):
+        # output voxel j covers slices 2j, 2j+1 (centre 2j + 0.5): its slab is 2j-1 .. 2j+2
+        expected = [min(max(2 * j - 1 + c, 0), depth - 1) for c in range(4)]
+        assert images[j, :, 0, 0].tolist() == expected
 
 
 def test_depth_pooling_per_stage():
@@ -102,6 +124,8 @@ def test_builds_from_the_engine_config_fields():
         ({"output_stride": 4}, "output_stride"),
         ({"prior": 1.5}, "prior"),
         ({"encoder": "no_such_net"}, "list_models"),
+        ({"slab": 3, "slab_step": 2}, "even"),
+        ({"slab": 4, "slab_step": 2, "output_stride": 1}, "slab_step"),
     ],
 )
 def test_bad_arguments_are_config_errors(kwargs, match):

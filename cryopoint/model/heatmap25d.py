@@ -59,7 +59,11 @@ class Heatmap25D(nn.Module):
         encoder: Any timm CNN name that supports ``features_only`` (``resnet18``, ``resnet34``,
             ``resnet50d``, ``convnext_nano``, ``efficientnet_b0``, tiny ``resnet10t``, ...). Built with
             ``pretrained=False``: weights only come from ``pretrained``.
-        slab: Slab thickness ``k`` (odd): slices per depth position, the encoder's input channels.
+        slab: Slab thickness ``k``: slices per encoded depth position, the encoder's input channels.
+        slab_step: Encode every ``t``-th depth position only (1 or 2, at most ``output_stride``). With ``t = 2``
+            the encoder, most of the cost, runs on half the positions and slab ``j`` holds slices
+            ``2j - (k - 2)/2 .. 2j + k/2``, centred on the stride-2 output voxel ``j`` (``k`` must be even);
+            with ``t = 1`` slab ``d`` holds slices ``d - k//2 .. d + k//2`` (``k`` odd).
         num_classes: Heatmap channels ``C`` (the catalogue's six by default, channel ``i`` = label ``i``).
         output_stride: Input voxels per output voxel along every axis, 1 or 2.
         decoder_channels: Width of each decoder level, coarsest first. There is one level per encoder
@@ -90,6 +94,7 @@ class Heatmap25D(nn.Module):
         encoder: str = "resnet34",
         *,
         slab: int = 5,
+        slab_step: int = 1,
         num_classes: int = NUM_CLASSES,
         output_stride: int = 2,
         decoder_channels: Sequence[int] = DEFAULT_DECODER_CHANNELS,
@@ -98,16 +103,20 @@ class Heatmap25D(nn.Module):
         pretrained: str | os.PathLike | None = None,
     ) -> None:
         super().__init__()
-        if slab < 1 or slab % 2 == 0:
-            raise ConfigError(f"slab must be a positive odd number of slices (e.g. 5); got {slab}.")
         if output_stride not in (1, 2):
             raise ConfigError(f"output_stride must be 1 or 2; got {output_stride}.")
+        if slab_step not in (1, 2) or slab_step > output_stride:
+            raise ConfigError(f"slab_step must be 1 or 2 and at most output_stride ({output_stride}); got {slab_step}.")
+        if slab < slab_step or (slab - slab_step) % 2:
+            parity = "odd (e.g. 5)" if slab_step == 1 else "even (e.g. 4 or 6)"
+            raise ConfigError(f"slab must be {parity} with slab_step={slab_step}, so slabs are centred; got {slab}.")
         if not 0.0 < prior < 1.0:
             raise ConfigError(f"prior must be a probability in (0, 1), e.g. 0.01; got {prior}.")
         if not decoder_channels or min(decoder_channels) < 1:
             raise ConfigError(f"decoder_channels needs positive widths, coarsest first; got {decoder_channels}.")
         self.encoder_name = encoder
         self.slab = int(slab)
+        self.slab_step = int(slab_step)
         self.num_classes = int(num_classes)
         self.output_stride = int(output_stride)
 
@@ -190,17 +199,18 @@ class Heatmap25D(nn.Module):
             raise InvalidVolumeError(f"Heatmap25D expects a (B, 1, D, H, W) batch; got shape {tuple(x.shape)}.")
         b, size = x.shape[0], tuple(x.shape[2:])
         pad = [(-n) % m for n, m in zip(size, self.input_multiple)]
-        half = self.slab // 2
+        k, t = self.slab, self.slab_step
+        half = (k - t) // 2
         # F.pad order is (W_lo, W_hi, H_lo, H_hi, D_lo, D_hi): pad the far sides up to the multiple (indices stay
-        # put) and both depth ends by k//2 so every depth position has a full slab; edges are replicated.
+        # put) and both depth ends by (k - t)/2 so every encoded position has a full slab; edges are replicated.
         x = F.pad(x, (0, pad[2], 0, pad[1], half, half + pad[0]), mode="replicate")
         depth = size[0] + pad[0]
-        slabs = x[:, 0].unfold(1, self.slab, 1)  # (B, D, H, W, k): slab d holds slices d..d+k-1 of the padded volume
+        slabs = x[:, 0].unfold(1, k, t)  # (B, D/t, H, W, k): slab j holds padded slices j*t .. j*t + k - 1
         images = rearrange(slabs, "b d h w k -> (b d) k h w")
         feats = []
         for feat, g in zip(self.encoder(images), self.depth_factors):
-            feat = rearrange(feat, "(b d) c h w -> b c d h w", b=b)  # (B, C_i, D, H/r_i, W/r_i)
-            feats.append(F.avg_pool3d(feat, kernel_size=(g, 1, 1)) if g > 1 else feat)
+            feat = rearrange(feat, "(b d) c h w -> b c d h w", b=b)  # (B, C_i, D/t, H/r_i, W/r_i)
+            feats.append(F.avg_pool3d(feat, kernel_size=(g // t, 1, 1)) if g > t else feat)
         skips = [*feats[:-1][::-1]] + [None] * (len(self.decoder.levels) - len(feats) + 1)
         sizes = [
             (depth // lv.depth_reduction, (size[1] + pad[1]) // lv.reduction, (size[2] + pad[2]) // lv.reduction)
