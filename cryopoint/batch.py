@@ -32,7 +32,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cryopoint.api import Detector, detect, load
+from cryopoint.api import COLUMNS, Detector, detect, load
 from cryopoint.errors import DataNotFoundError
 from cryopoint.io import (
     atomic_path,
@@ -194,9 +194,8 @@ def _assemble(
 ) -> pd.DataFrame:
     """Combined outputs from the per-run peak files of the runs that finished; returns the thresholded picks."""
     ok = [r for r in runs if statuses[r].get("status") == "ok"]
-    peaks = pd.concat([pd.read_csv(_peaks_path(opts.out_dir, r)) for r in ok], ignore_index=True) if ok else None
-    if peaks is None or peaks.empty:
-        peaks = pd.DataFrame(columns=["experiment", "particle_type", "x", "y", "z", "score"])
+    frames = [pd.read_csv(_peaks_path(opts.out_dir, r), dtype={"experiment": str}) for r in ok]
+    peaks = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["experiment", *COLUMNS])
     picks = apply_thresholds(peaks, thresholds) if thresholds else peaks
     out = opts.out_dir
     if "raw" in opts.formats:
@@ -228,8 +227,9 @@ def _summary_table(runs: Sequence[str], statuses: dict[str, dict], picks: pd.Dat
         st = statuses[run]
         per = [int(counts.get((run, name), 0)) for name in PARTICLE_NAMES] if st["status"] == "ok" else []
         cells = [str(c) for c in per] + [str(sum(per))] if per else ["-"] * (len(PARTICLE_NAMES) + 1)
+        text = "done before" if st.get("skipped") else st["status"]
         colour = "green" if st["status"] == "ok" else "red"
-        table.add_row(run, f"[{colour}]{st['status']}[/]", f"{st.get('seconds', 0):.1f}", *cells)
+        table.add_row(run, f"[{colour}]{text}[/]", f"{st.get('seconds', 0):.1f}", *cells)
     return table
 
 

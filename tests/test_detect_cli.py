@@ -189,3 +189,11 @@ def test_smoke_train_then_detect_and_score(tmp_path):
         star = read_star(out / f"particles_relion{version}.star", voxel_size={run: CHALLENGE_VOXEL_SIZE}, shape=shape)
         np.testing.assert_allclose(star[["x", "y", "z"]].to_numpy(), sub[["x", "y", "z"]].to_numpy(), atol=1e-4)
     assert len(read_picks(out / "overlay", run, split="test", user_id="cryopoint")) == len(sub)
+
+
+def test_all_runs_failing_still_writes_empty_outputs_and_exits_1(tmp_path, ckpt):
+    out = tmp_path / "out"
+    code = main(["--model", str(ckpt), "--files", str(tmp_path / "gone.mrc"), "--out", str(out), "--formats", *FORMATS])
+    assert code == 1 and "does not exist" in _status(out, "gone")["error"]
+    assert read_submission_csv(out / "submission.csv").empty
+    assert list(pd.read_csv(out / "peaks.csv").columns[:2]) == ["experiment", "particle_type"]
