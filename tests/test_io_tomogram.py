@@ -1,6 +1,8 @@
 """Tomogram readers and writers: OME-Zarr v2/v3, MRC, voxel sizes, bad volumes, input protection."""
 
 import json
+import os
+import stat
 
 import mrcfile
 import numpy as np
@@ -144,3 +146,29 @@ def test_writers_never_replace_inputs(tmp_path, volume):
     write_ome_zarr(store, volume * 2, 10.0, overwrite=True, levels=1)
     np.testing.assert_array_equal(read_tomogram(store).data, volume * 2)
     assert not (store / "1").exists()
+
+
+def test_outputs_get_ordinary_permissions_not_owner_only(tmp_path, volume):
+    umask = os.umask(0o022)
+    os.umask(umask)
+    mrc = write_mrc(tmp_path / "v.mrc", volume, 10.0)
+    store = write_ome_zarr(tmp_path / "v.zarr", volume, 10.0)
+    assert stat.S_IMODE(mrc.stat().st_mode) == 0o666 & ~umask
+    assert stat.S_IMODE(store.stat().st_mode) == 0o777 & ~umask
+
+
+def test_nested_chunk_keys_and_full_precision_scale_as_ome_zarr_py_writes(tmp_path, volume):
+    """ome-zarr-py (copick, the CZII portal) writes "/"-separated chunk keys and the exact scale 10.012444196..."""
+    group = zarr.open_group(store=str(tmp_path / "denoised.zarr"), mode="w", zarr_format=2)
+    arr = group.create_array(
+        "0", shape=SHAPE, chunks=(8, 8, 8), dtype="float32", chunk_key_encoding={"name": "v2", "separator": "/"}
+    )
+    arr[...] = volume
+    scale = [10.012444196428572] * 3
+    datasets = [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scale}]}]
+    axes = [{"name": a, "type": "space", "unit": "angstrom"} for a in "zyx"]
+    group.attrs["multiscales"] = [{"version": "0.4", "axes": axes, "datasets": datasets}]
+    assert (tmp_path / "denoised.zarr" / "0" / "1" / "3" / "3").is_file()  # nested chunk files
+    tomo = read_tomogram(tmp_path / "denoised.zarr")
+    np.testing.assert_array_equal(tomo.data, volume)
+    assert tomo.voxel_size == (10.012444196428572,) * 3

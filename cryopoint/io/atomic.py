@@ -1,7 +1,8 @@
 """Atomic output: write to a temporary sibling, then rename over the target.
 
 A crash mid-write leaves the old file (or nothing) in place, never a half-written one. Writers refuse to
-write over a path the caller declared as an input.
+write over a path the caller declared as an input. Outputs get the permissions of a plainly created file
+(``0o666`` / ``0o777`` minus the umask), not the owner-only ones of :mod:`tempfile`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ from pathlib import Path
 from cryopoint.errors import OutputExistsError
 
 __all__ = ["atomic_path", "atomic_write_text", "atomic_dir", "refuse_inputs"]
+
+# The process umask, read once at import (os.umask can only be read by setting it).
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 
 def refuse_inputs(target: str | os.PathLike, inputs: Iterable[str | os.PathLike]) -> None:
@@ -62,6 +67,7 @@ def atomic_path(target: str | os.PathLike, *, overwrite: bool = True, suffix: st
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes it owner-only
         os.replace(tmp_path, target)
     finally:
         if tmp_path.exists():
@@ -86,6 +92,7 @@ def atomic_dir(target: str | os.PathLike, *, overwrite: bool = False) -> Iterato
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         yield tmp
+        os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes it owner-only
         if target.exists():
             old = target.with_name(f".{target.name}.old-{os.getpid()}")
             os.replace(target, old)
