@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 import cryopoint.synth
+from cryopoint.data import cache
 from cryopoint.data.cache import default_cache_dir, ensure_synthetic_dataset, params_hash
 
 
@@ -109,3 +110,22 @@ def test_real_generator_output_loads_as_training_runs(tmp_path):
     assert sum(len(r.labels) for r in runs) > 0, "the simulator planted particles"
     ds = CropDataset(runs, crop_size=(16, 32, 32), output_stride=2, positive_fraction=1.0, samples_per_epoch=4)
     assert all(float(ds[i]["target"].max()) > 0.5 for i in range(4)), "positive crops show their particle's peak"
+
+
+def test_changed_simulator_code_regenerates(fake, tmp_path, monkeypatch):
+    """A cached dataset made by an older simulator must not be reused after the simulator changes."""
+    source = tmp_path / "shapes.py"
+    source.write_text("RADIUS = 60\n")
+    monkeypatch.setattr(cache, "_simulator_sources", lambda: [source])
+    kw = dict(runs=1, shape=(8, 16, 16), seed=0, cache_dir=tmp_path / "cache")
+    first = ensure_synthetic_dataset("easy", **kw)
+    assert ensure_synthetic_dataset("easy", **kw) == first and len(fake.calls) == 1
+    source.write_text("RADIUS = 65\n")
+    second = ensure_synthetic_dataset("easy", **kw)
+    assert second != first and len(fake.calls) == 2
+
+
+def test_simulator_sources_cover_the_synth_package():
+    names = {p.name for p in cache._simulator_sources()}
+    assert {"shapes.py", "imaging.py", "sample.py", "params.py", "zarr_store.py"} <= names
+    assert all(p.is_file() for p in cache._simulator_sources())

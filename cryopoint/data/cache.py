@@ -6,9 +6,10 @@ Layout::
     <cache>/synthetic/<preset>-<hash>/cryopoint_synthetic.json   # its parameters; written last
     <cache>/volumes/<hash>.npy                    # normalised tomograms (cryopoint.data.dataset.load_runs)
 
-``<hash>`` is a hash of every parameter that changes the content, so a changed request never reuses a stale
-folder. Generation happens in a temporary sibling folder that is renamed into place only once complete: an
-interrupted generation leaves no folder under the final name and is never reused.
+``<hash>`` is a hash of every parameter that changes the content and of the simulator's source code (the
+``cryopoint/synth`` package and the writers it uses), so neither a changed request nor an upgraded simulator
+ever reuses a stale folder. Generation happens in a temporary sibling folder that is renamed into place only
+once complete: an interrupted generation leaves no folder under the final name and is never reused.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from rich.console import Console
 
 from cryopoint.io.atomic import atomic_dir
 
-__all__ = ["default_cache_dir", "ensure_synthetic_dataset", "params_hash"]
+__all__ = ["default_cache_dir", "ensure_synthetic_dataset", "params_hash", "simulator_version"]
 
 #: Environment variable that overrides the cache location.
 CACHE_ENV = "CRYOPOINT_CACHE"
@@ -54,6 +55,20 @@ def params_hash(params: dict, length: int = 16) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
+def _simulator_sources() -> list[Path]:
+    """The source files whose code decides what a synthetic dataset holds: the simulator and its writers."""
+    package = Path(__file__).resolve().parents[1]
+    return sorted((package / "synth").glob("*.py")) + [package / "io" / "zarr_store.py", package / "io" / "picks.py"]
+
+
+def simulator_version() -> str:
+    """Digest of the simulator's source code: any change to it gives synthetic datasets a new cache folder."""
+    digest = hashlib.sha256()
+    for path in _simulator_sources():
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def ensure_synthetic_dataset(
     preset: str,
     *,
@@ -64,8 +79,9 @@ def ensure_synthetic_dataset(
 ) -> Path:
     """Return the root of a synthetic dataset in the challenge layout, generating it on first use.
 
-    Calls :func:`cryopoint.synth.generate_dataset` once per distinct ``(preset, runs, shape, seed)``; later
-    calls with the same parameters reuse the folder. Where the data lives is printed either way.
+    Calls :func:`cryopoint.synth.generate_dataset` once per distinct ``(preset, runs, shape, seed)`` and
+    simulator code (:func:`simulator_version`); later calls with the same parameters reuse the folder. Where
+    the data lives is printed either way.
 
     Args:
         preset: Simulator preset, e.g. ``"easy"`` or ``"realistic"``.
@@ -88,6 +104,7 @@ def ensure_synthetic_dataset(
         "shape": [int(s) for s in shape],
         "seed": int(seed),
         "version": SYNTHETIC_CACHE_VERSION,
+        "simulator": simulator_version(),
     }
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     target = root / "synthetic" / f"{preset}-{params_hash(params)}"
