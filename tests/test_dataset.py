@@ -295,3 +295,25 @@ def test_load_runs_memory_maps_a_cache_and_invalidates_it(tmp_path, monkeypatch)
     third = load_runs(tmp_path / "data", cache_dir=cache)[0]
     assert len(reads) == 1 and len(list(cache.glob("*.npy"))) == 2
     assert not np.array_equal(np.asarray(third.volume), np.asarray(first.volume))
+
+
+def test_stride2_targets_decode_through_the_peak_finder_at_the_true_positions():
+    """Dataset targets and cryopoint.post.nms share one stride mapping: a half-voxel slip (5 Å) would show here."""
+    from cryopoint.post.nms import find_peaks
+
+    points = np.array([[8.3, 14.6, 17.2], [15.7, 31.4, 30.9], [9.5, 33.2, 12.8]])
+    run = make_run("P", (24, 48, 48), points, [0, 3, 0])
+    ds = CropDataset([run], crop_size=(16, 32, 32), output_stride=2, positive_fraction=1.0, augment=False)
+    checked = 0
+    for i in range(12):
+        item = ds[i]
+        start = item["center"].numpy() - np.array([8, 16, 16])
+        peaks = find_peaks(item["target"].numpy(), voxel_size=VS, stride=2, refine=True, min_score=0.5)
+        found = peaks[["z_vox", "y_vox", "x_vox"]].to_numpy()
+        for p, label in zip(points - start, run.labels, strict=True):
+            if np.all((p >= 3) & (p <= np.array([16, 32, 32]) - 4)):  # well inside: the refinement sees both sides
+                mine = found[(peaks["particle_type"] == PARTICLE_NAMES[label]).to_numpy()]
+                assert len(mine), f"no peak for particle at {p}"
+                assert np.linalg.norm(mine - p, axis=1).min() < 0.25, (p, mine)
+                checked += 1
+    assert checked >= 6
