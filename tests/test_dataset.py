@@ -317,3 +317,20 @@ def test_stride2_targets_decode_through_the_peak_finder_at_the_true_positions():
                 assert np.linalg.norm(mine - p, axis=1).min() < 0.25, (p, mine)
                 checked += 1
     assert checked >= 6
+
+
+def test_load_runs_drops_picks_outside_the_volume_and_refuses_runs_with_none_inside(tmp_path):
+    from cryopoint.errors import PointsOutsideVolumeError, PointsOutsideVolumeWarning
+
+    shape = (8, 16, 16)
+    picks, _ = write_challenge_store(tmp_path / "a", runs=("TS_5_4",), shape=shape)
+    picks.loc[0, "x"] = 40 * CHALLENGE_VOXEL_SIZE  # past the last x voxel (15)
+    write_challenge_store(tmp_path / "b", runs=("TS_5_4",), shape=shape, picks=picks)
+    with pytest.warns(PointsOutsideVolumeWarning, match="1 of 12"):
+        (run,) = load_runs(tmp_path / "b")
+    assert len(run.picks) == len(run.points_zyx) == 11 and run.points_zyx[:, 2].max() < shape[2]
+
+    in_voxels = picks.assign(x=picks.x * 100, y=picks.y * 100, z=picks.z * 100)  # a units slip
+    write_challenge_store(tmp_path / "c", runs=("TS_5_4",), shape=shape, picks=in_voxels)
+    with pytest.raises(PointsOutsideVolumeError, match="in Å"), pytest.warns(PointsOutsideVolumeWarning):
+        load_runs(tmp_path / "c")

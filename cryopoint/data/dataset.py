@@ -30,9 +30,11 @@ from cryopoint.data.sampling import CropSampler, extract_crop, points_near_crop
 from cryopoint.data.sphere_targets import draw_sphere_labels
 from cryopoint.data.targets import draw_heatmaps
 from cryopoint.data.transforms import random_augment
-from cryopoint.errors import ConfigError, DataNotFoundError
+from cryopoint.errors import ConfigError, DataNotFoundError, PointsOutsideVolumeError
 from cryopoint.io.atomic import atomic_path, atomic_write_text
+from cryopoint.io.picks import check_points_in_volume
 from cryopoint.particles import PARTICLES, get_particle
+from cryopoint.tomogram import Tomogram
 
 __all__ = ["RunData", "load_runs", "CropDataset"]
 
@@ -128,10 +130,12 @@ def load_runs(
             keep the volumes in memory.
 
     Returns:
-        One :class:`RunData` per run, in the order of ``runs``.
+        One :class:`RunData` per run, in the order of ``runs``. Picks whose centre lies outside their
+        tomogram are dropped with a :class:`~cryopoint.errors.PointsOutsideVolumeWarning`.
 
     Raises:
         DataNotFoundError: a requested run does not exist (the message lists the known runs).
+        PointsOutsideVolumeError: every pick of a run lies outside its tomogram (wrong units or voxel size).
 
     >>> runs = load_runs("data/czii", ["TS_5_4"], cache_dir=default_cache_dir() / "volumes")  # doctest: +SKIP
     """
@@ -147,7 +151,14 @@ def load_runs(
     out = []
     for name in track(names, description=f"Loading {len(names)} {kind} tomogram(s)", transient=True):
         volume, voxel_size = _load_volume(Path(cpio.tomogram_path(root, name, split=split, kind=kind)), cache)
-        out.append(RunData(name, volume, voxel_size, cpio.read_picks(root, name, split=split)))
+        picks = cpio.read_picks(root, name, split=split)
+        inside = check_points_in_volume(picks, Tomogram(volume, voxel_size, name=name), on_outside="drop")
+        if len(picks) and not len(inside):
+            raise PointsOutsideVolumeError(
+                f"All {len(picks)} picks of run {name!r} lie outside its tomogram (shape z, y, x {volume.shape}, "
+                f"voxel size {voxel_size} Å): are the picks in Å (not voxels), and is the voxel size right?"
+            )
+        out.append(RunData(name, volume, voxel_size, inside))
     return out
 
 
