@@ -165,6 +165,11 @@ def test_malformed_json_missing_keys_and_unknown_names(tmp_path):
     with pytest.raises(UnknownParticleError, match="virus-like-particle"):
         read_picks(tmp_path, "r1")
     assert len(read_picks(tmp_path, "r1", unknown="skip")) == 0
+    write_picks_json(folder / "ribosome.json", "r1", "ribosome", [(4.0, 5.0, 6.0)])
+    with pytest.raises(UnknownParticleError, match='unknown="skip"'):
+        read_truth(tmp_path)
+    truth = read_truth(tmp_path, unknown="skip")  # a copick project with other objects still gives its truth
+    assert truth[["particle_type", "x"]].values.tolist() == [["ribosome", 4.0]]
 
 
 def test_copick_json_round_trip_and_table_checks(tmp_path):

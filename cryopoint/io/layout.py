@@ -215,6 +215,8 @@ def read_truth(
     runs: Sequence[str] | None = None,
     user_id: str | None = None,
     session_id: str | None = None,
+    *,
+    unknown: str = "raise",
 ) -> pd.DataFrame:
     """Ground-truth picks of a whole split in one table (for scoring).
 
@@ -224,6 +226,7 @@ def read_truth(
         runs: Runs to read; default: every run with a picks folder.
         user_id: As in :func:`read_picks`.
         session_id: As in :func:`read_picks`.
+        unknown: As in :func:`read_picks` (``"skip"`` ignores other copick objects, e.g. membranes).
 
     Returns:
         Picks table over all runs (``experiment`` = run name), without ``score``.
@@ -232,7 +235,7 @@ def read_truth(
         overlay = _runs_root(Path(root), split, "overlay")
         list_runs(root, split)  # raises with a listing when the split is missing
         runs = sorted(p.parent.name for p in overlay.glob("*/Picks") if p.is_dir())
-    parts = [read_picks(root, run, split, user_id, session_id) for run in runs]
+    parts = [read_picks(root, run, split, user_id, session_id, unknown=unknown) for run in runs]
     parts = [p.drop(columns="score", errors="ignore") for p in parts if len(p)]
     return pd.concat(parts, ignore_index=True) if parts else empty_picks()
 
