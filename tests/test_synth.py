@@ -15,7 +15,7 @@ from cryopoint.synth.dataset import run_rng
 from cryopoint.synth.imaging import ctf, electron_wavelength
 from cryopoint.synth.params import REAL_MEAN_COUNTS, REAL_SHAPE, VOXEL_SIZE
 from cryopoint.synth.sample import draw_counts, draw_slab, place_objects
-from cryopoint.synth.shapes import particle_shape
+from cryopoint.synth.shapes import particle_shape, random_blob, random_shell
 
 ONE_EACH = {n: 1 for n in PARTICLE_NAMES}
 
@@ -199,3 +199,35 @@ def test_existing_runs_are_not_overwritten(tmp_path):
     with pytest.raises(OutputExistsError):
         generate_dataset(tmp_path, **kw)
     assert generate_dataset(tmp_path, overwrite=True, **kw) == ["TS_SYN0_1"]
+
+
+def _peak_density(shape, spacing=4.0):
+    r = shape.radius
+    axis = np.arange(-r, r + spacing, spacing, dtype=np.float32)
+    u = np.meshgrid(axis, axis, axis, indexing="ij")
+    return float(shape(tuple(u)).max())
+
+
+def test_no_class_coded_intensity_and_the_capsid_is_a_shell_with_faint_interior():
+    """Labelled particles peak within the density range of unlabelled clutter: only shape and size tell them apart."""
+    rng = np.random.default_rng(0)
+    clutter = [random_blob(rng) for _ in range(20)] + [random_shell(rng) for _ in range(5)]
+    lo, hi = min(_peak_density(c) for c in clutter), max(_peak_density(c) for c in clutter)
+    for name in PARTICLE_NAMES:
+        assert lo - 0.05 <= _peak_density(particle_shape(name)) <= hi + 0.05, name
+    vlp = particle_shape("virus-like-particle")
+    r = np.array([0.0, 60.0, 110.0, 150.0], dtype=np.float32)
+    inside, interior, wall, outside = vlp((r, np.zeros_like(r), np.zeros_like(r)))
+    assert 0.1 < inside < 0.35 and 0.1 < interior < 0.35 and wall > 0.9 and outside < 0.01
+
+
+def test_particles_sit_at_all_depths_of_the_ice_not_one_plane():
+    shape = (96, 160, 160)
+    params = get_preset("realistic", crowding=4.0)
+    rng = np.random.default_rng(11)
+    slab = draw_slab(shape, params, rng)
+    objects = place_objects(shape, params, rng, slab)
+    x, y, z = np.array([o.center for o in objects if o.shape.label is not None]).T
+    bottom, top = slab.surfaces(x, y)
+    depth = (z - bottom) / (top - bottom)  # 0 at the lower ice surface, 1 at the upper one
+    assert len(z) > 15 and depth.min() < 0.3 and depth.max() > 0.7 and 0.15 < depth.std() < 0.35
