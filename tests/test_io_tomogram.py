@@ -57,11 +57,29 @@ def test_ome_zarr_v3_round_trip_and_plain_v3_store(tmp_path, volume):
     assert read_tomogram(tmp_path / "plain.zarr").voxel_size == (3.0, 2.0, 1.0)
 
 
-def test_downsample_odd_sizes():
-    data = np.arange(3 * 5 * 7, dtype=np.float32).reshape(3, 5, 7)
+def test_downsample_odd_sizes_and_centred_smoothing():
+    data = np.arange(5 * 7 * 9, dtype=np.float32).reshape(5, 7, 9)
     out = downsample2x(data)
-    assert out.shape == (2, 3, 4)
-    assert out[0, 0, 0] == pytest.approx(data[:2, :2, :2].mean())
+    assert out.shape == (3, 4, 5) and out.dtype == np.float32
+    # a linear ramp is reproduced exactly on the even voxels: output j sits on input 2j, no half-voxel shift
+    np.testing.assert_allclose(out[1:-1, 1:-1, 1:-1], data[2:-2:2, 2:-2:2, 2:-2:2], rtol=1e-6)
+    # edges repeat the outermost voxel: a constant stays constant whatever the (odd or even) size
+    np.testing.assert_allclose(downsample2x(np.full((1, 2, 3), 7.0, np.float32)), np.full((1, 1, 2), 7.0))
+
+
+def test_pyramid_levels_keep_the_angstrom_frame_of_level_0(tmp_path):
+    """A blob at a known Å position is found at the same Å position on levels 1 and 2 (index x level voxel size)."""
+    vs = 10.012444
+    centre = np.array([21.0, 26.0, 37.0])  # level-0 voxels (z, y, x)
+    grid = np.indices((48, 64, 80), dtype=np.float32)
+    blob = np.exp(-sum((g - c) ** 2 for g, c in zip(grid, centre, strict=True)) / (2 * 3.0**2)).astype(np.float32)
+    store = write_ome_zarr(tmp_path / "blob.zarr", blob, vs)
+    for level in (1, 2):
+        tomo = read_tomogram(store, level=level)
+        weights = tomo.data / tomo.data.sum()
+        found = np.array([(np.indices(tomo.shape)[a] * weights).sum() for a in range(3)])  # centroid, level voxels
+        found_angstrom = found * np.asarray(tomo.voxel_size)
+        np.testing.assert_allclose(found_angstrom, centre * vs, atol=0.5)  # a block mean is 5 / 15 Å off
 
 
 def test_zarr_without_voxel_size_needs_one(tmp_path, volume):

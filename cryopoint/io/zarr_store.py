@@ -2,16 +2,17 @@
 
 Stores follow OME-NGFF multiscales, as the CZII challenge ships them:
 
-* a group with arrays ``"0"``, ``"1"``, ``"2"``... at full, 1/2, 1/4... resolution (2x2x2 block means),
-  float32, axes ``(z, y, x)`` with unit ``angstrom``;
+* a group with arrays ``"0"``, ``"1"``, ``"2"``... at full, 1/2, 1/4... resolution, float32, axes
+  ``(z, y, x)`` with unit ``angstrom``;
 * ``multiscales[0].datasets[i].coordinateTransformations[0].scale`` = Å per voxel of level ``i``,
   in (z, y, x) order (the challenge: 10.012444 at level 0);
 * zarr format 2 (``.zgroup``/``.zattrs``/``.zarray``, OME-NGFF 0.4, Blosc chunks) by default; format 3
   (``zarr.json``, OME-NGFF 0.5: the metadata sits under ``attributes["ome"]``) on request.
 
-Level ``i`` stores only a ``scale`` (like the challenge files), so index ``j`` of level ``i`` covers level-0
-voxels ``j*2**i ... j*2**i + 2**i - 1``; its centre is ``(2**i - 1) / 2`` level-0 voxels past
-``j * 2**i``. Report coordinates at level 0.
+Level ``i`` stores only a ``scale`` (like the challenge files), which under cryopoint's convention
+(``Å = index x voxel_size``, :mod:`cryopoint.coords`) says that voxel ``j`` of level ``i`` is centred on level-0
+voxel ``j * 2**i``. :func:`downsample2x` keeps that true (centred smoothing, then every second voxel), so
+positions found at any level are in the same Å frame as level 0.
 """
 
 from __future__ import annotations
@@ -37,7 +38,11 @@ _FOLDER_SPACING = re.compile(r"^VoxelSpacing(\d+(?:\.\d+)?)$")
 
 
 def downsample2x(data: np.ndarray) -> np.ndarray:
-    """Halve a (z, y, x) volume by 2x2x2 block means (odd sizes: the last plane is repeated).
+    """Halve a (z, y, x) volume: a centred ``[1, 2, 1] / 4`` smoothing along each axis, then every second voxel.
+
+    Output voxel ``j`` is centred on input voxel ``2 j`` (not between ``2 j`` and ``2 j + 1`` as a 2x2x2 block
+    mean would be), so ``Å = index x voxel_size`` holds at every level with a scale-only transform. The
+    smoothing suppresses aliasing; edges repeat the outermost voxel.
 
     Args:
         data: Volume ``(Z, Y, X)``.
@@ -45,10 +50,22 @@ def downsample2x(data: np.ndarray) -> np.ndarray:
     Returns:
         float32 volume ``(ceil(Z/2), ceil(Y/2), ceil(X/2))``.
     """
-    pad = [(0, s % 2) for s in data.shape]
-    padded = np.pad(np.asarray(data, dtype=np.float32), pad, mode="edge") if any(p[1] for p in pad) else data
-    z, y, x = (s // 2 for s in padded.shape)
-    return padded.reshape(z, 2, y, 2, x, 2).mean(axis=(1, 3, 5), dtype=np.float32)
+    out = np.asarray(data, dtype=np.float32)
+    for axis in range(out.ndim):
+
+        def cut(start, stop=None, step=None, axis=axis):
+            return (slice(None),) * axis + (slice(start, stop, step),)
+
+        n = out.shape[axis]
+        even, odd = out[cut(0, None, 2)], out[cut(1, None, 2)]  # views: voxels 2j (the output grid), 2j + 1
+        res = even * np.float32(0.5)
+        res[cut(1)] += np.float32(0.25) * odd[cut(0, even.shape[axis] - 1)]  # left neighbours 2j - 1
+        res[cut(0, odd.shape[axis])] += np.float32(0.25) * odd  # right neighbours 2j + 1
+        res[cut(0, 1)] += np.float32(0.25) * even[cut(0, 1)]  # edges repeat the outermost voxel
+        if n % 2:
+            res[cut(-1)] += np.float32(0.25) * even[cut(-1)]
+        out = res
+    return out
 
 
 def _multiscales(voxel_size: tuple[float, float, float], levels: int, name: str) -> dict[str, Any]:
