@@ -193,12 +193,24 @@ def test_denoising_removes_high_frequencies():
     assert high_fraction(2.0) < 0.1 * high_fraction(0.0)
 
 
-def test_existing_runs_are_not_overwritten(tmp_path):
+def test_existing_runs_are_not_overwritten(tmp_path, monkeypatch):
     kw = dict(runs=1, shape=(32, 64, 64), preset="easy")
     generate_dataset(tmp_path, **kw)
     with pytest.raises(OutputExistsError):
         generate_dataset(tmp_path, **kw)
     assert generate_dataset(tmp_path, overwrite=True, **kw) == ["TS_SYN0_1"]
+
+    # Refused before anything is simulated or written, also when only the picks of a later run exist.
+    import cryopoint.synth.dataset as synth_dataset
+
+    calls = []
+    monkeypatch.setattr(synth_dataset, "simulate_run", lambda *a, **k: calls.append(a))
+    picks = tmp_path / "train/overlay/ExperimentRuns/TS_SYN0_3/Picks"
+    picks.mkdir(parents=True)
+    (picks / "ribosome.json").write_text("{}")
+    with pytest.raises(OutputExistsError, match="TS_SYN0_3"):
+        generate_dataset(tmp_path, **{**kw, "runs": 3})
+    assert calls == [] and not (tmp_path / "train/static/ExperimentRuns/TS_SYN0_2").exists()
 
 
 def _peak_density(shape, spacing=4.0):

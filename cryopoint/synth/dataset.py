@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from rich.progress import Progress
 
-from cryopoint.errors import ConfigError
+from cryopoint.errors import ConfigError, OutputExistsError
 from cryopoint.io.layout import write_run_picks
 from cryopoint.io.zarr_store import write_ome_zarr
 from cryopoint.synth.params import REAL_SHAPE, get_preset
@@ -86,12 +86,20 @@ def generate_dataset(
     else:
         names = [str(r) for r in runs]
     params = get_preset(preset, **overrides)
+    runs_root = Path(out) / split
+    stores = {n: runs_root / "static/ExperimentRuns" / n / "VoxelSpacing10.000" / "denoised.zarr" for n in names}
+    picks_dirs = {n: runs_root / "overlay/ExperimentRuns" / n / "Picks" for n in names}
+    existing = [n for n in names if stores[n].exists() or any(picks_dirs[n].glob("*.json"))]
+    if existing and not overwrite:  # checked up front: no minutes of simulation, no half-written dataset
+        raise OutputExistsError(
+            f"{runs_root} already holds run(s) {', '.join(existing)}; pass overwrite=True (CLI: --overwrite) "
+            "to replace them, or choose another --out or --seed."
+        )
     with Progress(transient=True) as progress:
         task = progress.add_task(f"simulating {len(names)} {preset} run(s)", total=len(names))
         for name in names:
             volume, picks = simulate_run(shape, params, run_rng(seed, split, name), workers=workers)
-            store = Path(out) / split / "static" / "ExperimentRuns" / name / "VoxelSpacing10.000" / "denoised.zarr"
-            write_ome_zarr(store, volume, params.voxel_size, overwrite=overwrite)
+            write_ome_zarr(stores[name], volume, params.voxel_size, overwrite=overwrite)
             write_run_picks(Path(out), name, picks, split=split, overwrite=overwrite)
             progress.advance(task)
     return names
