@@ -34,20 +34,19 @@ VARIANTS = {
     "no blending (tiled, overlap 0)": {"overlap": 0.0, "blend": "constant"},
     "no batching (batch 1)": {"batch_size": 1},
 }
-DEFAULT_BATCH = 4
+DEFAULT_BATCH = 2
 RESULTS = Path(__file__).parent / "results"
 
 
 def _detector(args: argparse.Namespace, variant: dict):
     from cryopoint.api import Detector, load
     from cryopoint.checkpoint import catalogue_payload
-    from cryopoint.config import config_to_dict, load_config
     from cryopoint.model import build_model
 
     if args.checkpoint:
         detector = load(args.checkpoint)
     else:
-        cfg = config_to_dict(load_config(args.config))
+        cfg = args.resolved_config  # resolved once in the parent: every variant sees the same settings
         model = build_model(**cfg["model"]).eval()
         detector = Detector(model, cfg, catalogue_payload(), (args.voxel_size,) * 3)
     infer = dict(detector.config.get("infer") or {})
@@ -104,12 +103,13 @@ def _markdown(rows: list[dict], args: argparse.Namespace, model_note: str, gpu_n
         f"Machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
         f"{args.threads} torch thread(s). Peak host memory = the process's maximum resident set, imports included.",
         "",
-        "| device | variant | windows | seconds / tomogram | x default | peak host GB | peak GPU GB |",
+        "| device | variant | windows (roi z, y, x) | seconds / tomogram | x default | peak host GB | peak GPU GB |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         gpu = f"{r['peak_gpu_gb']:.2f}" if r["peak_gpu_gb"] is not None else "-"
-        lines.append(f"| {r['device']} | {r['variant']} | {r['windows']} | {r['seconds']:.1f} | "
+        roi = " x ".join(map(str, r["roi"]))
+        lines.append(f"| {r['device']} | {r['variant']} | {r['windows']} ({roi}) | {r['seconds']:.1f} | "
                      f"{r['ratio']:.2f} | {r['peak_host_gb']:.2f} | {gpu} |")  # fmt: skip
     lines += ["", gpu_note, ""]
     return "\n".join(lines)
@@ -125,6 +125,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=max(1, torch.get_num_threads()))
     parser.add_argument("--out", type=Path, default=RESULTS / "inference")
     args = parser.parse_args()
+    from cryopoint.config import config_to_dict, load_config
+
+    args.resolved_config = None if args.checkpoint else config_to_dict(load_config(args.config))
 
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     rows = []
