@@ -334,3 +334,19 @@ def test_load_runs_drops_picks_outside_the_volume_and_refuses_runs_with_none_ins
     write_challenge_store(tmp_path / "c", runs=("TS_5_4",), shape=shape, picks=in_voxels)
     with pytest.raises(PointsOutsideVolumeError, match="in Å"), pytest.warns(PointsOutsideVolumeWarning):
         load_runs(tmp_path / "c")
+
+
+def test_rundata_pickles_a_memory_mapped_volume_by_path(tmp_path):
+    """DataLoader workers under spawn/forkserver get the dataset by pickle: memmaps must stay lazy, not be copied."""
+    import pickle
+
+    write_challenge_store(tmp_path / "data", runs=("TS_5_4",), shape=(16, 64, 64))
+    (run,) = load_runs(tmp_path / "data", cache_dir=tmp_path / "cache")
+    blob = pickle.dumps(run)
+    assert len(blob) < run.volume.nbytes / 4, "the volume's data must not travel in the pickle"
+    back = pickle.loads(blob)
+    assert isinstance(back.volume, np.memmap) and back.name == run.name and back.voxel_size == run.voxel_size
+    np.testing.assert_array_equal(np.asarray(back.volume), np.asarray(run.volume))
+    np.testing.assert_array_equal(back.points_zyx, run.points_zyx)
+    in_memory = RunData("m", np.asarray(run.volume).copy(), VS, run.picks)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(in_memory)).volume, in_memory.volume)

@@ -73,6 +73,34 @@ class RunData:
         """Volume shape ``(Z, Y, X)`` in voxels."""
         return tuple(int(s) for s in self.volume.shape)  # type: ignore[return-value]
 
+    def __getstate__(self) -> dict:
+        """Pickle a memory-mapped ``.npy`` volume as its path, not its data.
+
+        DataLoader workers started by ``spawn``/``forkserver`` (macOS, Windows, Python >= 3.14) receive the
+        dataset by pickling; a ``np.memmap`` would otherwise arrive as a full in-memory copy in every worker.
+        """
+        state = self.__dict__.copy()
+        vol = self.volume
+        if isinstance(vol, np.memmap) and vol.filename and str(vol.filename).endswith(".npy") and vol.offset > 0:
+            state["volume"] = _MemmapRef(str(vol.filename), tuple(vol.shape))
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        vol = state["volume"]
+        if isinstance(vol, _MemmapRef):
+            state["volume"] = np.load(vol.path, mmap_mode="r")
+            if state["volume"].shape != vol.shape:
+                raise DataNotFoundError(f"Cached volume {vol.path} changed while in use (shape {vol.shape} expected).")
+        self.__dict__.update(state)
+
+
+@dataclass(frozen=True)
+class _MemmapRef:
+    """A memory-mapped ``.npy`` volume, by path (see :meth:`RunData.__getstate__`)."""
+
+    path: str
+    shape: tuple[int, ...]
+
 
 def _source_fingerprint(path: Path) -> dict:
     """Identity of a tomogram on disk: resolved path, and the newest mtime, total size and count of its files."""
