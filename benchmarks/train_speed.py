@@ -6,7 +6,10 @@ engine's setting). Each configuration runs in a fresh process, so the peak-memor
 other. Writes ``benchmarks/results/train_speed.md`` and ``.json``::
 
     python benchmarks/train_speed.py                 # CPU (and GPU if present), 3 timed steps each
-    python benchmarks/train_speed.py --steps 10 --encoders resnet18
+    python benchmarks/train_speed.py --steps 10 --models resnet18 resnet18:2
+
+A model is ``ENCODER`` (slab 5, every depth position encoded) or ``ENCODER:2`` (``slab_step=2``, slab 4: the
+encoder runs on every other depth position); the ratio column is against plain ``resnet18`` in the same run.
 
 Default crop 32 x 128 x 128 (z, y, x), the crop of the configs' GPU recipe: 32 slices (320 Å at 10 Å) hold
 a whole ribosome (diameter 30 voxels) in depth, 128 x 128 gives several particles plus context, and every
@@ -40,14 +43,18 @@ def _rss_mib() -> float:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def measure(encoder: str, device: str, crop: tuple[int, int, int], batch: int, steps: int, threads: int) -> dict:
+def measure(spec: str, device: str, crop: tuple[int, int, int], batch: int, steps: int, threads: int) -> dict:
     """Time ``steps`` training steps after one warm-up step; runs in a child process (fresh memory counters)."""
     from cryopoint.engine.losses import get_loss
     from cryopoint.model import build_model
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = build_model("heatmap25d", encoder=encoder, slab=5, output_stride=2).to(device).train()
+    encoder, _, step = spec.partition(":")
+    slab_step = int(step or 1)
+    slab = 5 if slab_step == 1 else 4
+    model = build_model("heatmap25d", encoder=encoder, slab=slab, slab_step=slab_step, output_stride=2)
+    model = model.to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05)
     loss_fn = get_loss("mse")
     s = model.output_stride
@@ -78,7 +85,9 @@ def measure(encoder: str, device: str, crop: tuple[int, int, int], batch: int, s
     else:  # ru_maxrss is KiB on Linux: the process peak, minus what the process held before the first step
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base
     return {
+        "model": spec,
         "encoder": encoder,
+        "slab": f"{slab} (step {slab_step})",
         "device": device,
         "precision": "bf16 autocast" if cuda else "fp32",
         "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
@@ -94,25 +103,25 @@ def _markdown(rows: list[dict], args: argparse.Namespace, notes: list[str]) -> s
     lines = [
         "# heatmap25d training speed",
         "",
-        f"Forward + backward + AdamW step, crop {tuple(args.crop)} (z, y, x), slab 5, output stride 2, MSE loss; "
-        f"{args.steps} timed steps after 1 warm-up step. Command: `{args.command}`.",
+        f"Forward + backward + AdamW step, crop {tuple(args.crop)} (z, y, x), output stride 2, default decoder, "
+        f"MSE loss; {args.steps} timed steps after 1 warm-up step. Command: `{args.command}`.",
         "",
         *[f"- {n}" for n in notes],
         "",
-        "| encoder | device | precision | params (M) | batch | s/step | samples/s | vs resnet18 | peak memory (MiB) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| encoder | slab | device | precision | params (M) | batch | s/step | samples/s | vs resnet18 | peak MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['encoder']} | {r['device']} | {r['precision']} | {r['params_m']:.1f} | {r['batch']} | "
-            f"{r['s_per_step']:.2f} | {r['samples_per_s']:.2f} | {r['ratio']:.2f}x | {r['peak_mib']:.0f} |"
+            f"| {r['encoder']} | {r['slab']} | {r['device']} | {r['precision']} | {r['params_m']:.1f} | {r['batch']} | "
+            f"{r['s_per_step']:.2f} | {r['samples_per_s']:.2f} | {r['ratio']} | {r['peak_mib']:.0f} |"
         )
     return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--encoders", nargs="+", default=["resnet18", "resnet34", "resnet10t"])
+    ap.add_argument("--models", nargs="+", default=["resnet18", "resnet34", "resnet18:2", "resnet10t"])
     ap.add_argument("--crop", type=int, nargs=3, default=(32, 128, 128))
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--cpu-batch", type=int, default=2)
@@ -137,21 +146,33 @@ def main(argv=None) -> None:
     ctx = mp.get_context("spawn")
     for device in devices:
         batch = args.gpu_batch if device == "cuda" else args.cpu_batch
-        for encoder in args.encoders:
-            with console.status(f"{encoder} on {device}: 1 warm-up + {args.steps} timed steps, batch {batch}"):
+        for spec in args.models:
+            with console.status(f"{spec} on {device}: 1 warm-up + {args.steps} timed steps, batch {batch}"):
                 with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
-                    job = pool.submit(measure, encoder, device, tuple(args.crop), batch, args.steps, args.threads)
+                    job = pool.submit(measure, spec, device, tuple(args.crop), batch, args.steps, args.threads)
                     rows.append(job.result())
     for r in rows:
-        ref = next((q for q in rows if q["device"] == r["device"] and q["encoder"] == "resnet18"), r)
-        r["ratio"] = r["samples_per_s"] / ref["samples_per_s"]
+        ref = next((q for q in rows if q["device"] == r["device"] and q["model"] == "resnet18"), None)
+        r["ratio"] = f"{r['samples_per_s'] / ref['samples_per_s']:.2f}x" if ref else "n/a"
     table = Table(title=f"heatmap25d training step, crop {tuple(args.crop)}")
-    for col in ("encoder", "device", "precision", "params (M)", "batch", "s/step", "samples/s", "vs r18", "peak MiB"):
-        table.add_column(col, justify="right" if col not in ("encoder", "device", "precision") else "left")
+    cols = (
+        "encoder",
+        "slab",
+        "device",
+        "precision",
+        "params (M)",
+        "batch",
+        "s/step",
+        "samples/s",
+        "vs r18",
+        "peak MiB",
+    )
+    for col in cols:
+        table.add_column(col, justify="left" if col in ("encoder", "slab", "device", "precision") else "right")
     for r in rows:
         table.add_row(
-            r["encoder"], r["device"], r["precision"], f"{r['params_m']:.1f}", str(r["batch"]),
-            f"{r['s_per_step']:.2f}", f"{r['samples_per_s']:.2f}", f"{r['ratio']:.2f}x", f"{r['peak_mib']:.0f}",
+            r["encoder"], r["slab"], r["device"], r["precision"], f"{r['params_m']:.1f}", str(r["batch"]),
+            f"{r['s_per_step']:.2f}", f"{r['samples_per_s']:.2f}", f"{r['ratio']}", f"{r['peak_mib']:.0f}",
         )  # fmt: skip
     console.print(table)
     for n in notes:

@@ -193,3 +193,11 @@ def test_learns_to_put_a_peak_on_a_planted_particle():
         heat = model.eval().heatmaps(model(x))[0, 0]
     peak = np.unravel_index(int(heat.argmax()), heat.shape)
     assert np.abs(np.array(peak) - np.array([2, 6, 10])).max() <= 1  # stride-2 voxel holding (4, 12, 20)
+
+
+def test_encoder_features_finer_than_the_output_are_dropped():
+    # vgg11 has a full-resolution feature map (reduction 1); at output stride 2 it would get no gradient.
+    model = Heatmap25D(encoder="vgg11", slab=3, decoder_channels=(8,), output_stride=2)
+    assert model.feature_reductions == (2, 4, 8, 16, 32)
+    model(torch.zeros(1, 1, 4, 32, 32)).sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
