@@ -136,10 +136,6 @@ def validate(model: nn.Module, runs: Sequence[RunData], cfg: Config, device: tor
     )
 
 
-def _row(table: pd.DataFrame, name: str) -> pd.Series:
-    return table.loc[name] if name in table.index else table[table["particle_type"] == name].iloc[0]
-
-
 def results_table(result: ValResult, step: int) -> Table:
     """A rich table: per class, the tuned threshold, TP/FP/FN, precision, recall, F-beta (tuned and fixed)."""
     table = Table(
@@ -151,7 +147,7 @@ def results_table(result: ValResult, step: int) -> Table:
     for col in ("particle", "weight", "threshold", "TP", "FP", "FN", "precision", "recall", "F-beta", "F-beta fixed"):
         table.add_column(col, justify="left" if col == "particle" else "right")
     for p in PARTICLES:
-        row, row_fixed = _row(result.table, p.name), _row(result.table_fixed, p.name)
+        row, row_fixed = result.table.loc[p.name], result.table_fixed.loc[p.name]
         table.add_row(
             p.name,
             f"{p.weight:g}",
@@ -171,7 +167,7 @@ def val_record(result: ValResult, step: int) -> dict:
     """The JSON-ready ``metrics.jsonl`` line of a validation pass."""
     per_class = {}
     for p in PARTICLES:
-        row, row_fixed = _row(result.table, p.name), _row(result.table_fixed, p.name)
+        row, row_fixed = result.table.loc[p.name], result.table_fixed.loc[p.name]
         per_class[p.name] = {
             "threshold": result.thresholds.get(p.name),
             **{k: float(row[k]) for k in ("tp", "fp", "fn", "precision", "recall", "fbeta")},
