@@ -60,6 +60,7 @@ class Heatmap25DConfig(ModelConfig):
     arch: str = "heatmap25d"
     encoder: str = "resnet34"
     slab: int = 5
+    slab_step: int = 1
     output_stride: int = 2
     decoder_channels: list[int] = field(default_factory=lambda: [256, 128, 64, 32, 16])
     depth_pool: list[int] = field(default_factory=list)
