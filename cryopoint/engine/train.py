@@ -266,9 +266,12 @@ class _Trainer:
             f"{best.get('score_fixed', float('nan')):.4f} at threshold {self.cfg.post.default_threshold:g}, "
             f"at step {best['step']}.",
             f"Run folder: {self.run_dir}",
-            f"  best.pt: {self.run_dir / 'best.pt'}   last.pt: {self.run_dir / 'last.pt'}",
-            "  metrics.jsonl, config.yaml, oof_predictions.csv (feed this to threshold tuning)",
-            "Detect particles with it:",
-            f"  python -c \"import cryopoint; print(cryopoint.detect('TOMO.zarr', model='{self.run_dir}/best.pt'))\"",
+            "  best.pt (EMA weights + tuned thresholds), last.pt (for --resume), metrics.jsonl, config.yaml,",
+            "  oof_predictions.csv (every peak with its score, for threshold tuning across folds)",
+            "Tune thresholds on pooled out-of-fold predictions:",
+            f"  python tools/tune_thresholds.py --predictions {self.run_dir}/oof_predictions.csv "
+            f"--truth {self.data.root} --out {self.run_dir}/thresholds.yaml",
+            "Detect particles:",
+            f"  python tools/detect.py --model {self.run_dir}/best.pt --files TOMOGRAM.zarr --out predictions/",
         ]
         console.print(Panel("\n".join(lines), title="Training finished"))
