@@ -61,6 +61,7 @@ class Budget:
     unet_channels: tuple[int, ...]
     lr: float = 2e-3
     ema_decay: float = 0.95
+    num_workers: int = 0
     encoder: str = ""
     lowpass_sigma: float = 1.0
     seed: int = 0
@@ -90,6 +91,7 @@ class PeakRSS:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+        self.peak = max(self.peak, self._rss())  # a short block may end before the first sample
         self.mib = (self.peak - self.base) / 2**20
         self.gpu_mib = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else 0.0
 
@@ -182,7 +184,10 @@ def network_config(method: str, b: Budget, root: Path, val_runs: list[str], work
         f"train.ema_decay={b.ema_decay}",
         "train.class_weights=[1, 1, 2, 1, 2, 1]",
         "data.positive_fraction=0.7",
-        "post.min_score=0.01",
+        # A low floor: thresholds are tuned afterwards, and an early softmax model's class probabilities
+        # sit far below a sigmoid heatmap's peaks (a 0.01 floor removed every unet3d peak at 80 steps).
+        "post.min_score=0.001",
+        f"data.num_workers={b.num_workers}",
         f"train.val_every={b.steps}",
         f"train.out_dir={work}",
         f"train.name={name}",
@@ -242,7 +247,7 @@ def run_network(method: str, b: Budget, root: Path, folds: dict[str, int], work:
     """Train one network per fold with the engine and pool its out-of-fold peaks.
 
     NMS picks are the engine's own validation output (``oof_predictions.csv``: EMA weights, sliding window,
-    ``find_peaks`` with ``post.min_score=0.01``); its validation time per tomogram is the inference time.
+    ``find_peaks`` with ``post.min_score=0.001``); its validation time per tomogram is the inference time.
     Segmentation models are also decoded by connected components for the centroid comparison.
     """
     tag = work.name
@@ -332,7 +337,9 @@ def write_report(results: dict, extras: dict, meta: dict, out: Path) -> None:
     lines = [
         "# Head-to-head: blob vs unet3d vs heatmap25d",
         "",
-        f"Command: `{meta['command']}` — budget **{meta['budget_name']}**, run {meta['date']} on {meta['machine']}.",
+        "Command(s): " + " then ".join(f"`{c}`" for c in meta["commands"]),
+        "",
+        f"Budget **{meta['budget_name']}** (with the overrides above), finished {meta['date']} on {meta['machine']}.",
         "",
         f"Data: synthetic `realistic` preset, {b['runs']} runs of {tuple(b['shape'])} voxels, {b['folds']} "
         f"whole-tomogram folds. Both networks: {b['steps']} steps, batch {b['batch_size']}, crop {tuple(b['crop'])}, "
@@ -383,6 +390,11 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--crop", type=int, nargs=3, help="override the training crop (z y x), both networks")
     parser.add_argument("--no-transfer", action="store_true", help="skip the easy→realistic transfer setting")
     parser.add_argument("--no-lowpass-net", action="store_true", help="low-pass comparison on blob only")
+    parser.add_argument(
+        "--extend",
+        action="store_true",
+        help="keep the results already in OUT.json (same budget) and run only the settings missing there",
+    )
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "compare")
     parser.add_argument("--work", type=Path, help="run folders (default runs/compare-<budget>)")
     parser.add_argument("--cache-dir", help="synthetic dataset cache (default: cryopoint's cache)")
@@ -405,35 +417,44 @@ def main(argv: list[str] | None = None) -> Path:
     def scored(raw: dict) -> dict:
         return {**raw, **evaluate(raw["preds"], truth, folds)}
 
-    results, extras = {}, {"Preprocessing: Gaussian low-pass before normalisation": {}, "Transfer": {}}
-    console.rule("[bold]blob (LoG)")
-    results["blob (LoG)"] = scored(run_blob(root, names))
-    unet = run_network("unet3d", b, root, folds, work / "main", device)
-    results["unet3d + NMS"] = scored(unet["nms"])
-    results["unet3d + components"] = scored(unet["cc"])
-    results["heatmap25d"] = scored(run_network("heatmap25d", b, root, folds, work / "main", device)["nms"])
+    command = "python benchmarks/compare.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    pre_title, tr_title = "Preprocessing: Gaussian low-pass before normalisation", "Transfer"
+    results, extras, commands = {}, {pre_title: {}, tr_title: {}}, [command]
+    if args.extend:
+        prev = json.loads(args.out.with_suffix(".json").read_text())
+        if prev["budget"] != json.loads(json.dumps(dataclasses.asdict(b))):
+            raise SystemExit(f"--extend needs the budget of {args.out.with_suffix('.json')}: {prev['budget']}")
+        results, commands = prev["results"], [*prev.get("commands", [prev.get("command")]), command]
+        for title, rows in prev["extras"].items():
+            extras.setdefault(title, {}).update(rows)
+    else:
+        console.rule("[bold]blob (LoG)")
+        results["blob (LoG)"] = scored(run_blob(root, names))
+        unet = run_network("unet3d", b, root, folds, work / "main", device)
+        results["unet3d + NMS"] = scored(unet["nms"])
+        results["unet3d + components"] = scored(unet["cc"])
+        results["heatmap25d"] = scored(run_network("heatmap25d", b, root, folds, work / "main", device)["nms"])
 
-    pre = extras["Preprocessing: Gaussian low-pass before normalisation"]
-    sigma = b.lowpass_sigma
-    pre["blob, no low-pass"] = results["blob (LoG)"]
-    pre[f"blob, low-pass σ={sigma:g} voxel"] = scored(
-        run_blob(root, names, prefilter=lambda v: ndimage.gaussian_filter(v, sigma))
-    )
-    if not args.no_lowpass_net:
+    pre, tr, sigma = extras[pre_title], extras[tr_title], b.lowpass_sigma
+    if not pre:
+        pre["blob, no low-pass"] = results["blob (LoG)"]
+        pre[f"blob, low-pass σ={sigma:g} voxel"] = scored(
+            run_blob(root, names, prefilter=lambda v: ndimage.gaussian_filter(v, sigma))
+        )
+    if not args.no_lowpass_net and "heatmap25d, no low-pass" not in pre:
         low_root = lowpass_dataset(root, work / f"lowpass-{sigma:g}", sigma)
         pre["heatmap25d, no low-pass"] = results["heatmap25d"]
         low = run_network("heatmap25d", b, low_root, folds, work / "lowpass", device)
         pre[f"heatmap25d, low-pass σ={sigma:g} voxel"] = scored(low["nms"])
-    if not args.no_transfer:
+    if not args.no_transfer and not tr:
         easy_ckpt = pretrain_easy(b, work / "easy", args.cache_dir)
-        tr = extras["Transfer"]
         tr["heatmap25d, realistic only"] = results["heatmap25d"]
         ft = run_network("heatmap25d", b, root, folds, work / "transfer", device, [f"model.pretrained={easy_ckpt}"])
         tr["heatmap25d, encoder from easy, then realistic"] = scored(ft["nms"])
     extras = {k: v for k, v in extras.items() if v}
 
     meta = {
-        "command": "python benchmarks/compare.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "commands": commands,
         "budget_name": args.budget,
         "budget": dataclasses.asdict(b),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

@@ -68,6 +68,33 @@ def test_peak_rss_measures_an_allocation(compare):
     assert mem.mib > 32
 
 
+def _fake_result(total):
+    per = {n: {"precision": 0.5, "recall": 0.5, "fbeta": total, "tp": 1, "fp": 1, "fn": 1} for n in PARTICLE_NAMES}
+    return {"score": total, "score_crossfold": total, "per_class": per, "train_s": 1.0, "infer_s_per_tomo": 0.5}
+
+
+def test_report_and_extend_keep_every_row(compare, tmp_path):
+    import dataclasses
+
+    out = tmp_path / "compare"
+    results = {m: _fake_result(v) for m, v in (("blob (LoG)", 0.1), ("unet3d + NMS", 0.2), ("heatmap25d", 0.3))}
+    for r in results.values():
+        r |= {"peak_mib": 10.0, "params": 1000}
+    pre = {"blob, no low-pass": results["blob (LoG)"], "blob, low-pass": {**results["blob (LoG)"], "score": 0.05}}
+    meta = {"commands": ["first"], "budget_name": "smoke", "date": "now", "machine": "here"}
+    meta["budget"] = json.loads(json.dumps(dataclasses.asdict(compare.BUDGETS["smoke"])))
+    compare.write_report(results, {"Preprocessing: Gaussian low-pass before normalisation": pre}, meta, out)
+    text = out.with_suffix(".md").read_text()
+    assert "blob, low-pass" in text and "goal met" in text and "`first`" in text
+    assert text.count("| blob, no low-pass |") == 1  # the repeated reference row is not listed twice per class
+    # --extend keeps those rows and runs nothing already present (here: no transfer, no low-pass network).
+    args = ["--budget", "smoke", "--out", str(out), "--extend", "--no-transfer", "--no-lowpass-net"]
+    compare.main([*args, "--cache-dir", str(tmp_path / "cache"), "--work", str(tmp_path / "work")])
+    payload = json.loads(out.with_suffix(".json").read_text())
+    assert payload["results"]["heatmap25d"]["score"] == 0.3 and len(payload["commands"]) == 2
+    assert not (tmp_path / "work").exists()
+
+
 @pytest.mark.slow
 def test_smoke_budget_end_to_end(compare, tmp_path):
     out = tmp_path / "compare"
