@@ -9,10 +9,13 @@ volume is negated first: particles become bright blobs with a positive response.
 Each voxel is given to the class whose scale responds most there (the other classes are zeroed at that
 voxel), then peaks come from the same max-pool NMS as the networks
 (:func:`cryopoint.post.nms.find_peaks`), and only the per-class score thresholds are tuned (with
-:func:`cryopoint.post.thresholds.tune_thresholds`). Limits, by construction: it sees size and darkness only,
-so classes of nearly equal radius (apo-ferritin 60 Å vs beta-amylase 65 Å; thyroglobulin 130 Å,
-virus-like-particle 135 Å and ribosome 150 Å) are told apart by little more than chance, hollow shells
-respond weakly, and dense clutter of the right size (gold beads, unlabelled proteins) is picked.
+:func:`cryopoint.post.thresholds.tune_thresholds`). Limits, by construction: it sees size and darkness only.
+On ideal solid balls (``tests/test_blob.py``) every class size is recovered and labelled right even for
+60 vs 65 Å at moderate noise. On the ``realistic`` simulator it is far weaker: apo-ferritin (a hollow
+cage) is mostly missed, ribosomes (two subunits) are mostly labelled beta-galactosidase or thyroglobulin
+because a smaller scale fits each subunit, classes of nearly equal radius (60/65 Å; 130/135/150 Å) are
+told apart by little more than chance, and clutter of the right size (gold beads, unlabelled proteins)
+is picked. See ``benchmarks/results/compare.md`` for its scores.
 """
 
 from __future__ import annotations
