@@ -15,6 +15,7 @@ from _layout_helpers import write_challenge_store
 from cryopoint.checkpoint import load_checkpoint
 from cryopoint.config import load_config
 from cryopoint.engine import train
+from cryopoint.engine.schedule import WarmupCosine
 from cryopoint.errors import DataNotFoundError
 from cryopoint.particles import PARTICLE_NAMES
 
@@ -31,7 +32,14 @@ def store(tmp_path_factory):
 
 
 def _cfg(store, out, *extra):
-    base = [f"data.root={store}", f"train.out_dir={out}", "data.cache_volumes=false", "data.n_folds=3"]
+    # CPU even where a GPU exists: bit-exact resume is promised on CPU (cuDNN kernels are not deterministic).
+    base = [
+        f"data.root={store}",
+        f"train.out_dir={out}",
+        "data.cache_volumes=false",
+        "data.n_folds=3",
+        "train.device=cpu",
+    ]
     return load_config(SMOKE, [*base, *extra])
 
 
@@ -105,6 +113,8 @@ def test_resume_gives_the_same_result_as_an_uninterrupted_run(store, tmp_path):
     for sa, sb in zip(a["optimizer_state"]["state"].values(), b["optimizer_state"]["state"].values()):
         assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert a["thresholds"] == b["thresholds"] and a["metrics"] == b["metrics"]
+    schedule = WarmupCosine(6, 2, 0.01)  # the smoke config's lr and min_lr_ratio: 1e-3, 0.01
+    assert [r["lr"] for r in _records(full, "train")] == pytest.approx([1e-3 * schedule(s) for s in range(1, 7)])
     timing = ("samples_per_s", "seconds")
     for kind in ("train", "val"):
         strip = [{k: v for k, v in r.items() if k not in timing} for r in _records(full, kind)]
