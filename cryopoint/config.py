@@ -132,7 +132,18 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
-    """Optimisation, schedule, validation cadence and where runs are written."""
+    """Optimisation, schedule, validation cadence and where runs are written.
+
+    ``steps`` counts optimiser steps; ``batch_size`` is per process (per GPU under ``torchrun``).
+    ``warmup_steps`` of linear warmup, then cosine decay to ``min_lr_ratio x lr``. ``grad_clip`` is the
+    maximum gradient norm (0 = off). ``ema_decay`` 0 makes the EMA a plain copy. ``class_weights``: one
+    per catalogue class (empty = all 1). Every ``val_every`` steps (and at the end) the EMA model is
+    validated and ``last.pt`` written; ``log_every`` steps the mean loss goes to ``metrics.jsonl``.
+    ``device``: ``auto`` (CUDA if present), ``cpu``, ``cuda``; ``amp`` enables bf16 autocast on CUDA only.
+    ``threads``: torch CPU threads (0 = torch's default). The run folder is ``out_dir/name`` (``name``
+    defaults to the config file's stem; an existing folder gets ``-2``, ``-3``, ...); ``resume``
+    continues the latest such folder from its ``last.pt``.
+    """
 
     seed: int = 0
     steps: int = 2000
@@ -168,7 +179,11 @@ class InferConfig:
 
 @dataclass
 class PostConfig:
-    """Peak finding and thresholds."""
+    """Peak finding (:func:`cryopoint.post.nms.find_peaks`) and the fixed threshold of the untuned score.
+
+    Validation keeps every peak above ``min_score`` (at most ``top_k`` per class) for threshold tuning;
+    ``default_threshold`` is the one threshold for all classes behind the honest, untuned score.
+    """
 
     kernel_factor: float = 0.5
     min_score: float = 0.05
