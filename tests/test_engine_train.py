@@ -85,8 +85,11 @@ def test_smoke_config_end_to_end_on_synthetic_data(tmp_path, monkeypatch):
     assert train(cfg) == tmp_path / "runs" / "smoke-2"
 
 
-def test_checkpoint_rebuilds_a_detector(store, tmp_path):
+def test_checkpoint_rebuilds_a_detector(store, tmp_path, capsys):
     run = train(_cfg(store, tmp_path, "train.steps=2"))
+    printed = capsys.readouterr().out
+    assert "Validation at step 2" in printed and "optimistic" in printed  # the per-class table
+    assert "Best weighted F-beta" in printed and "best.pt" in printed  # the closing summary
     from cryopoint.api import load
 
     detector = load(run / "best.pt")
