@@ -193,6 +193,7 @@ def _run_model(
     tta: bool | None,
     batch_size: int | None,
     overlap: float | None,
+    roi: Sequence[int] | None,
     progress: Callable[[int, int], None] | None,
 ) -> pd.DataFrame:
     """All peaks above the config's ``post.min_score`` (no class thresholds), in Å of the input's frame."""
@@ -212,7 +213,7 @@ def _run_model(
             heatmaps, stride = predict_heatmaps(
                 model,
                 work,
-                roi=detector.roi,
+                roi=detector.roi if roi is None else roi,
                 overlap=cfg("infer", "overlap", 0.25) if overlap is None else overlap,
                 batch_size=cfg("infer", "batch_size", 2) if batch_size is None else batch_size,
                 device=device,
@@ -243,6 +244,7 @@ def detect(
     tta: bool | None = None,
     batch_size: int | None = None,
     overlap: float | None = None,
+    roi: Sequence[int] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> pd.DataFrame:
     """Find particles in a tomogram.
@@ -260,6 +262,8 @@ def detect(
         tta: Average flipped predictions (4 passes: slower). None: the checkpoint's ``infer.tta``.
         batch_size: Windows per forward pass (lower it if the device runs out of memory). None: ``infer.batch_size``.
         overlap: Window overlap in ``[0, 1)``. None: the checkpoint's ``infer.overlap``.
+        roi: Window size in voxels ``(z, y, x)``. None: the checkpoint's ``infer.roi``. Host memory grows
+            with ``batch_size x roi`` (a 2.5D model runs ``roi_z`` images of ``roi_y x roi_x`` per window).
         progress: Called as ``progress(windows_done, windows_total)``.
 
     Returns:
@@ -281,9 +285,8 @@ def detect(
         picks = detect_blobs(tomo.data, tomo.voxel_size, thresholds=_as_threshold_dict(thresholds))
     else:
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        picks = _run_model(
-            detector, tomo, device=device, tta=tta, batch_size=batch_size, overlap=overlap, progress=progress
-        )
+        settings = {"tta": tta, "batch_size": batch_size, "overlap": overlap, "roi": roi}
+        picks = _run_model(detector, tomo, device=device, progress=progress, **settings)
         picks = apply_thresholds(
             picks, detector.default_thresholds if thresholds is None else _as_threshold_dict(thresholds)
         )

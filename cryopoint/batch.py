@@ -66,6 +66,7 @@ class BatchOptions:
     devices: tuple[str, ...] = ()
     tta: bool | None = None
     batch_size: int | None = None
+    roi: tuple[int, int, int] | None = None
     voxel_size: float | None = None
     overwrite: bool = False
 
@@ -125,7 +126,14 @@ def process_run(
             raise DataNotFoundError(source)
         tomo = read_tomogram(source, voxel_size=opts.voxel_size)
         peaks = detect(
-            tomo, detector, thresholds=0.0, device=device, tta=opts.tta, batch_size=opts.batch_size, progress=progress
+            tomo,
+            detector,
+            thresholds=0.0,
+            device=device,
+            tta=opts.tta,
+            batch_size=opts.batch_size,
+            roi=opts.roi,
+            progress=progress,
         )
     except Exception as exc:  # one bad tomogram must not stop the batch: record why and go on
         status.update(status="failed", error=f"{type(exc).__name__}: {exc}", seconds=time.perf_counter() - start)

@@ -183,6 +183,14 @@ def test_callers_model_keeps_its_mode_and_device(ckpt, rng):
     assert all(p.grad is None for p in det.model.parameters())
 
 
+def test_window_size_and_batch_can_be_overridden(ckpt, rng):
+    data = rng.standard_normal((8, 64, 64)).astype(np.float32)
+    totals = {}
+    for roi in [(8, 32, 32), (8, 64, 64)]:
+        detect(data, ckpt, voxel_size=10.0, roi=roi, overlap=0.0, progress=lambda d, t, r=roi: totals.update({r: t}))
+    assert totals == {(8, 32, 32): 4, (8, 64, 64): 1}
+
+
 def test_thresholds_select_peaks(ckpt, rng):
     data = rng.standard_normal((8, 32, 32)).astype(np.float32)
     every = detect(data, ckpt, voxel_size=10.0, thresholds=0.0)

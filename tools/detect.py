@@ -31,6 +31,7 @@ def main(argv=None) -> int:
     p.add_argument("--devices", nargs="+", default=[], help="e.g. cuda:0 cuda:1 (default: every GPU, else cpu)")
     p.add_argument("--tta", action="store_true", default=None, help="flip test-time augmentation (4x slower)")
     p.add_argument("--batch-size", type=int, help="windows per forward pass (default: the model's config)")
+    p.add_argument("--roi", type=int, nargs=3, help="window z y x voxels (default: the model's; smaller = less memory)")
     p.add_argument("--voxel-size", type=float, help="Å per voxel, for files without one in their header")
     p.add_argument("--overwrite", action="store_true", help="redo runs that already finished")
     args = p.parse_args(argv)
@@ -47,6 +48,7 @@ def main(argv=None) -> int:
         devices=tuple(args.devices),
         tta=args.tta,
         batch_size=args.batch_size,
+        roi=tuple(args.roi) if args.roi else None,
         voxel_size=args.voxel_size,
         overwrite=args.overwrite,
     )
