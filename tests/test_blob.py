@@ -83,3 +83,20 @@ def test_bad_volume():
         detect_blobs(np.zeros((4, 4)), VS)
     with pytest.raises(ValueError, match="bin_factor"):
         blob_responses(np.zeros((8, 8, 8)), VS, bin_factor=0)
+
+
+@pytest.mark.parametrize("bin_factor", [2, 4])
+def test_binned_detection_keeps_the_full_resolution_frame(bin_factor):
+    # A ball centred on a response voxel's centre (full voxel j*b + (b-1)/2) must come back there, not
+    # (b-1)/2 voxels further: the peak finder already maps response voxels onto the full-resolution grid.
+    from cryopoint.post.nms import stride_to_full
+
+    c = stride_to_full(24 // bin_factor, bin_factor)
+    shape = (48, 48, 48)
+    grid = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), axis=-1)
+    r = get_particle("beta-galactosidase").radius / VS
+    vol = np.where(((grid - c) ** 2).sum(-1) <= r**2, -1.0, 0.0).astype(np.float32) * 1e-5 + 3e-5
+    vol += np.random.default_rng(5).normal(0, 1e-7, size=shape).astype(np.float32)
+    picks = detect_blobs(vol, VS, bin_factor=bin_factor)
+    best = picks.loc[picks["score"].idxmax()]
+    np.testing.assert_allclose(best[["z_vox", "y_vox", "x_vox"]].to_numpy(float), [c, c, c], atol=0.25)

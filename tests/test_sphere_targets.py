@@ -9,7 +9,9 @@ from cryopoint.particles import PARTICLES
 
 
 def _brute_force(shape, points, labels, voxel_size, stride, fraction):
-    grid = np.stack(np.meshgrid(*[np.arange(s) * stride for s in shape], indexing="ij"), axis=-1).astype(float)
+    grid = np.stack(
+        np.meshgrid(*[np.arange(s) * stride + (stride - 1) / 2 for s in shape], indexing="ij"), axis=-1
+    ).astype(float)
     out = np.zeros(shape, dtype=np.int64)
     best = np.full(shape, np.inf)
     for p, lab in zip(points, labels):
@@ -108,3 +110,17 @@ def test_components_merge_touching_particles_and_filter_specks():
     assert component_centroids(speck, voxel_size=10.0, min_score=0.01).empty
     with pytest.raises(ValueError, match="probs must be"):
         component_centroids(speck[:3], voxel_size=10.0)
+
+
+def test_stride_grid_matches_the_peak_finder():
+    # At stride 2, output voxel j is centred on full voxel 2j + 0.5 (cryopoint.post.nms.stride_to_full): a ball
+    # centred there is symmetric about output voxel j along every axis. The old j * s mapping shifted it by half
+    # an output voxel, which makes the profiles lopsided.
+    from cryopoint.post.nms import stride_to_full
+
+    centre = np.array([[stride_to_full(8, 2)] * 3])
+    ball = draw_sphere_labels((17, 17, 17), centre, np.array([3]), voxel_size=10.0, stride=2, radius_fraction=0.5) > 0
+    for axis in range(3):
+        profile = ball.sum(axis=tuple(a for a in range(3) if a != axis))
+        assert profile[8] == profile.max() > 0
+        np.testing.assert_array_equal(profile[:8], profile[9:][::-1])

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from cryopoint.coords import ANGSTROM_COLUMNS, VOXEL_COLUMNS, as_voxel_size, voxel_to_angstrom
+from cryopoint.coords import as_voxel_size
 from cryopoint.particles import PARTICLES
 from cryopoint.tomogram import check_volume
 
@@ -131,10 +131,6 @@ def detect_blobs(
         kwargs["top_k"] = top_k
     vs = as_voxel_size(voxel_size)
     picks = find_peaks(responses, voxel_size=vs, stride=stride, **kwargs)
-    # The peak finder places response voxel j on full voxel j * b; pooling blocks are centred (b - 1) / 2 further.
-    zyx = picks[list(VOXEL_COLUMNS)].to_numpy(dtype=np.float64) + (stride - 1) / 2.0
-    picks[list(VOXEL_COLUMNS)] = zyx
-    picks[list(ANGSTROM_COLUMNS)] = voxel_to_angstrom(zyx, vs)
     if thresholds:
         from cryopoint.post.thresholds import apply_thresholds
 

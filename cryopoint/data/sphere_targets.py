@@ -6,7 +6,8 @@ particle is a ball of a fraction (0.4-0.5) of its radius. Label ``0`` is backgro
 centre (in Å), so neighbouring particles stay separate components.
 
 Grid convention (shared with :mod:`cryopoint.data.targets` and the peak finder): output voxel ``j`` of a
-grid at ``stride`` s sits on full-resolution voxel ``j * s``.
+grid at ``stride`` s is centred on full-resolution voxel ``j * s + (s - 1) / 2``
+(:func:`cryopoint.post.nms.stride_to_full`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 from cryopoint.coords import as_voxel_size
 from cryopoint.errors import UnknownParticleError
 from cryopoint.particles import NUM_CLASSES, PARTICLES
+from cryopoint.post.nms import full_to_stride
 
 __all__ = ["draw_sphere_labels"]
 
@@ -77,7 +79,7 @@ def draw_sphere_labels(
     # Squared Å distance of each labelled voxel to the centre that painted it (nearest centre wins).
     best = np.full(out_shape, np.inf, dtype=np.float32)
     step = np.asarray(as_voxel_size(voxel_size)) * stride  # Å per output voxel, (z, y, x)
-    centres = points / stride  # output-grid coordinates
+    centres = full_to_stride(points, stride)  # output-grid coordinates, the peak finder's mapping
     for centre, label in zip(centres, labels):
         radius = radius_fraction * PARTICLES[int(label)].radius  # Å
         half = radius / step  # ball half-extent in output voxels, per axis
