@@ -344,12 +344,16 @@ def write_report(results: dict, extras: dict, meta: dict, out: Path) -> None:
         f"Data: synthetic `realistic` preset, {b['runs']} runs of {tuple(b['shape'])} voxels, {b['folds']} "
         f"whole-tomogram folds. Both networks: {b['steps']} steps, batch {b['batch_size']}, crop {tuple(b['crop'])}, "
         f"same engine; heatmap25d from `{b['heatmap_config']}`{enc}, unet3d channels {tuple(b['unet_channels'])}.",
+        "True particles scored (all runs, out of fold): "
+        + ", ".join(f"{n} {c}" for n, c in meta["truth_counts"].items())
+        + ". With this few, a class's F-beta moves a lot with one particle: read small differences as noise.",
         "Weighted F-beta (β=4) with thresholds tuned on all pooled out-of-fold predictions (optimistic, the "
         "challenge CV habit) and with cross-fold thresholds (each fold thresholded by the other folds: honest). "
         "Train seconds exclude the engine's validation passes. Inference seconds per tomogram: the engine's "
         "final validation pass (EMA weights, Gaussian-blended sliding window, NMS, threshold tuning) divided by "
         "its runs; blob: LoG + NMS. Peak memory: resident memory above the process baseline during training and "
-        "validation (blob: detection), sampled every 20 ms (GPU: max allocated).",
+        "validation (blob: detection), sampled every 20 ms (GPU: max allocated); memory the process already "
+        "holds from an earlier row is not counted again.",
         "",
         "## Main comparison (per scored class: F-beta at the tuned thresholds)",
         "",
@@ -455,6 +459,7 @@ def main(argv: list[str] | None = None) -> Path:
 
     meta = {
         "commands": commands,
+        "truth_counts": {n: int((truth["particle_type"] == n).sum()) for n in PARTICLE_NAMES},
         "budget_name": args.budget,
         "budget": dataclasses.asdict(b),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

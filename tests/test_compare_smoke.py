@@ -82,10 +82,11 @@ def test_report_and_extend_keep_every_row(compare, tmp_path):
         r |= {"peak_mib": 10.0, "params": 1000}
     pre = {"blob, no low-pass": results["blob (LoG)"], "blob, low-pass": {**results["blob (LoG)"], "score": 0.05}}
     meta = {"commands": ["first"], "budget_name": "smoke", "date": "now", "machine": "here"}
+    meta["truth_counts"] = dict.fromkeys(PARTICLE_NAMES, 3)
     meta["budget"] = json.loads(json.dumps(dataclasses.asdict(compare.BUDGETS["smoke"])))
     compare.write_report(results, {"Preprocessing: Gaussian low-pass before normalisation": pre}, meta, out)
     text = out.with_suffix(".md").read_text()
-    assert "blob, low-pass" in text and "goal met" in text and "`first`" in text
+    assert "blob, low-pass" in text and "goal met" in text and "`first`" in text and "apo-ferritin 3" in text
     assert text.count("| blob, no low-pass |") == 1  # the repeated reference row is not listed twice per class
     # --extend keeps those rows and runs nothing already present (here: no transfer, no low-pass network).
     args = ["--budget", "smoke", "--out", str(out), "--extend", "--no-transfer", "--no-lowpass-net"]
