@@ -86,7 +86,7 @@ def test_sphere_labels_to_components_recovers_points(rng):
         picks = component_centroids(probs, voxel_size=vs, stride=stride)
         assert len(picks) == 4
         assert list(picks["particle_type"]) == [PARTICLES[i].name for i in labels]
-        assert np.allclose(picks[["z_vox", "y_vox", "x_vox"]].to_numpy(float), points, atol=0.6 * stride)
+        assert np.allclose(picks[["z_vox", "y_vox", "x_vox"]].to_numpy(float), points, atol=0.35)
         assert np.allclose(
             picks[["x", "y", "z"]].to_numpy(float),
             voxel_to_angstrom(picks[["z_vox", "y_vox", "x_vox"]].to_numpy(float), vs),

@@ -17,6 +17,7 @@ from scipy import ndimage
 
 from cryopoint.coords import ANGSTROM_COLUMNS, VOXEL_COLUMNS, as_voxel_size, voxel_to_angstrom
 from cryopoint.particles import PARTICLES
+from cryopoint.post.nms import stride_to_full
 
 __all__ = ["component_centroids"]
 
@@ -35,7 +36,8 @@ def component_centroids(
         probs: ``(C, Z', Y', X')`` class probabilities (softmax without background, as ``model.heatmaps``
             gives); background probability is ``1 - sum``.
         voxel_size: Å per full-resolution voxel, one value or ``(z, y, x)``.
-        stride: Full-resolution voxels per probability voxel.
+        stride: Full-resolution voxels per probability voxel (voxel ``j`` is centred on full voxel
+            ``j * stride + (stride - 1) / 2``, the peak finder's mapping).
         radius_fraction: Ball size the model was trained on (fraction of the particle radius); sets the
             expected component volume used by the score.
         min_score: Drop components scoring below this.
@@ -61,7 +63,7 @@ def component_centroids(
         index = np.arange(1, n + 1)
         weights = probs[p.label]
         mass = ndimage.sum_labels(weights, comp, index)
-        centres = np.array(ndimage.center_of_mass(weights, comp, index)).reshape(-1, 3) * stride
+        centres = stride_to_full(np.array(ndimage.center_of_mass(weights, comp, index)).reshape(-1, 3), stride)
         expected = 4 / 3 * np.pi * np.prod(radius_fraction * p.radius / (vs * stride))
         scores = np.minimum(mass / expected, 1.0)
         for centre, score in zip(centres, scores):
