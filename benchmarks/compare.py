@@ -399,6 +399,7 @@ def main(argv: list[str] | None = None) -> Path:
         action="store_true",
         help="keep the results already in OUT.json (same budget) and run only the settings missing there",
     )
+    parser.add_argument("--rerun-blob", action="store_true", help="with --extend: recompute the blob rows (seconds)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "compare")
     parser.add_argument("--work", type=Path, help="run folders (default runs/compare-<budget>)")
     parser.add_argument("--cache-dir", help="synthetic dataset cache (default: cryopoint's cache)")
@@ -431,6 +432,9 @@ def main(argv: list[str] | None = None) -> Path:
         results, commands = prev["results"], [*prev.get("commands", [prev.get("command")]), command]
         for title, rows in prev["extras"].items():
             extras.setdefault(title, {}).update(rows)
+        if args.rerun_blob:
+            results["blob (LoG)"] = scored(run_blob(root, names))
+            extras[pre_title] = {}
     else:
         console.rule("[bold]blob (LoG)")
         results["blob (LoG)"] = scored(run_blob(root, names))
