@@ -12,6 +12,7 @@ memory do not depend on the weights (the heatmap bias prior keeps random-weight 
 
     python benchmarks/inference.py                      # 184 x 630 x 630, configs/quickstart.yaml, CPU
     python benchmarks/inference.py --shape 64 256 256   # a quick look
+    python benchmarks/inference.py --roi 64 192 192 --append   # add rows with smaller windows to the same table
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ def _run_variant(args: argparse.Namespace, variant: dict, device: str, out: mp.Q
     volume = np.random.default_rng(0).standard_normal(args.shape, dtype=np.float32)
     windows = []
     kwargs = {"batch_size": args.batch_size, **{k: v for k, v in variant.items() if k in ("overlap", "batch_size")}}
+    if args.roi:
+        kwargs["roi"] = tuple(args.roi)
     if device.startswith("cuda"):
         detect(volume[:32, :256, :256], detector, voxel_size=args.voxel_size, device=device)  # warm-up (cuDNN)
         torch.cuda.synchronize()
@@ -79,7 +82,7 @@ def _run_variant(args: argparse.Namespace, variant: dict, device: str, out: mp.Q
         "peak_host_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,  # Linux: KiB
         "peak_gpu_gb": torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None,
         "windows": windows[-1] if windows else 0,
-        "roi": list(detector.roi),
+        "roi": list(args.roi or detector.roi),
         "peaks": len(picks),
     })  # fmt: skip
 
@@ -111,7 +114,15 @@ def _markdown(rows: list[dict], args: argparse.Namespace, model_note: str, gpu_n
         roi = " x ".join(map(str, r["roi"]))
         lines.append(f"| {r['device']} | {r['variant']} | {r['windows']} ({roi}) | {r['seconds']:.1f} | "
                      f"{r['ratio']:.2f} | {r['peak_host_gb']:.2f} | {gpu} |")  # fmt: skip
-    lines += ["", gpu_note, ""]
+    lines += [
+        "",
+        "`x default` compares variants of the same window size, measured in the same invocation. Host memory is "
+        "dominated by one batch of window activations (a 2.5D model runs roi_z images of roi_y x roi_x per "
+        "window), so `batch_size` and `roi` (`detect(roi=...)`, `tools/detect.py --roi`) are the memory knobs.",
+        "",
+        gpu_note,
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -121,6 +132,8 @@ def main() -> None:
     parser.add_argument("--config", default="configs/quickstart.yaml", help="architecture and infer settings")
     parser.add_argument("--checkpoint", help="a trained checkpoint instead of a random model of --config")
     parser.add_argument("--voxel-size", type=float, default=10.012444)
+    parser.add_argument("--roi", type=int, nargs=3, help="window size z y x (default: the config's infer.roi)")
+    parser.add_argument("--append", action="store_true", help="keep the rows already in --out's JSON")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, help="windows per pass when batched")
     parser.add_argument("--threads", type=int, default=max(1, torch.get_num_threads()))
     parser.add_argument("--out", type=Path, default=RESULTS / "inference")
@@ -130,7 +143,8 @@ def main() -> None:
     args.resolved_config = None if args.checkpoint else config_to_dict(load_config(args.config))
 
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    rows = []
+    previous = args.out.with_suffix(".json")
+    rows = json.loads(previous.read_text())["rows"] if args.append and previous.is_file() else []
     for device in devices:
         for name, variant in VARIANTS.items():
             result = {"device": device, "variant": name, **measure(args, variant, device)}
@@ -148,12 +162,12 @@ def main() -> None:
         else "No CUDA device on this machine: no GPU numbers (rerun this script on a GPU machine to add them)."
     )
     table = Table(title=f"cryopoint.detect on {' x '.join(map(str, args.shape))}: {model_note}")
-    for col in ("device", "variant", "windows", "s / tomogram", "x default", "peak host GB", "peak GPU GB"):
+    for col in ("device", "variant", "roi", "windows", "s / tomogram", "x default", "peak host GB", "peak GPU GB"):
         table.add_column(col)
     for r in rows:
         gpu = f"{r['peak_gpu_gb']:.2f}" if r["peak_gpu_gb"] is not None else "-"
-        table.add_row(r["device"], r["variant"], str(r["windows"]), f"{r['seconds']:.1f}", f"{r['ratio']:.2f}",
-                      f"{r['peak_host_gb']:.2f}", gpu)  # fmt: skip
+        table.add_row(r["device"], r["variant"], " x ".join(map(str, r["roi"])), str(r["windows"]),
+                      f"{r['seconds']:.1f}", f"{r['ratio']:.2f}", f"{r['peak_host_gb']:.2f}", gpu)  # fmt: skip
     console = Console()
     console.print(table)
     console.print(gpu_note)
@@ -162,6 +176,7 @@ def main() -> None:
 
     atomic_write_text(args.out.with_suffix(".md"), _markdown(rows, args, model_note, gpu_note))
     payload = {"shape": args.shape, "model": model_note, "threads": args.threads, "rows": rows}
+    # Ratios are within one invocation (same machine load); appended rows keep their own baseline.
     atomic_write_text(args.out.with_suffix(".json"), json.dumps(payload, indent=1, default=str))
     console.print(f"Wrote {args.out.with_suffix('.md')} and {args.out.with_suffix('.json')}")
 
