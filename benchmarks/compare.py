@@ -355,6 +355,8 @@ def write_report(results: dict, extras: dict, meta: dict, out: Path) -> None:
         "validation (blob: detection), sampled every 20 ms (GPU: max allocated); memory the process already "
         "holds from an earlier row is not counted again.",
         "",
+        *[f"**Note:** {n}" for n in meta.get("notes", [])],
+        "",
         "## Main comparison (per scored class: F-beta at the tuned thresholds)",
         "",
         head,
@@ -371,10 +373,9 @@ def write_report(results: dict, extras: dict, meta: dict, out: Path) -> None:
     lines += ["## Per-class precision / recall / F-beta (tuned OOF thresholds)", ""]
     lines += ["| method | " + " | ".join(PARTICLE_NAMES) + " |", "|" + "---|" * (len(PARTICLE_NAMES) + 1)]
     extra_rows = {f"{t}: {m}": r for t, rows in extras.items() for m, r in rows.items()}
-    for k, v in {
-        **results,
-        **{k: r for k, r in extra_rows.items() if all(r is not x for x in results.values())},
-    }.items():
+    # Extra rows that repeat a main row (the "no low-pass" / "realistic only" references) are listed once.
+    repeats = {k for k, r in extra_rows.items() if any(r["per_class"] == m["per_class"] for m in results.values())}
+    for k, v in {**results, **{k: r for k, r in extra_rows.items() if k not in repeats}}.items():
         cells = [f"{c['precision']:.2f} / {c['recall']:.2f} / {c['fbeta']:.2f}" for c in v["per_class"].values()]
         lines.append(f"| {k} | " + " | ".join(cells) + " |")
     lines += ["", "beta-amylase has weight 0 (not scored) but is trained on and reported.", ""]
@@ -403,6 +404,8 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "compare")
     parser.add_argument("--work", type=Path, help="run folders (default runs/compare-<budget>)")
     parser.add_argument("--cache-dir", help="synthetic dataset cache (default: cryopoint's cache)")
+    parser.add_argument("--root", type=Path, help="use this dataset (challenge layout) instead of generating one")
+    parser.add_argument("--note", action="append", default=[], help="a sentence added to the report (repeatable)")
     args = parser.parse_args(argv)
 
     from cryopoint.data.cache import ensure_synthetic_dataset
@@ -414,7 +417,9 @@ def main(argv: list[str] | None = None) -> Path:
     b = dataclasses.replace(BUDGETS[args.budget], **{k: v for k, v in over.items() if v is not None})
     work = args.work or REPO / "runs" / f"compare-{args.budget}"
     device = "cuda" if args.budget == "gpu" and torch.cuda.is_available() else "cpu"
-    root = ensure_synthetic_dataset("realistic", runs=b.runs, shape=b.shape, seed=b.seed, cache_dir=args.cache_dir)
+    root = args.root or ensure_synthetic_dataset(
+        "realistic", runs=b.runs, shape=b.shape, seed=b.seed, cache_dir=args.cache_dir
+    )
     names = sorted(list_runs(root))
     folds = assign_folds(names, b.folds)
     truth = read_truth(root)
@@ -424,12 +429,13 @@ def main(argv: list[str] | None = None) -> Path:
 
     command = "python benchmarks/compare.py " + " ".join(argv if argv is not None else sys.argv[1:])
     pre_title, tr_title = "Preprocessing: Gaussian low-pass before normalisation", "Transfer"
-    results, extras, commands = {}, {pre_title: {}, tr_title: {}}, [command]
+    results, extras, commands, notes = {}, {pre_title: {}, tr_title: {}}, [command], list(args.note)
     if args.extend:
         prev = json.loads(args.out.with_suffix(".json").read_text())
         if prev["budget"] != json.loads(json.dumps(dataclasses.asdict(b))):
             raise SystemExit(f"--extend needs the budget of {args.out.with_suffix('.json')}: {prev['budget']}")
         results, commands = prev["results"], [*prev.get("commands", [prev.get("command")]), command]
+        notes = [*prev.get("notes", []), *notes]
         for title, rows in prev["extras"].items():
             extras.setdefault(title, {}).update(rows)
         if args.rerun_blob:
@@ -463,6 +469,8 @@ def main(argv: list[str] | None = None) -> Path:
 
     meta = {
         "commands": commands,
+        "notes": notes,
+        "data_root": str(root),
         "truth_counts": {n: int((truth["particle_type"] == n).sum()) for n in PARTICLE_NAMES},
         "budget_name": args.budget,
         "budget": dataclasses.asdict(b),
