@@ -167,3 +167,20 @@ def test_report_tool_end_to_end(case, tmp_path):
     text = (out / "report.md").read_text()
     assert "| heatmap |" in text and "| base |" in text
     _png_size(out / "failures.png")
+
+
+def test_analysis_names_ties_and_does_not_overclaim_trends():
+    # Four classes tied at recall 1.0, the smallest (apo-ferritin) among them: no "small particles are hard".
+    rows = {
+        "apo-ferritin": (60, 1, 24, 1.0, 0.97),
+        "beta-galactosidase": (90, 2, 5, 0.8, 0.58),
+        "ribosome": (150, 1, 21, 1.0, 1.0),
+        "thyroglobulin": (130, 2, 15, 0.93, 0.84),
+        "virus-like-particle": (135, 1, 9, 1.0, 1.0),
+    }
+    table = pd.DataFrame(rows, index=["radius", "weight", "n_true", "recall", "fbeta"]).T
+    table["precision"] = 0.5
+    text = analysis_paragraph(table, 0.83)
+    assert "highest for apo-ferritin, ribosome and virus-like-particle (1.00)" in text
+    assert "lowest for beta-galactosidase (0.80)" in text
+    assert "hardest" not in text

@@ -56,6 +56,10 @@ def _markdown_table(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def _names(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
 def analysis_paragraph(table: pd.DataFrame, overall: float, *, beta: float = 4) -> str:
     """A paragraph that reads the per-class table: who is recalled well, how that tracks size and frequency.
 
@@ -65,23 +69,30 @@ def analysis_paragraph(table: pd.DataFrame, overall: float, *, beta: float = 4) 
     scored = table[(table["weight"] > 0) & (table["n_true"] > 0)]
     if scored.empty:
         return "No scored particle type has ground truth in this set, so there is nothing to analyse."
-    by_recall = scored.sort_values("recall", ascending=False)
-    best, worst = by_recall.index[0], by_recall.index[-1]
-    parts = [
-        f"The weighted F{beta:g} score is {overall:.3f}. Recall is highest for {best} "
-        f"({scored.loc[best, 'recall']:.2f}) and lowest for {worst} ({scored.loc[worst, 'recall']:.2f})."
-    ]
-    if len(scored) >= 3:
-        rho_r = spearmanr(scored["radius"], scored["recall"]).statistic
-        rho_n = spearmanr(scored["n_true"], scored["recall"]).statistic
+    recall = scored["recall"]
+    top = recall.index[recall == recall.max()].tolist()
+    bottom = recall.index[recall == recall.min()].tolist()
+    parts = [f"The weighted F{beta:g} score is {overall:.3f}."]
+    if len(top) == len(scored):
+        parts.append(f"Every scored class is recalled equally ({recall.max():.2f}).")
+    else:
+        parts.append(
+            f"Recall is highest for {_names(top)} ({recall.max():.2f}) and lowest for {_names(bottom)} "
+            f"({recall.min():.2f})."
+        )
+    if len(scored) >= 3 and recall.nunique() > 1:
+        rho_r = spearmanr(scored["radius"], recall).statistic
+        rho_n = spearmanr(scored["n_true"], recall).statistic
         if np.isfinite(rho_r):
-            trend = "rises with" if rho_r > 0.3 else "falls with" if rho_r < -0.3 else "does not clearly track"
+            trend = "rises with" if rho_r >= 0.5 else "falls with" if rho_r <= -0.5 else "does not clearly track"
+            smallest = scored["radius"].idxmin()
+            hard_small = rho_r >= 0.5 and smallest in bottom
             parts.append(
                 f"Recall {trend} particle radius (Spearman ρ = {rho_r:.2f} over {len(scored)} scored classes)"
-                + ("; the small particles are the hard ones." if rho_r > 0.3 else ".")
+                + (f"; the smallest particle, {smallest}, is the hardest." if hard_small else ".")
             )
         if np.isfinite(rho_n):
-            trend = "more" if rho_n > 0.3 else "less" if rho_n < -0.3 else "neither more nor less"
+            trend = "more" if rho_n >= 0.5 else "less" if rho_n <= -0.5 else "neither more nor less"
             parts.append(f"Frequent classes are recalled {trend} reliably than rare ones (ρ = {rho_n:.2f}).")
     loss = ((1 - scored["fbeta"]) * scored["weight"] / total_weight()).sort_values(ascending=False)
     top = [f"{n} ({v:.3f})" for n, v in loss.items() if v > 0.005][:2]
