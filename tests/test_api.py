@@ -82,7 +82,19 @@ def spot_volume(shape, centre_zyx, sigma=2.0, amplitude=2.5):
 
 
 def test_public_surface():
-    assert set(cryopoint.__all__) == {"detect", "load", "Detector", "Tomogram", "read_tomogram", "__version__"}
+    assert set(cryopoint.__all__) == {
+        "detect",
+        "load",
+        "Detector",
+        "Tomogram",
+        "read_tomogram",
+        "Config",
+        "load_config",
+        "__version__",
+    }
+    from cryopoint.config import Config, load_config
+
+    assert cryopoint.Config is Config and cryopoint.load_config is load_config
     assert cryopoint.detect is detect and cryopoint.load is load and cryopoint.Detector is Detector
     assert cryopoint.Tomogram is Tomogram and callable(cryopoint.read_tomogram)
     with pytest.raises(AttributeError):
