@@ -18,28 +18,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from cryopoint.errors import ConfigError, InvalidVolumeError
+from cryopoint.model.decoder import ConvBlock3d
 from cryopoint.particles import NUM_CLASSES
 
 __all__ = ["UNet3D"]
-
-
-def _norm(channels: int) -> nn.Module:
-    # GroupNorm: independent of the batch size (crops are few per step on CPU and per GPU in DDP).
-    return nn.GroupNorm(num_groups=math.gcd(8, channels), num_channels=channels)
-
-
-class _DoubleConv(nn.Sequential):
-    """(conv 3x3x3 → GroupNorm → ReLU) x 2."""
-
-    def __init__(self, c_in: int, c_out: int) -> None:
-        super().__init__(
-            nn.Conv3d(c_in, c_out, 3, padding=1, bias=False),
-            _norm(c_out),
-            nn.ReLU(inplace=True),
-            nn.Conv3d(c_out, c_out, 3, padding=1, bias=False),
-            _norm(c_out),
-            nn.ReLU(inplace=True),
-        )
 
 
 class UNet3D(nn.Module):
@@ -96,7 +78,7 @@ class UNet3D(nn.Module):
         self.channels = tuple(channels)
 
         self.encoder = nn.ModuleList(
-            [_DoubleConv(c_in, c_out) for c_in, c_out in zip([in_channels, *channels[:-1]], channels)]
+            [ConvBlock3d(c_in, c_out) for c_in, c_out in zip([in_channels, *channels[:-1]], channels)]
         )
         n_up = n_pool - int(math.log2(output_stride))
         deep_to_shallow = channels[::-1]
@@ -104,7 +86,7 @@ class UNet3D(nn.Module):
             [nn.ConvTranspose3d(deep_to_shallow[i], deep_to_shallow[i + 1], 2, stride=2) for i in range(n_up)]
         )
         self.decoder = nn.ModuleList(
-            [_DoubleConv(2 * deep_to_shallow[i + 1], deep_to_shallow[i + 1]) for i in range(n_up)]
+            [ConvBlock3d(2 * deep_to_shallow[i + 1], deep_to_shallow[i + 1]) for i in range(n_up)]
         )
         self.head = nn.Conv3d(deep_to_shallow[n_up], num_classes + 1, 1)
         nn.init.normal_(self.head.weight, std=0.01)  # small, not zero: gradients must reach the body
