@@ -184,3 +184,11 @@ def test_analysis_names_ties_and_does_not_overclaim_trends():
     assert "highest for apo-ferritin, ribosome and virus-like-particle (1.00)" in text
     assert "lowest for beta-galactosidase (0.80)" in text
     assert "hardest" not in text
+
+
+def test_one_palette_for_every_figure():
+    # Slices, gallery, confusion and report share one class colour map, so a class looks the same everywhere.
+    from cryopoint.viz import common, gallery, report, slices
+
+    assert slices.class_color is gallery.class_color is report.class_color is common.class_color
+    assert len(set(common.CLASS_COLORS.values())) == 6

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -14,17 +15,25 @@ from matplotlib.figure import Figure  # noqa: E402
 from cryopoint.io.atomic import atomic_path  # noqa: E402
 from cryopoint.particles import PARTICLE_NAMES  # noqa: E402
 
-__all__ = ["CLASS_COLORS", "class_color", "save_png", "plt"]
+__all__ = ["CLASS_COLORS", "class_color", "display_limits", "save_png", "plt"]
 
-# Colour-blind-safe (Okabe-Ito) colours in catalogue label order.
+# One colour per class in catalogue label order, used by every figure; chosen to stay distinct on grey slices.
 CLASS_COLORS: dict[str, str] = dict(
-    zip(PARTICLE_NAMES, ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00"))
+    zip(PARTICLE_NAMES, ("#e6194b", "#f58231", "#ffe119", "#3cb44b", "#42d4f4", "#911eb4"))
 )
 
 
 def class_color(name: str) -> str:
     """Colour of a particle class (grey for anything outside the catalogue)."""
     return CLASS_COLORS.get(name, "#999999")
+
+
+def display_limits(image: np.ndarray, *, max_samples: int = 1_000_000) -> tuple[float, float]:
+    """Grey-scale window for showing a tomogram slice or volume: its 1st-99th percentiles (on a regular
+    subsample of at most ``max_samples`` voxels, so whole volumes stay cheap)."""
+    flat = np.asarray(image).ravel()
+    lo, hi = np.percentile(flat[:: max(1, flat.size // max_samples)], [1, 99])
+    return float(lo), float(hi if hi > lo else lo + 1e-12)
 
 
 def save_png(fig: Figure, out: str | os.PathLike, *, dpi: int = 110) -> Path:

@@ -13,7 +13,7 @@ from matplotlib.patches import Circle
 from cryopoint.coords import angstrom_to_voxel
 from cryopoint.particles import PARTICLE_NAMES, get_particle
 from cryopoint.tomogram import Tomogram
-from cryopoint.viz.common import class_color, plt, save_png
+from cryopoint.viz.common import class_color, display_limits, plt, save_png
 
 __all__ = ["select_failures", "plot_failure_gallery"]
 
@@ -106,8 +106,8 @@ def plot_failure_gallery(
         color = class_color(row["particle_type"])
         for j, (img, label) in enumerate(((xy, "xy"), (xz, "xz"))):
             ax = axes[2 * (i // ncol) + j, i % ncol]
-            lo, hi = np.percentile(img, [1, 99])
-            ax.imshow(img, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1, origin="lower")
+            lo, hi = display_limits(img)
+            ax.imshow(img, cmap="gray", vmin=lo, vmax=hi, origin="lower")
             ax.add_patch(
                 Circle((half, half), radius_vox, fill=False, color=color, lw=1.5, ls="-" if kind == "fp" else ":")
             )

@@ -8,14 +8,9 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from cryopoint.particles import get_particle
-from cryopoint.viz.common import plt, save_png
+from cryopoint.viz.common import display_limits, plt, save_png
 
 __all__ = ["plot_heatmap_overlay"]
-
-
-def _robust_limits(img: np.ndarray) -> tuple[float, float]:
-    lo, hi = np.percentile(img, [1, 99])
-    return float(lo), float(hi if hi > lo else lo + 1)
 
 
 def plot_heatmap_overlay(
@@ -54,7 +49,7 @@ def plot_heatmap_overlay(
     hslice = np.repeat(np.repeat(heat[zh], stride, axis=0), stride, axis=1)[: volume.shape[1], : volume.shape[2]]
     img = np.asarray(volume[z], dtype=np.float32)
     fig, axes = plt.subplots(1, 2, figsize=(10, 5), constrained_layout=True)
-    lo, hi = _robust_limits(img)
+    lo, hi = display_limits(img)
     for ax in axes:
         ax.imshow(img, cmap="gray", vmin=lo, vmax=hi, origin="lower")
         ax.set_xlabel("x (voxels)")

@@ -16,25 +16,14 @@ from cryopoint.errors import PicksFormatError
 from cryopoint.io.atomic import atomic_path
 from cryopoint.particles import PARTICLE_NAMES, get_particle
 from cryopoint.tomogram import check_volume
+from cryopoint.viz.common import class_color, display_limits
 
 __all__ = ["plot_orthoslices", "class_color", "STATUS_STYLES"]
 
 #: Line style per match status (as produced by the metric's per-pick report): hit, false alarm, miss.
 STATUS_STYLES: dict[str, str] = {"tp": "solid", "fp": "dashed", "fn": "dotted"}
-_COLORS = ("#e6194b", "#f58231", "#ffe119", "#3cb44b", "#42d4f4", "#911eb4")  # distinct on grey
 # (panel name, array axis held fixed, horizontal axis, vertical axis); axes in array order z=0, y=1, x=2
 _PANELS = (("xy", 0, 2, 1), ("xz", 1, 2, 0), ("yz", 2, 1, 0))
-
-
-def class_color(name: str) -> str:
-    """The colour used for a particle class in every cryopoint figure."""
-    return _COLORS[get_particle(name).label % len(_COLORS)]
-
-
-def _contrast(volume: np.ndarray) -> tuple[float, float]:
-    sample = volume[:: max(1, volume.shape[0] // 16)].ravel()[:: max(1, volume[0].size // 50_000)]
-    lo, hi = np.percentile(sample, [1, 99])
-    return float(lo), float(hi if hi > lo else lo + 1e-12)
 
 
 def _circles(ax, picks_vox: np.ndarray, picks: pd.DataFrame, panel: tuple, index: int, vs: tuple) -> None:
@@ -105,7 +94,7 @@ def plot_orthoslices(
             raise PicksFormatError(f"picks lacks columns {sorted(missing)}; expected particle_type, x, y, z (Å).")
         picks_vox = angstrom_to_voxel(picks[["x", "y", "z"]].to_numpy(float), vs)
     nz, ny, nx = volume.shape
-    lo, hi = _contrast(volume)
+    lo, hi = display_limits(volume)
     fig = Figure(figsize=(11, 11 * (ny + nz) / (nx + nz) * 0.92 + 0.6), layout="constrained")
     grid = fig.add_gridspec(2, 2, width_ratios=[nx * vs[2], nz * vs[0]], height_ratios=[ny * vs[1], nz * vs[0]])
     axes = {"xy": fig.add_subplot(grid[0, 0]), "xz": fig.add_subplot(grid[1, 0]), "yz": fig.add_subplot(grid[0, 1])}
