@@ -22,12 +22,11 @@ import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
 
-from cryopoint.errors import PicksFormatError, UnknownParticleError
+from cryopoint.io.picks import check_picks_table
 from cryopoint.particles import PARTICLE_NAMES, PARTICLES, total_weight
 
 __all__ = ["ScoreResult", "score", "match_points", "fbeta_from_counts", "validate_picks"]
 
-_REQUIRED = ("experiment", "particle_type", "x", "y", "z")
 TABLE_COLUMNS = ("tp", "fp", "fn", "precision", "recall", "fbeta", "weight", "n_true", "n_pred")
 
 
@@ -59,26 +58,11 @@ def validate_picks(picks: pd.DataFrame, what: str) -> pd.DataFrame:
         PicksFormatError: a required column is missing or coordinates are not finite numbers.
         UnknownParticleError: a particle type is not in the catalogue.
     """
-    missing = [c for c in _REQUIRED if c not in picks.columns]
-    if missing:
-        raise PicksFormatError(
-            f"{what} table lacks column(s) {', '.join(missing)}; a picks table needs "
-            f"{', '.join(_REQUIRED)} (x, y, z in Å). Columns present: {', '.join(map(str, picks.columns))}."
-        )
+    check_picks_table(picks, source=what)
     out = picks.copy()
     out["experiment"] = out["experiment"].astype(str)
     out["particle_type"] = out["particle_type"].astype(str)
-    unknown = sorted(set(out["particle_type"]) - set(PARTICLE_NAMES))
-    if unknown:
-        raise UnknownParticleError(
-            f"{what} contain unknown particle type(s) {unknown}. Valid names: {', '.join(PARTICLE_NAMES)}."
-        )
-    try:
-        xyz = out[["x", "y", "z"]].to_numpy(dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise PicksFormatError(f"{what} x, y, z must be numbers (Å): {exc}") from exc
-    if not np.all(np.isfinite(xyz)):
-        raise PicksFormatError(f"{what} hold NaN or infinite coordinates; drop or fix those rows first.")
+    xyz = out[["x", "y", "z"]].to_numpy(dtype=np.float64)
     out[["x", "y", "z"]] = xyz
     return out
 

@@ -132,3 +132,11 @@ def test_writers_refuse_their_inputs(tmp_path, picks):
     star = write_star(tmp_path / "in.star", picks, 4, voxel_size=VS)
     with pytest.raises(OutputExistsError, match="input"):
         write_star(star, picks, 4, voxel_size=VS, overwrite=True, inputs=[star])
+
+
+def test_check_picks_table_rejects_non_numeric_coordinates():
+    from cryopoint.io import check_picks_table
+
+    bad = pd.DataFrame({"experiment": ["TS_1"], "particle_type": ["ribosome"], "x": ["12 Å"], "y": [1.0], "z": [2.0]})
+    with pytest.raises(PicksFormatError, match="must be numbers"):
+        check_picks_table(bad)

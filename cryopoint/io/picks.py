@@ -81,7 +81,10 @@ def check_picks_table(picks: pd.DataFrame, *, need_experiment: bool = True, sour
             f"{source} lacks column(s) {', '.join(missing)}; a picks table needs {', '.join(need)} "
             f"(x, y, z in Å). Columns present: {', '.join(map(str, picks.columns)) or 'none'}."
         )
-    xyz = picks[["x", "y", "z"]].to_numpy(dtype=np.float64)
+    try:
+        xyz = picks[["x", "y", "z"]].to_numpy(dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise PicksFormatError(f"{source}: x, y, z must be numbers (Å): {exc}") from exc
     if not np.all(np.isfinite(xyz)):
         raise PicksFormatError(f"{source} has NaN/Inf coordinates in {int((~np.isfinite(xyz)).any(1).sum())} rows.")
     unknown = sorted(set(picks["particle_type"]) - set(PARTICLE_NAMES), key=str)
