@@ -195,3 +195,24 @@ def test_not_a_zarr_store(tmp_path):
     (tmp_path / "empty.zarr").mkdir()
     with pytest.raises(DataNotFoundError, match="not a readable zarr"):
         read_tomogram(tmp_path / "empty.zarr")
+
+
+def test_tomograms_by_run_reads_lazily_and_keeps_few(tmp_path, monkeypatch):
+    import cryopoint.io.layout as layout
+
+    runs = ["TS_a", "TS_b", "TS_c"]
+    write_challenge_store(tmp_path, runs=runs, shape=(8, 16, 16))
+    reads = []
+    real = layout.read_tomogram
+    monkeypatch.setattr(layout, "read_tomogram", lambda path: reads.append(path) or real(path))
+    tomos = layout.TomogramsByRun(tmp_path, runs, keep=2)
+    assert len(tomos) == 3 and list(tomos) == runs and "TS_b" in tomos and reads == []
+    assert tomos["TS_a"].shape == (8, 16, 16)
+    tomos["TS_a"]
+    tomos["TS_b"]
+    assert len(reads) == 2  # the second TS_a came from the cache
+    tomos["TS_c"]  # evicts TS_a, the least recently used
+    tomos["TS_a"]
+    assert len(reads) == 4 and len(tomos._cache) == 2
+    with pytest.raises(KeyError):
+        tomos["TS_x"]

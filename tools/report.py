@@ -14,8 +14,8 @@ from pathlib import Path
 
 import yaml
 
-from cryopoint.io import read_submission_csv, read_tomogram
-from cryopoint.io.layout import read_truth, tomogram_path
+from cryopoint.io import read_submission_csv
+from cryopoint.io.layout import TomogramsByRun, read_truth
 from cryopoint.viz.report import make_report
 
 
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         thresholds = thresholds.get("thresholds", thresholds)
     tomograms = None
     if not args.no_tomograms:
-        tomograms = {r: read_tomogram(tomogram_path(args.truth, r, split=args.split)) for r in runs}
+        tomograms = TomogramsByRun(args.truth, runs, split=args.split)  # read only when a figure needs one
     path = make_report(methods, truth, args.out, tomograms=tomograms, thresholds=thresholds)
     print(f"Report written to {path}")
     return 0

@@ -14,7 +14,8 @@ candidates: cryopoint never silently merges or picks one.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -22,10 +23,12 @@ import pandas as pd
 from cryopoint.errors import DataNotFoundError, OutputExistsError, PicksFormatError, UnknownParticleError
 from cryopoint.io.atomic import atomic_write_text
 from cryopoint.io.picks import check_picks_table, copick_json_text, empty_picks, read_copick_json
-from cryopoint.io.tomograms import MRC_SUFFIXES
+from cryopoint.io.tomograms import MRC_SUFFIXES, read_tomogram
 from cryopoint.particles import PARTICLE_NAMES, get_particle
+from cryopoint.tomogram import Tomogram
 
 __all__ = [
+    "TomogramsByRun",
     "CURATION_USER",
     "list_runs",
     "run_dir",
@@ -299,3 +302,48 @@ def write_run_picks(
         rows = picks[picks["particle_type"] == name]
         atomic_write_text(path, copick_json_text(rows, name, run, user_id, session_id), overwrite=True)
     return list(targets.values())
+
+
+class TomogramsByRun(Mapping[str, Tomogram]):
+    """Run name → tomogram of a dataset split, read on first access.
+
+    Figures that need a few tomograms (the report's failure gallery and slices) can take a whole split without
+    loading it: a full-size tomogram is ~290 MB, a test split has hundreds. Only the ``keep`` most recently used
+    tomograms stay in memory.
+
+    >>> tomos = TomogramsByRun("data", ["TS_5_4", "TS_69_2"])  # doctest: +SKIP
+    >>> tomos["TS_5_4"].voxel_size  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        runs: Iterable[str],
+        *,
+        split: str = "train",
+        kind: str = "denoised",
+        keep: int = 2,
+    ) -> None:
+        self._root, self._split, self._kind, self._keep = Path(root), split, kind, max(1, keep)
+        self._runs = list(dict.fromkeys(runs))
+        self._cache: OrderedDict[str, Tomogram] = OrderedDict()
+
+    def __getitem__(self, run: str) -> Tomogram:
+        if run not in self._runs:
+            raise KeyError(run)
+        if run in self._cache:
+            self._cache.move_to_end(run)
+        else:
+            self._cache[run] = read_tomogram(tomogram_path(self._root, run, split=self._split, kind=self._kind))
+            while len(self._cache) > self._keep:
+                self._cache.popitem(last=False)
+        return self._cache[run]
+
+    def __contains__(self, run: object) -> bool:  # Mapping's default would read the tomogram to answer
+        return run in self._runs
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._runs)
+
+    def __len__(self) -> int:
+        return len(self._runs)
