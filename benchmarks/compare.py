@@ -21,10 +21,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
-import platform
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,7 +33,10 @@ import torch
 from rich.console import Console
 from scipy import ndimage
 
-from cryopoint.particles import PARTICLE_NAMES, PARTICLES
+from cryopoint.particles import PARTICLE_NAMES
+
+from bench_common import PeakRSS, machine
+from compare_report import verdict, write_report
 
 REPO = Path(__file__).resolve().parents[1]
 console = Console()
@@ -69,40 +69,12 @@ class Budget:
 
 BUDGETS = {
     "smoke": Budget(2, (64, 128, 128), 2, 2, (16, 32, 32), 1, (32, 64, 64), "configs/smoke.yaml", (4, 8, 16)),
-    "cpu": Budget(4, (64, 192, 192), 2, 150, (32, 64, 64), 2, (64, 192, 192), "configs/quickstart.yaml", (16, 32, 64)),
+    # ~1 h on 2 cores: 9 trainings (2 folds x unet3d, heatmap25d, low-pass heatmap25d, transfer; 1 easy pretraining).
+    "cpu": Budget(6, (96, 320, 320), 2, 500, (32, 64, 64), 2, (96, 320, 320), "configs/quickstart.yaml", (16, 32, 64)),
     "gpu": Budget(
         7, (184, 630, 630), 7, 6000, (32, 128, 128), 8, (64, 256, 256), "configs/heatmap_r34.yaml", (32, 64, 128, 256)
     ),
 }
-
-
-class PeakRSS:
-    """Peak resident memory (MiB) of this process above its level at entry, sampled every 20 ms (Linux)."""
-
-    def __enter__(self) -> PeakRSS:
-        self.base = self.peak = self._rss()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-        self._thread.start()
-        if torch.cuda.is_available():
-            torch.cuda.reset_peak_memory_stats()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self._rss())  # a short block may end before the first sample
-        self.mib = (self.peak - self.base) / 2**20
-        self.gpu_mib = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else 0.0
-
-    def _watch(self) -> None:
-        while not self._stop.wait(0.02):
-            self.peak = max(self.peak, self._rss())
-
-    @staticmethod
-    def _rss() -> int:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def evaluate(preds: pd.DataFrame, truth: pd.DataFrame, folds: dict[str, int]) -> dict:
@@ -285,106 +257,6 @@ def pretrain_easy(b: Budget, work: Path, cache_dir: str | None) -> Path:
     return run_dir / "best.pt"
 
 
-def _summary_row(label: str, r: dict) -> str:
-    scored = [p.name for p in PARTICLES if p.weight > 0]
-    per = " | ".join(f"{r['per_class'][n]['fbeta']:.3f}" for n in scored)
-    return (
-        f"| {label} | **{r['score']:.3f}** | {r['score_crossfold']:.3f} | {per} | {r['train_s']:.0f} | "
-        f"{r['infer_s_per_tomo']:.2f} | {r['peak_mib']:.0f} | {r['params'] / 1e6:.2f} |"
-    )
-
-
-def verdict(results: dict) -> list[str]:
-    """Plain sentences on the issue's goal, computed from the numbers (no spin)."""
-    lines = []
-    hm, un, bl = results.get("heatmap25d"), results.get("unet3d + NMS"), results.get("blob (LoG)")
-    if hm and un:
-        best_un = max(un["score"], results.get("unet3d + components", un)["score"])
-        beats = hm["score"] > best_un and hm["score_crossfold"] > un["score_crossfold"]
-        lines.append(
-            f"- heatmap25d vs unet3d at equal steps and crop: {hm['score']:.3f} vs {best_un:.3f} (tuned OOF), "
-            f"{hm['score_crossfold']:.3f} vs {un['score_crossfold']:.3f} (cross-fold) — "
-            + ("**goal met**." if beats else "**goal NOT met**: the heatmap model does not beat the 3D U-Net here.")
-        )
-    if hm and bl:
-        margins = {
-            p.name: hm["per_class"][p.name]["fbeta"] - bl["per_class"][p.name]["fbeta"] for p in PARTICLES if p.weight
-        }
-        worst = min(margins, key=margins.get)
-        wide = all(m >= 0.2 for m in margins.values())
-        lines.append(
-            "- heatmap25d vs blob, per scored class F-beta margin: "
-            + ", ".join(f"{k} {v:+.3f}" for k, v in margins.items())
-            + (" — **goal met** (every class by >= 0.2)." if wide else f" — **goal NOT met** (smallest: {worst}).")
-        )
-    if "unet3d + NMS" in results and "unet3d + components" in results:
-        a, c = results["unet3d + NMS"], results["unet3d + components"]
-        better = "NMS on class probabilities" if a["score"] >= c["score"] else "connected components"
-        lines.append(f"- unet3d centroids: NMS {a['score']:.3f} vs connected components {c['score']:.3f}: {better}.")
-    return lines
-
-
-def write_report(results: dict, extras: dict, meta: dict, out: Path) -> None:
-    """``out.md`` (tables + verdict) and ``out.json`` (every number), both atomic."""
-    from cryopoint.io.atomic import atomic_write_text
-
-    scored = [p.name for p in PARTICLES if p.weight > 0]
-    head = "| method | weighted F-beta (tuned OOF) | cross-fold | " + " | ".join(scored)
-    head += " | train s | infer s/tomo | peak MiB | params (M) |"
-    sep = "|" + "---|" * (7 + len(scored))
-    b = meta["budget"]
-    enc = f" with encoder `{b['encoder']}`" if b["encoder"] else ""
-    lines = [
-        "# Head-to-head: blob vs unet3d vs heatmap25d",
-        "",
-        "Command(s): " + " then ".join(f"`{c}`" for c in meta["commands"]),
-        "",
-        f"Budget **{meta['budget_name']}** (with the overrides above), finished {meta['date']} on {meta['machine']}.",
-        "",
-        f"Data: synthetic `realistic` preset, {b['runs']} runs of {tuple(b['shape'])} voxels, {b['folds']} "
-        f"whole-tomogram folds. Both networks: {b['steps']} steps, batch {b['batch_size']}, crop {tuple(b['crop'])}, "
-        f"same engine; heatmap25d from `{b['heatmap_config']}`{enc}, unet3d channels {tuple(b['unet_channels'])}.",
-        "True particles scored (all runs, out of fold): "
-        + ", ".join(f"{n} {c}" for n, c in meta["truth_counts"].items())
-        + ". With this few, a class's F-beta moves a lot with one particle: read small differences as noise.",
-        "Weighted F-beta (β=4) with thresholds tuned on all pooled out-of-fold predictions (optimistic, the "
-        "challenge CV habit) and with cross-fold thresholds (each fold thresholded by the other folds: honest). "
-        "Train seconds exclude the engine's validation passes. Inference seconds per tomogram: the engine's "
-        "final validation pass (EMA weights, Gaussian-blended sliding window, NMS, threshold tuning) divided by "
-        "its runs; blob: LoG + NMS. Peak memory: resident memory above the process baseline during training and "
-        "validation (blob: detection), sampled every 20 ms (GPU: max allocated); memory the process already "
-        "holds from an earlier row is not counted again.",
-        "",
-        *[f"**Note:** {n}" for n in meta.get("notes", [])],
-        "",
-        "## Main comparison (per scored class: F-beta at the tuned thresholds)",
-        "",
-        head,
-        sep,
-        *[_summary_row(k, v) for k, v in results.items()],
-        "",
-        "## Verdict",
-        "",
-        *verdict(results),
-        "",
-    ]
-    for title, rows in extras.items():
-        lines += [f"## {title}", "", head, sep, *[_summary_row(k, v) for k, v in rows.items()], ""]
-    lines += ["## Per-class precision / recall / F-beta (tuned OOF thresholds)", ""]
-    lines += ["| method | " + " | ".join(PARTICLE_NAMES) + " |", "|" + "---|" * (len(PARTICLE_NAMES) + 1)]
-    extra_rows = {f"{t}: {m}": r for t, rows in extras.items() for m, r in rows.items()}
-    # Extra rows that repeat a main row (the "no low-pass" / "realistic only" references) are listed once.
-    repeats = {k for k, r in extra_rows.items() if any(r["per_class"] == m["per_class"] for m in results.values())}
-    for k, v in {**results, **{k: r for k, r in extra_rows.items() if k not in repeats}}.items():
-        cells = [f"{c['precision']:.2f} / {c['recall']:.2f} / {c['fbeta']:.2f}" for c in v["per_class"].values()]
-        lines.append(f"| {k} | " + " | ".join(cells) + " |")
-    lines += ["", "beta-amylase has weight 0 (not scored) but is trained on and reported.", ""]
-    atomic_write_text(out.with_suffix(".md"), "\n".join(lines))
-    strip = lambda d: {k: {kk: vv for kk, vv in v.items() if kk != "preds"} for k, v in d.items()}  # noqa: E731
-    payload = {**meta, "results": strip(results), "extras": {t: strip(r) for t, r in extras.items()}}
-    atomic_write_text(out.with_suffix(".json"), json.dumps(payload, indent=2) + "\n")
-
-
 def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--budget", choices=sorted(BUDGETS), default="cpu")
@@ -475,8 +347,7 @@ def main(argv: list[str] | None = None) -> Path:
         "budget_name": args.budget,
         "budget": dataclasses.asdict(b),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch threads {torch.get_num_threads()}, "
-        + (torch.cuda.get_device_name() if device == "cuda" else "no GPU"),
+        "machine": machine(device),
         "device": device,
     }
     write_report(results, extras, meta, args.out)

@@ -14,11 +14,8 @@ compared with the reference. Writes ``benchmarks/results/nms.md``.
 from __future__ import annotations
 
 import argparse
-import ctypes
-import ctypes.util
 import os
 import platform
-import threading
 import time
 from pathlib import Path
 
@@ -32,10 +29,11 @@ from cryopoint.io.atomic import atomic_write_text
 from cryopoint.particles import PARTICLES
 from cryopoint.post.nms import find_peaks, kernel_size, local_maxima, local_maxima_torch, reference_local_maxima
 
+from bench_common import PeakRSS
+
 VOXEL = 10.012444
 # mean particles per (184, 630, 630) training run, per class (task.md's totals / 7), and false blobs
 COUNTS = (54, 12, 16, 47, 36, 16)
-_LIBC = ctypes.CDLL(ctypes.util.find_library("c")) if platform.system() == "Linux" else None
 
 
 def make_heatmaps(shape, seed=0, noise=0.02) -> np.ndarray:
@@ -59,33 +57,6 @@ def make_heatmaps(shape, seed=0, noise=0.02) -> np.ndarray:
     return heat
 
 
-class PeakRSS:
-    """Peak resident memory above the starting level while the block runs (sampled every 2 ms), MiB."""
-
-    def __enter__(self):
-        if _LIBC is not None:  # hand memory freed by earlier runs back to the OS so that RSS rises again
-            _LIBC.malloc_trim(0)
-        self.base = self.peak = self._rss()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.mib = (max(self.peak, self._rss()) - self.base) / 2**20
-
-    def _sample(self):
-        while not self._stop.wait(0.002):
-            self.peak = max(self.peak, self._rss())
-
-    @staticmethod
-    def _rss() -> int:
-        with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
 def run(method, heat, kernels, min_score, repeat=1):
     """Time ``method(volume, kernel, min_score)`` over all classes (median of ``repeat`` runs).
 
@@ -94,7 +65,7 @@ def run(method, heat, kernels, min_score, repeat=1):
     """
     times, mibs = [], []
     for _ in range(repeat):
-        with PeakRSS() as mem:
+        with PeakRSS(interval=0.002) as mem:
             t0 = time.perf_counter()
             peaks = [method(heat[c], k, min_score) for c, k in enumerate(kernels)]
             peaks = [p.cpu().numpy() if isinstance(p, torch.Tensor) else p for p in peaks]  # waits for the device
@@ -154,7 +125,7 @@ def main(argv=None) -> None:
     t_ref, m_ref, ref = run(reference_local_maxima, heat, kernels, args.min_score)
     rows.append(("scipy maximum_filter reference (CPU)", t_ref, m_ref, 1.0, "reference"))
     add("cryopoint local_maxima (CPU)", *run(local_maxima, heat, kernels, args.min_score, args.repeat), ref)
-    with PeakRSS() as mem:
+    with PeakRSS(interval=0.002) as mem:
         t_fp, fp_sets = time_find_peaks(heat, args.min_score, args.repeat)
     add("cryopoint find_peaks (CPU, picks table)", t_fp, mem.mib, fp_sets, ref)
     zc = max(1, args.shape[0] // args.crop_fraction)

@@ -16,6 +16,14 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "compare.py"
 
 @pytest.fixture(scope="module")
 def compare():
+    # The script imports its sibling modules (bench_common, compare_report) as `python benchmarks/compare.py`
+    # would find them: from its own folder, first on the path.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.syspath_prepend(str(SCRIPT.parent))
+        yield _load()
+
+
+def _load():
     spec = importlib.util.spec_from_file_location("compare_benchmark", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules

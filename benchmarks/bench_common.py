@@ -1,0 +1,65 @@
+"""Helpers shared by the benchmark scripts: peak memory of a block, and a one-line machine description.
+
+The scripts run as ``python benchmarks/NAME.py``, so this module is importable as ``bench_common`` (the
+script's folder is first on ``sys.path``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import platform
+import threading
+
+import torch
+
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c")) if platform.system() == "Linux" else None
+
+
+class PeakRSS:
+    """Peak resident memory (MiB, ``.mib``) of this process above its level at entry, sampled in a thread.
+
+    On entry, memory freed earlier is handed back to the OS (``malloc_trim``) so that the resident size can
+    rise again; with CUDA, ``.gpu_mib`` is the peak CUDA allocation during the block (else 0). Linux only
+    (reads ``/proc/self/statm``).
+
+    Args:
+        interval: Seconds between samples; a block shorter than one sample is still measured at exit.
+    """
+
+    def __init__(self, interval: float = 0.02):
+        self.interval = interval
+
+    def __enter__(self) -> PeakRSS:
+        if _LIBC is not None:
+            _LIBC.malloc_trim(0)
+        self.base = self.peak = self._rss()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._rss())
+        self.mib = (self.peak - self.base) / 2**20
+        self.gpu_mib = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else 0.0
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.peak = max(self.peak, self._rss())
+
+    @staticmethod
+    def _rss() -> int:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def machine(device: str = "cpu") -> str:
+    """``"x86_64, 2 CPU cores, torch threads 2, no GPU"`` (or the CUDA device's name)."""
+    gpu = torch.cuda.get_device_name() if device == "cuda" and torch.cuda.is_available() else "no GPU"
+    return f"{platform.machine()}, {os.cpu_count()} CPU cores, torch threads {torch.get_num_threads()}, {gpu}"
