@@ -4,7 +4,8 @@ Builds realistic heatmaps (Gaussian blobs at the training runs' particle densiti
 low background noise) of shape (6, 184, 630, 630), then times, per method, the peaks of all 6 classes with
 the per-class windows of ``cryopoint.post.nms.kernel_size``: cryopoint's ``local_maxima`` (CPU), the
 scipy ``maximum_filter`` reference, dense ``torch.nn.functional.max_pool3d`` (on a crop and extrapolated
-when the full volume would take minutes) and, when CUDA is available, the CUDA path. Peak sets are
+when the full volume would take minutes) and, when CUDA is available (or with ``--torch-device``), the
+device path (the torch sparse cascade) beside a dense separable max-pool on the same device. Peak sets are
 compared with the reference. Writes ``benchmarks/results/nms.md``.
 
     python benchmarks/nms.py                       # full size, ~1 min of CPU
@@ -27,7 +28,14 @@ from rich.table import Table
 
 from cryopoint.io.atomic import atomic_write_text
 from cryopoint.particles import PARTICLES
-from cryopoint.post.nms import find_peaks, kernel_size, local_maxima, local_maxima_torch, reference_local_maxima
+from cryopoint.post.nms import (
+    _dense_local_maxima_torch,
+    find_peaks,
+    kernel_size,
+    local_maxima,
+    local_maxima_torch,
+    reference_local_maxima,
+)
 
 from bench_common import PeakRSS
 
@@ -145,12 +153,19 @@ def main(argv=None) -> None:
     if device:
         dev_heat = torch.from_numpy(heat).to(device)
         run(local_maxima_torch, dev_heat, kernels, args.min_score)  # warm-up: kernels, allocator
+        run(_dense_local_maxima_torch, dev_heat[:, :8], kernels, args.min_score)
         if device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
         t_g, m_g, g_sets = run(local_maxima_torch, dev_heat, kernels, args.min_score, args.repeat)
         if device.startswith("cuda"):
             m_g = (torch.cuda.max_memory_allocated() - dev_heat.nbytes) / 2**20
-        add(f"cryopoint local_maxima_torch ({device}, separable max_pool)", t_g, m_g, g_sets, ref)
+        add(f"cryopoint local_maxima_torch ({device}, sparse cascade)", t_g, m_g, g_sets, ref)
+        # The dense separable max-pool (the device path before the cascade, now its fallback) in the same run.
+        dense_repeat = args.repeat if dev_heat.is_cuda else 1  # ~1 min per run on a 2-core CPU
+        t_s, m_s, s_sets = run(_dense_local_maxima_torch, dev_heat, kernels, args.min_score, dense_repeat)
+        if device.startswith("cuda"):
+            m_s = (torch.cuda.max_memory_allocated() - dev_heat.nbytes) / 2**20
+        add(f"separable max_pool, dense ({device})", t_s, m_s, s_sets, ref, f"; cascade {t_s / t_g:.1f}x faster")
         if dev_heat.device.type != "cpu":  # CPU tensors take the numpy path timed above
             t_gf, gf_sets = time_find_peaks(dev_heat, args.min_score, args.repeat)
             add(f"cryopoint find_peaks ({device}, picks table)", t_gf, float("nan"), gf_sets, ref)

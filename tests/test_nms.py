@@ -217,3 +217,38 @@ def test_dense_fallback_is_taken_for_noise_not_for_blobs(rng, monkeypatch):
     vol = blobs(rng, shape=(20, 40, 40), sigma=2.0)
     np.testing.assert_array_equal(local_maxima(vol, (7, 7, 7), 0.1), real(vol, (7, 7, 7), 0.1))
     assert calls == [1, 1]  # smooth blobs stay on the sparse path
+
+
+def test_torch_cascade_falls_back_to_the_dense_pool_for_noise_only(rng, monkeypatch):
+    """The device path: sparse cascade on smooth heatmaps, separable max-pool when sparse tests cost more."""
+    calls = []
+    dense = nms._dense_local_maxima_torch
+    monkeypatch.setattr(nms, "_dense_local_maxima_torch", lambda *a: calls.append(1) or dense(*a))
+
+    def check(vol, kernel, min_score):
+        ours = local_maxima_torch(torch.from_numpy(vol), kernel, min_score).numpy()
+        np.testing.assert_array_equal(ours, reference_local_maxima(vol, kernel, min_score))
+
+    noise = rng.random((20, 40, 40)).astype(np.float32)
+    check(noise, (7, 7, 7), 0.5)
+    assert calls == [1]  # half the voxels are candidates
+    check(np.where(noise > 0.97, noise, 0).astype(np.float32), (15, 15, 15), 0.5)
+    assert calls == [1, 1]  # isolated candidates, but too many window tests left
+    vol = blobs(rng, shape=(20, 40, 40), sigma=2.0)
+    check(vol, (7, 7, 7), 0.1)
+    check(vol, (3, 1, 5), 0.1)  # a window one voxel wide along y skips that axis's face tests
+    assert calls == [1, 1]  # smooth blobs stay on the sparse path
+    assert len(local_maxima_torch(torch.zeros(4, 5, 6), (3, 3, 3), 0.5)) == 0  # no candidates at all
+    for kernel in ((3, 3, 3), (9, 5, 7)):  # the dense fallback alone equals the reference too
+        np.testing.assert_array_equal(
+            dense(torch.from_numpy(vol), kernel, 0.1).numpy(), reference_local_maxima(vol, kernel, 0.1)
+        )
+
+
+def test_torch_cascade_gathers_in_chunks(rng, monkeypatch):
+    """Window tests split into blocks (bounded memory) give the same peaks as one block."""
+    vol = blobs(rng, shape=(16, 30, 30), n=10, sigma=1.5)
+    whole = local_maxima_torch(torch.from_numpy(vol), (7, 7, 7), 0.05).numpy()
+    monkeypatch.setattr(nms, "_GATHER_CHUNK", 50)  # a few survivors per block
+    np.testing.assert_array_equal(local_maxima_torch(torch.from_numpy(vol), (7, 7, 7), 0.05).numpy(), whole)
+    np.testing.assert_array_equal(whole, reference_local_maxima(vol, (7, 7, 7), 0.05))

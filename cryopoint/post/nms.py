@@ -27,8 +27,9 @@ neighbours (which removes almost every voxel of a smooth blob), then the few sur
 window, shell by shell (clipping a neighbour's index to the volume keeps it inside the same window, so the
 test is exact). When more than ``DENSE_FRACTION`` of the voxels are candidates, or the survivors would still
 need more than ``DENSE_WORK`` neighbour tests per voxel of the volume (noise-like heatmaps), the dense
-reference is used instead (same answer). CUDA tensors: separable max-pooling on the device, one 1D pass per axis;
-only the peak list leaves the GPU.
+reference is used instead (same answer). CUDA tensors: the same cascade written in torch
+(:func:`local_maxima_torch`), so only the peak list leaves the GPU; its dense fallback is separable max-pooling,
+one 1D pass per axis. CPU tensors take the numpy code, which is ~9x faster on a CPU than the torch cascade.
 """
 
 from __future__ import annotations
@@ -188,7 +189,12 @@ def local_maxima(volume: np.ndarray, kernel: Sequence[int], min_score: float) ->
 
 
 def local_maxima_torch(volume: torch.Tensor, kernel: Sequence[int], min_score: float) -> torch.Tensor:
-    """Peaks of one class volume with separable max-pooling on the tensor's device (the CUDA path).
+    """Peaks of one class volume on the tensor's device (the CUDA path): the sparse cascade in torch.
+
+    The same algorithm as :func:`local_maxima`, written with device tensors so that nothing but the peak
+    list leaves the GPU: candidates ``>= min_score`` (one pass), then all 6 face-neighbour tests, then the
+    survivors' whole windows shell by shell. Volumes where the sparse tests would cost more than a dense
+    filter (see ``DENSE_FRACTION`` / ``DENSE_WORK``) take :func:`_dense_local_maxima_torch` (same answer).
 
     Args:
         volume: ``(Z, Y, X)`` float tensor (any device).
@@ -202,9 +208,50 @@ def local_maxima_torch(volume: torch.Tensor, kernel: Sequence[int], min_score: f
         InvalidVolumeError: the volume holds NaN.
         ConfigError: the window sizes are not three odd positive integers.
     """
-    _check_kernel(kernel)
-    if bool(volume.isnan().any()):
+    half = _check_kernel(kernel) // 2
+    if volume.ndim != 3:
+        raise InvalidVolumeError(f"local_maxima_torch needs a (Z, Y, X) volume; got shape {tuple(volume.shape)}.")
+    dev, (nz, ny, nx) = volume.device, volume.shape
+    flat = volume.contiguous().reshape(-1)
+    idx = torch.nonzero(~(flat < min_score)).squeeze(1)  # `not <` keeps NaN voxels, caught just below
+    vals = flat[idx]
+    if bool(vals.isnan().any()):
         raise InvalidVolumeError(_NAN_MESSAGE)
+    if idx.numel() > DENSE_FRACTION * flat.numel():
+        return _dense_local_maxima_torch(volume, kernel, min_score)
+    shape = torch.tensor([nz, ny, nx], device=dev)
+    strides = torch.tensor([ny * nx, nx, 1], device=dev)
+    coords = torch.stack((idx // (ny * nx), idx // nx % ny, idx % nx), 1)
+    keep = torch.ones_like(idx, dtype=torch.bool)
+    for axis in np.flatnonzero(half):  # face neighbours, all six before one filter (one device sync)
+        for step in (-1, 1):
+            moved = coords[:, axis] + step
+            nb = torch.where((moved >= 0) & (moved < shape[axis]), idx + step * strides[axis], idx)
+            keep &= flat[nb] <= vals
+    idx, vals, coords = _select(keep, idx, vals, coords)
+    remaining = int(np.prod(2 * half + 1)) - 1
+    for r in range(1, int(half.max()) + 1):
+        if idx.numel() * remaining > DENSE_WORK * flat.numel():
+            return _dense_local_maxima_torch(volume, kernel, min_score)
+        off = torch.from_numpy(_shell_offsets(half, r)).to(dev)
+        remaining -= len(off)
+        keep = torch.empty_like(idx, dtype=torch.bool)
+        chunk = max(1, _GATHER_CHUNK // len(off))
+        for s in range(0, idx.numel(), chunk):
+            nb = torch.minimum((coords[s : s + chunk, None, :] + off).clamp_min(0), shape - 1)
+            keep[s : s + chunk] = (flat[(nb * strides).sum(-1)] <= vals[s : s + chunk, None]).all(1)
+        idx, vals, coords = _select(keep, idx, vals, coords)
+    return coords
+
+
+def _select(keep: torch.Tensor, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``t[keep]`` for each tensor with one device sync (boolean indexing would sync once per tensor)."""
+    rows = torch.nonzero(keep).squeeze(1)
+    return tuple(t[rows] for t in tensors)
+
+
+def _dense_local_maxima_torch(volume: torch.Tensor, kernel: Sequence[int], min_score: float) -> torch.Tensor:
+    """:func:`local_maxima_torch` by separable max-pooling over the whole volume (noise-like heatmaps)."""
     x = volume[None, None]  # (1, 1, Z, Y, X)
     mx = x
     for axis, k in enumerate(kernel):  # max over a box = max over each axis in turn; padding is -inf
