@@ -83,7 +83,7 @@ def write_report(results: dict, extras: dict, meta: dict, out: Path) -> None:
         "validation (blob: detection), sampled every 20 ms (GPU: max allocated); memory the process already "
         "holds from an earlier row is not counted again.",
         "",
-        *[f"**Note:** {n}" for n in meta.get("notes", [])],
+        *[f"- **Note:** {n}" for n in meta.get("notes", [])],
         "",
         "## Main comparison (per scored class: F-beta at the tuned thresholds)",
         "",
