@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -257,6 +258,24 @@ def pretrain_easy(b: Budget, work: Path, cache_dir: str | None) -> Path:
     return run_dir / "best.pt"
 
 
+def save_predictions(rows: dict[str, dict], folder: Path) -> list[Path]:
+    """Pooled out-of-fold picks (with scores) of every row computed in this invocation, one CSV per row.
+
+    They feed ``tools/report.py`` (figures of the comparison); rows read back by ``--extend`` hold no picks.
+    """
+    from cryopoint.io.atomic import atomic_path
+
+    written = []
+    for label, r in rows.items():
+        if "preds" not in r:
+            continue
+        slug = re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
+        with atomic_path(folder / f"{slug}.csv") as tmp:
+            r["preds"].to_csv(tmp, index=False)
+        written.append(folder / f"{slug}.csv")
+    return written
+
+
 def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--budget", choices=sorted(BUDGETS), default="cpu")
@@ -351,6 +370,10 @@ def main(argv: list[str] | None = None) -> Path:
         "device": device,
     }
     write_report(results, extras, meta, args.out)
+    repeats = [id(r) for r in results.values()]  # the extras' reference rows are main rows again
+    rows = {**results, **{m: r for g in extras.values() for m, r in g.items() if id(r) not in repeats}}
+    if save_predictions(rows, work / "predictions"):
+        console.print(f"Pooled out-of-fold picks in {work / 'predictions'} (figures: tools/report.py --compare)")
     console.print(f"Wrote {args.out.with_suffix('.md')}")
     for line in verdict(results):
         console.print(line)

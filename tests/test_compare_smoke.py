@@ -128,3 +128,10 @@ def test_smoke_budget_end_to_end(compare, tmp_path):
         assert 0.0 <= res["score"] <= 1.0 and res["infer_s_per_tomo"] > 0
         assert set(res["per_class"]) == set(PARTICLE_NAMES)
     assert payload["results"]["unet3d + NMS"]["params"] > 0
+    # Each computed row's pooled out-of-fold picks are saved for tools/report.py, scores included.
+    from cryopoint.io import read_submission_csv
+
+    saved = {p.stem: read_submission_csv(p) for p in (tmp_path / "work" / "predictions").glob("*.csv")}
+    assert {"blob-log", "unet3d-nms", "unet3d-components", "heatmap25d", "blob-low-pass-1-voxel"} <= set(saved)
+    assert "heatmap25d-encoder-from-easy-then-realistic" in saved and "blob-no-low-pass" not in saved
+    assert "score" in saved["blob-log"] and saved["blob-log"]["experiment"].nunique() == payload["budget"]["runs"]

@@ -133,6 +133,23 @@ def test_report_compare_and_tuning(case, tmp_path):
     _png_size(tmp_path / "rep" / "compare_fbeta.png")
 
 
+def test_compare_curves_keep_one_colour_per_method(monkeypatch, tmp_path):
+    """A method missing from a class must not shift the colours of the others (one legend for all)."""
+    import cryopoint.viz.report as report
+
+    figs = []
+    monkeypatch.setattr(report, "save_png", lambda fig, out: figs.append(fig))
+    curve = pd.DataFrame({"threshold": [0.1, 0.5], "fbeta": [0.4, 0.2]})
+    curves = {"a": {"ribosome": curve}, "b": {"ribosome": curve, "apo-ferritin": curve}, "c": {"apo-ferritin": curve}}
+    report._compare_curves(curves, tmp_path / "x.png")
+    (fig,) = figs
+    axes = {ax.get_title(): ax for ax in fig.axes}
+    colours = {t: [line.get_color() for line in axes[t].get_lines()] for t in ("apo-ferritin", "ribosome")}
+    assert colours == {"apo-ferritin": ["C1", "C2"], "ribosome": ["C0", "C1"]}
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["a", "b", "c"]
+    assert "no predictions: a" in [t.get_text() for t in axes["apo-ferritin"].texts]
+
+
 def test_report_tool_end_to_end(case, tmp_path):
     from _layout_helpers import write_challenge_store
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.lines import Line2D
 from scipy.stats import spearmanr
 
 from cryopoint.io.atomic import atomic_write_text
@@ -111,18 +112,34 @@ def analysis_paragraph(table: pd.DataFrame, overall: float, *, beta: float = 4) 
 
 
 def _compare_curves(curves: Mapping[str, Mapping[str, pd.DataFrame]], out: Path) -> None:
+    """F-beta against threshold, one panel per class, one colour per method in every panel (one legend)."""
     names = [p.name for p in PARTICLES]
+    colors = {method: f"C{i % 10}" for i, method in enumerate(curves)}
     fig, axes = plt.subplots(2, 3, figsize=(12, 6.5), constrained_layout=True)
     for ax, name in zip(axes.ravel(), names):
+        missing = []
         for method, per_class in curves.items():
             c = per_class.get(name)
             if c is not None and len(c):
-                ax.plot(c["threshold"], c["fbeta"], label=method)
+                ax.plot(c["threshold"], c["fbeta"], drawstyle="steps-pre", color=colors[method])
+            else:
+                missing.append(method)
+        if missing:
+            ax.text(
+                0.98,
+                0.95,
+                "no predictions: " + ", ".join(missing),
+                ha="right",
+                va="top",
+                fontsize=7,
+                transform=ax.transAxes,
+            )
         ax.set_title(name, color=class_color(name))
-        ax.set_xlabel("threshold")
+        ax.set_xlabel("score threshold (keep >=)")
         ax.set_ylabel("F-beta")
         ax.set_ylim(0, 1.02)
-    axes.ravel()[0].legend(fontsize=8)
+    handles = [Line2D([], [], color=c, label=m) for m, c in colors.items()]
+    fig.legend(handles=handles, loc="outside upper center", ncols=len(handles), fontsize=9)
     save_png(fig, out)
 
 
