@@ -46,7 +46,7 @@ def as_set(a):
 
 
 @pytest.mark.parametrize("force_sparse", [False, True])  # True: the sparse cascade even on dense data
-@pytest.mark.parametrize("kernel", [(3, 3, 3), (7, 7, 7), (3, 5, 9), (15, 15, 15)])
+@pytest.mark.parametrize("kernel", [(1, 1, 1), (1, 3, 1), (3, 3, 3), (7, 7, 7), (3, 5, 9), (15, 15, 15)])
 @pytest.mark.parametrize("min_score", [0.0, 0.3, -1.0])
 def test_cpu_and_torch_paths_equal_the_reference(rng, monkeypatch, kernel, min_score, force_sparse):
     if force_sparse:
