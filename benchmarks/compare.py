@@ -5,7 +5,7 @@ folds, the same crop size and the same number of training steps for the two netw
 out-of-fold (OOF) predictions, tunes per-class thresholds on them, and writes
 ``benchmarks/results/compare.md`` (+ ``.json``)::
 
-    python benchmarks/compare.py                    # --budget cpu (default)
+    python benchmarks/compare.py                    # --budget cpu (default): ~46 min on 2 cores
     python benchmarks/compare.py --budget gpu       # full-size tomograms, long schedules
     python benchmarks/compare.py --budget smoke     # seconds; what the test runs
 
@@ -13,7 +13,8 @@ Two scores per method: thresholds tuned on all pooled OOF predictions (the chall
 since the thresholds see the answers) and cross-fold thresholds (each fold scored with thresholds tuned on
 the other folds' predictions: honest). Also a preprocessing comparison (Gaussian low-pass before the usual
 normalisation) and a transfer setting (heatmap25d encoder pretrained on the ``easy`` preset, then trained
-on ``realistic``, versus ``realistic`` alone).
+on ``realistic``, versus ``realistic`` alone). Each method's pooled out-of-fold picks are saved to
+``<work>/predictions/<method>.csv`` for figures with ``tools/report.py --compare``.
 """
 
 from __future__ import annotations
