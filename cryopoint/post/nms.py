@@ -232,9 +232,9 @@ def local_maxima_torch(volume: torch.Tensor, kernel: Sequence[int], min_score: f
             keep &= flat[nb] <= vals
     vals, coords = _select(keep, vals, coords)
     _raise_on_nan(has_nan)
-    off = np.concatenate([np.zeros((0, 3), np.int64)] + [_shell_offsets(half, r) for r in range(1, half.max() + 1)])
-    if len(off) == 0:  # a one-voxel window: every candidate is a peak
+    if not half.any():  # a one-voxel window: every candidate is a peak
         return coords
+    off = np.concatenate([_shell_offsets(half, r) for r in range(1, half.max() + 1)])  # the window minus its centre
     if len(coords) * len(off) > DENSE_WORK * flat.numel():  # noise-like heatmap: the dense pool is cheaper
         return _dense_local_maxima_torch(volume, kernel, min_score)
     off = torch.from_numpy(off).to(dev)
