@@ -71,7 +71,7 @@ class Budget:
 
 BUDGETS = {
     "smoke": Budget(2, (64, 128, 128), 2, 2, (16, 32, 32), 1, (32, 64, 64), "configs/smoke.yaml", (4, 8, 16)),
-    # ~1 h on 2 cores: 9 trainings (2 folds x unet3d, heatmap25d, low-pass heatmap25d, transfer; 1 easy pretraining).
+    # 46 min measured on 2 cores: 9 trainings (2 folds x unet3d, heatmap25d, low-pass, transfer; 1 easy pretraining).
     "cpu": Budget(6, (96, 320, 320), 2, 500, (32, 64, 64), 2, (96, 320, 320), "configs/quickstart.yaml", (16, 32, 64)),
     "gpu": Budget(
         7, (184, 630, 630), 7, 6000, (32, 128, 128), 8, (64, 256, 256), "configs/heatmap_r34.yaml", (32, 64, 128, 256)
