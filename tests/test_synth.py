@@ -204,7 +204,7 @@ def test_existing_runs_are_not_overwritten(tmp_path, monkeypatch):
     import cryopoint.synth.dataset as synth_dataset
 
     calls = []
-    monkeypatch.setattr(synth_dataset, "simulate_run", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(synth_dataset, "simulate_kinds", lambda *a, **k: calls.append(a))
     picks = tmp_path / "train/overlay/ExperimentRuns/TS_SYN0_3/Picks"
     picks.mkdir(parents=True)
     (picks / "ribosome.json").write_text("{}")

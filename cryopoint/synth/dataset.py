@@ -14,7 +14,7 @@ from cryopoint.errors import ConfigError, OutputExistsError
 from cryopoint.io.layout import write_run_picks
 from cryopoint.io.zarr_store import write_ome_zarr
 from cryopoint.synth.params import REAL_SHAPE, get_preset
-from cryopoint.synth.simulate import simulate_run
+from cryopoint.synth.simulate import simulate_kinds
 
 __all__ = ["generate_dataset", "run_names", "run_rng"]
 
@@ -50,8 +50,9 @@ def generate_dataset(
 ) -> list[str]:
     """Simulate runs and write them under ``out`` in the challenge layout.
 
-    Writes ``out/<split>/static/ExperimentRuns/<run>/VoxelSpacing10.000/denoised.zarr`` (OME-NGFF 0.4, zarr v2,
-    levels 0/1/2, voxel size 10.012444 Å in the metadata) and
+    Writes ``out/<split>/static/ExperimentRuns/<run>/VoxelSpacing10.000/<kind>.zarr`` for every reconstruction
+    kind of ``params.kinds`` (``denoised`` by default; OME-NGFF 0.4, zarr v2, levels 0/1/2, voxel size
+    10.012444 Å in the metadata) and
     ``out/<split>/overlay/ExperimentRuns/<run>/Picks/<particle>.json`` (copick JSON in Å, one file per class).
     Each run's randomness comes from ``(seed, split, run name)`` only, so a run is identical whether it is
     generated alone or with others, and ``train`` and ``test`` never share a volume.
@@ -64,7 +65,7 @@ def generate_dataset(
         runs: Number of runs (named by :func:`run_names`) or explicit run names.
         shape: Tomogram shape (Z, Y, X) in voxels; the challenge's is (184, 630, 630).
         seed: Dataset seed.
-        preset: ``"realistic"`` (default, the benchmark data) or ``"easy"``.
+        preset: ``"realistic"`` (default, the benchmark data), ``"easy"`` or ``"randomized"``.
         split: ``"train"`` or ``"test"``.
         overwrite: Replace existing runs of the same names.
         workers: FFT threads (-1 = all cores).
@@ -87,9 +88,13 @@ def generate_dataset(
         names = [str(r) for r in runs]
     params = get_preset(preset, **overrides)
     runs_root = Path(out) / split
-    stores = {n: runs_root / "static/ExperimentRuns" / n / "VoxelSpacing10.000" / "denoised.zarr" for n in names}
+    voxel_dirs = {n: runs_root / "static/ExperimentRuns" / n / "VoxelSpacing10.000" for n in names}
     picks_dirs = {n: runs_root / "overlay/ExperimentRuns" / n / "Picks" for n in names}
-    existing = [n for n in names if stores[n].exists() or any(picks_dirs[n].glob("*.json"))]
+    existing = [
+        n
+        for n in names
+        if any((voxel_dirs[n] / f"{k}.zarr").exists() for k in params.kinds) or any(picks_dirs[n].glob("*.json"))
+    ]
     if existing and not overwrite:  # checked up front: no minutes of simulation, no half-written dataset
         raise OutputExistsError(
             f"{runs_root} already holds run(s) {', '.join(existing)}; pass overwrite=True (CLI: --overwrite) "
@@ -98,8 +103,9 @@ def generate_dataset(
     with Progress(transient=True) as progress:
         task = progress.add_task(f"simulating {len(names)} {preset} run(s)", total=len(names))
         for name in names:
-            volume, picks = simulate_run(shape, params, run_rng(seed, split, name), workers=workers)
-            write_ome_zarr(stores[name], volume, params.voxel_size, overwrite=overwrite)
+            volumes, picks = simulate_kinds(shape, params, run_rng(seed, split, name), workers=workers)
+            for kind, volume in volumes.items():
+                write_ome_zarr(voxel_dirs[name] / f"{kind}.zarr", volume, params.voxel_size, overwrite=overwrite)
             write_run_picks(Path(out), name, picks, split=split, overwrite=overwrite)
             progress.advance(task)
     return names

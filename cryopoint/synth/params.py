@@ -14,7 +14,27 @@ from dataclasses import dataclass
 from cryopoint.errors import ConfigError
 from cryopoint.particles import PARTICLE_NAMES
 
-__all__ = ["SynthParams", "PRESETS", "get_preset", "REAL_MEAN_COUNTS", "REAL_SHAPE", "VOXEL_SIZE"]
+__all__ = [
+    "SynthParams",
+    "PRESETS",
+    "get_preset",
+    "REAL_MEAN_COUNTS",
+    "REAL_SHAPE",
+    "VOXEL_SIZE",
+    "IMAGING_PATHS",
+    "SHAPE_MODELS",
+    "KINDS",
+    "DENOISERS",
+]
+
+#: Generation paths: the Fourier-space shortcut and the real-space tilt series.
+IMAGING_PATHS: tuple[str, ...] = ("fourier", "realspace")
+#: Particle shape models: analytic primitives, symmetric subunit assemblies, or a per-object mix.
+SHAPE_MODELS: tuple[str, ...] = ("analytic", "assembly", "mixed")
+#: Reconstruction names the simulator can write (challenge spelling; see :mod:`cryopoint.synth.looks`).
+KINDS: tuple[str, ...] = ("denoised", "wbp", "ctfdeconvolved")
+#: How the ``denoised`` kind is made from the raw reconstruction.
+DENOISERS: tuple[str, ...] = ("none", "gaussian", "tv", "wiener")
 
 #: The challenge's true voxel size in Å (the folder name says 10.000).
 VOXEL_SIZE: float = 10.012444
@@ -63,6 +83,29 @@ class SynthParams:
             denoisers, which also suppress weak high-frequency signal).
         gain: (min, max) per-run output scale: voxel standard deviation of the written volume.
         background_drift: amplitude of a slow additive intensity gradient, in output standard deviations.
+
+    Generation path and looks (see :mod:`cryopoint.synth.realspace` and :mod:`cryopoint.synth.looks`):
+        imaging: ``"fourier"`` (the Fourier-space shortcut, :mod:`cryopoint.synth.imaging`; noise set by
+            ``snr``) or ``"realspace"`` (tilt series projected in real space, per-tilt CTF, shot noise from
+            ``dose``, weighted back-projection; ``snr`` and ``denoise_strength`` are not used).
+        shape_model: ``"analytic"`` (:mod:`cryopoint.synth.shapes`), ``"assembly"`` (symmetric subunit
+            assemblies, :mod:`cryopoint.synth.assembly`, clutter from the same generator) or ``"mixed"``
+            (each particle and clutter object picks one of the two at random).
+        kinds: reconstruction names written per run (``denoised``, ``wbp``, ``ctfdeconvolved``); the first is
+            what :func:`~cryopoint.synth.simulate.simulate_run` returns.
+        denoiser: how the ``denoised`` kind is made from the raw reconstruction: ``none``, ``gaussian``,
+            ``tv`` (edge-preserving) or ``wiener`` (CTF deconvolution + low-pass).
+        denoise_level: strength of ``denoiser`` from 0 (light) to 1 (heavy).
+        defocus_jitter_um: per-tilt defocus error sd (µm; real-space path).
+        astigmatism_um: defocus difference between astigmatic axes (µm; real-space path).
+        angle_error: per-tilt angle error sd (degrees; real-space path).
+        shift_error: per-tilt residual image shift sd (Å; real-space path).
+        phase_contrast: image contrast per voxel of projected protein (real-space path); with ``dose`` and
+            ``dqe`` it sets the noise level.
+        dqe: detector quantum efficiency (real-space path).
+        sirt_iterations: SIRT-like refinement passes after WBP (real-space path).
+        randomize: draw every imaging and sample knob per run from the documented wide ranges
+            (:mod:`cryopoint.synth.randomize`); the fields above are then only the starting point.
     """
 
     voxel_size: float = VOXEL_SIZE
@@ -93,6 +136,19 @@ class SynthParams:
     denoise_strength: float = 2.0
     gain: tuple[float, float] = (8e-6, 3e-5)
     background_drift: float = 0.3
+    imaging: str = "fourier"
+    shape_model: str = "analytic"
+    kinds: tuple[str, ...] = ("denoised",)
+    denoiser: str = "none"
+    denoise_level: float = 0.5
+    defocus_jitter_um: float = 0.1
+    astigmatism_um: float = 0.1
+    angle_error: float = 0.3
+    shift_error: float = 3.0
+    phase_contrast: float = 0.015
+    dqe: float = 0.5
+    sirt_iterations: int = 0
+    randomize: bool = False
 
     def __post_init__(self) -> None:
         if self.counts is not None:
@@ -107,10 +163,37 @@ class SynthParams:
             raise ConfigError(f"snr and voxel_size must be positive; got snr={self.snr}, voxel_size={self.voxel_size}.")
         if not 0.0 < self.ice_fraction <= 1.0:
             raise ConfigError(f"ice_fraction must be in (0, 1]; got {self.ice_fraction}.")
+        choices = {
+            "imaging": (self.imaging, IMAGING_PATHS),
+            "shape_model": (self.shape_model, SHAPE_MODELS),
+            "denoiser": (self.denoiser, DENOISERS),
+        }
+        for name, (value, options) in choices.items():
+            if value not in options:
+                raise ConfigError(f"{name} must be one of {', '.join(options)}; got {value!r}.")
+        kinds = (self.kinds,) if isinstance(self.kinds, str) else tuple(self.kinds)
+        object.__setattr__(self, "kinds", kinds)
+        bad = [k for k in kinds if k not in KINDS]
+        if not kinds or bad or len(set(kinds)) != len(kinds):
+            raise ConfigError(
+                f"kinds must be distinct names from {', '.join(KINDS)} (isonetcorrected is not modelled); got {kinds}."
+            )
+        if self.imaging == "fourier" and kinds != ("denoised",):
+            raise ConfigError(
+                "The Fourier path writes only the 'denoised' kind (its Wiener look; denoise_strength=0 gives raw "
+                f"WBP); got kinds={kinds}. Use imaging='realspace' for wbp / ctfdeconvolved / denoised."
+            )
+        if self.phase_contrast <= 0 or not 0 < self.dqe <= 1 or not 0 <= self.denoise_level <= 1:
+            raise ConfigError(
+                "phase_contrast must be positive, dqe in (0, 1] and denoise_level in [0, 1]; got "
+                f"{self.phase_contrast}, {self.dqe}, {self.denoise_level}."
+            )
 
 
 #: ``realistic`` (default): the benchmark data; apo-ferritin is hard, clutter and artefacts everywhere.
 #: ``easy``: the same physics at high SNR with less clutter; small models learn it in CPU minutes.
+#: ``randomized``: every run draws its imaging path, shape model, look and every imaging and sample knob
+#: from wide ranges (:mod:`cryopoint.synth.randomize`): the corpus for models meant to generalise.
 PRESETS: dict[str, SynthParams] = {
     "realistic": SynthParams(),
     "easy": SynthParams(
@@ -123,6 +206,7 @@ PRESETS: dict[str, SynthParams] = {
         bfactor=80.0,
         background_drift=0.1,
     ),
+    "randomized": SynthParams(randomize=True),
 }
 
 

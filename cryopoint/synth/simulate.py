@@ -1,4 +1,4 @@
-"""One synthetic run: specimen → imaging → the raw tiny-valued volume of a challenge "denoised" tomogram."""
+"""One synthetic run: specimen → imaging (Fourier or real-space path) → the tiny-valued volumes of its kinds."""
 
 from __future__ import annotations
 
@@ -9,31 +9,109 @@ import pandas as pd
 
 from cryopoint.errors import ConfigError
 from cryopoint.synth.imaging import image_volume
+from cryopoint.synth.looks import make_kind
 from cryopoint.synth.params import SynthParams
+from cryopoint.synth.realspace import reconstruct_realspace
 from cryopoint.synth.sample import build_sample
 
-__all__ = ["simulate_run"]
+__all__ = ["simulate_run", "simulate_kinds"]
 
 
-def _add_drift(vol: np.ndarray, amplitude: float, rng: np.random.Generator) -> None:
-    """Add a slow intensity gradient in place: a random linear ramp plus one long-wavelength cosine."""
-    nz, ny, nx = vol.shape
+def _drift_field(shape: Sequence[int], amplitude: float, rng: np.random.Generator):
+    """Draw a slow intensity gradient (a random linear ramp plus one long-wavelength cosine).
+
+    Returns a function that adds it in place to a volume of ``shape``: every kind of a run gets the same drift.
+    """
+    nz, ny, nx = shape
     gz, gy, gx = rng.standard_normal(3) / np.sqrt(3.0)
     phase = rng.uniform(0, 2 * np.pi)
     y = np.linspace(-1, 1, ny, dtype=np.float32)[:, None]
     x = np.linspace(-1, 1, nx, dtype=np.float32)[None, :]
     plane = gy * y + gx * x + 0.5 * np.cos(np.pi * (0.6 * x + 0.4 * y) + phase)
-    for k, z in enumerate(np.linspace(-1, 1, nz, dtype=np.float32)):
-        vol[k] += np.float32(amplitude) * (plane + gz * z)
+
+    def add(vol: np.ndarray) -> None:
+        for k, z in enumerate(np.linspace(-1, 1, nz, dtype=np.float32)):
+            vol[k] += np.float32(amplitude) * (plane + gz * z)
+
+    return add
+
+
+def simulate_kinds(
+    shape: Sequence[int], params: SynthParams, rng: np.random.Generator, *, workers: int = -1
+) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
+    """Simulate one run and every reconstruction kind of it that ``params.kinds`` names.
+
+    With ``params.randomize`` the run first draws its own parameters
+    (:func:`cryopoint.synth.randomize.draw_run_params`). Per run, the defocus, dose and output gain are drawn
+    from the ``params`` ranges. What was drawn is recorded in ``picks.attrs["synth"]``.
+
+    Returns:
+        ``({kind: volume}, picks)``: float32 ``(Z, Y, X)`` volumes (protein darker than ice, values of the
+        order of the drawn gain) in ``params.kinds`` order, and the picks table (``particle_type``,
+        ``x, y, z`` in Å, ``Å = index x voxel_size``).
+
+    Raises:
+        ConfigError: a shape that is not three sizes of at least 4, or requested counts that do not fit.
+    """
+    shape = tuple(int(s) for s in shape)
+    if len(shape) != 3 or min(shape) < 4:
+        raise ConfigError(f"shape must be three sizes (Z, Y, X) of at least 4 voxels; got {shape}.")
+    if params.randomize:
+        from cryopoint.synth.randomize import draw_run_params
+
+        params = draw_run_params(params, rng)
+    defocus = float(rng.uniform(*params.defocus_um))
+    dose = float(rng.uniform(*params.dose))
+    gain = float(rng.uniform(*params.gain))
+    density, picks = build_sample(shape, params, rng)
+    thickness_vox = params.ice_fraction * shape[0]
+    meta: dict = {"defocus_um": defocus, "dose": dose, "gain": gain}
+    if params.imaging == "fourier":
+        recon = image_volume(
+            density, params, rng, defocus_um=defocus, dose=dose, thickness_vox=thickness_vox, workers=workers
+        )
+    else:
+        recon, tilts = reconstruct_realspace(
+            density,
+            voxel_size=params.voxel_size,
+            tilt_max=params.tilt_max,
+            tilt_step=params.tilt_step,
+            defocus_um=defocus,
+            dose=dose,
+            rng=rng,
+            voltage_kv=params.voltage_kv,
+            cs_mm=params.cs_mm,
+            amplitude_contrast=params.amplitude_contrast,
+            bfactor=params.bfactor,
+            defocus_jitter_um=params.defocus_jitter_um,
+            astigmatism_um=params.astigmatism_um,
+            angle_error=params.angle_error,
+            shift_error=params.shift_error,
+            contrast=params.phase_contrast,
+            dqe=params.dqe,
+            thickness=thickness_vox * params.voxel_size,
+            sirt_iterations=params.sirt_iterations,
+        )
+        meta["tilt_errors_deg_rms"] = float(np.sqrt(np.mean(np.subtract(tilts["true_angles"], tilts["angles"]) ** 2)))
+    del density
+    add_drift = _drift_field(shape, params.background_drift, rng)
+    volumes = {}
+    for kind in params.kinds:
+        vol = make_kind(kind, recon, params=params, defocus_um=defocus)
+        vol *= np.float32(1.0 / max(float(vol.std()), 1e-30))
+        add_drift(vol)
+        vol *= np.float32(gain)
+        volumes[kind] = vol
+    fields = ("imaging", "shape_model", "denoiser", "denoise_level", "tilt_max", "tilt_step", "bfactor", "snr")
+    meta |= {f: getattr(params, f) for f in fields}
+    picks.attrs["synth"] = meta
+    return volumes, picks
 
 
 def simulate_run(
     shape: Sequence[int], params: SynthParams, rng: np.random.Generator, *, workers: int = -1
 ) -> tuple[np.ndarray, pd.DataFrame]:
-    """Simulate one tomogram and its ground truth.
-
-    Per run, the defocus, dose and output gain are drawn from the ``params`` ranges; they are recorded in
-    ``picks.attrs["synth"]``.
+    """Simulate one tomogram (the first of ``params.kinds``) and its ground truth.
 
     >>> from cryopoint.synth import get_preset
     >>> vol, picks = simulate_run((32, 64, 64), get_preset("easy", counts={"ribosome": 1}),
@@ -54,24 +132,5 @@ def simulate_run(
     Raises:
         ConfigError: a shape that is not three positive sizes, or requested counts that do not fit.
     """
-    shape = tuple(int(s) for s in shape)
-    if len(shape) != 3 or min(shape) < 4:
-        raise ConfigError(f"shape must be three sizes (Z, Y, X) of at least 4 voxels; got {shape}.")
-    defocus = float(rng.uniform(*params.defocus_um))
-    dose = float(rng.uniform(*params.dose))
-    gain = float(rng.uniform(*params.gain))
-    density, picks = build_sample(shape, params, rng)
-    vol = image_volume(
-        density,
-        params,
-        rng,
-        defocus_um=defocus,
-        dose=dose,
-        thickness_vox=params.ice_fraction * shape[0],
-        workers=workers,
-    )
-    vol *= np.float32(1.0 / max(float(vol.std()), 1e-30))
-    _add_drift(vol, params.background_drift, rng)
-    vol *= np.float32(gain)
-    picks.attrs["synth"] = {"defocus_um": defocus, "dose": dose, "gain": gain}
-    return vol, picks
+    volumes, picks = simulate_kinds(shape, params, rng, workers=workers)
+    return next(iter(volumes.values())), picks
