@@ -124,6 +124,32 @@ def _try_place(
     return None
 
 
+def _use_assembly(model: str, rng: np.random.Generator) -> bool:
+    """Whether the next object comes from the assembly generator (``mixed``: a fair coin per object)."""
+    if model == "mixed":
+        return bool(rng.random() < 0.5)
+    return model == "assembly"
+
+
+def _particle(name: str, model: str, rng: np.random.Generator) -> shapes.Shape:
+    """A labelled particle from the run's shape model (assemblies are a new random draw each time)."""
+    if _use_assembly(model, rng):
+        from cryopoint.synth.assembly import assembly_particle
+
+        return assembly_particle(name, rng)
+    return shapes.particle_shape(name)
+
+
+def _clutter(params: SynthParams, rng: np.random.Generator) -> shapes.Shape:
+    """An unlabelled object from the same generator as the particles, so the generator never names a class."""
+    if _use_assembly(params.shape_model, rng):
+        from cryopoint.synth.assembly import random_assembly
+
+        return random_assembly(rng)
+    is_shell = rng.random() < params.clutter_shell_fraction
+    return shapes.random_shell(rng) if is_shell else shapes.random_blob(rng)
+
+
 def place_objects(
     vol_shape: tuple[int, int, int], params: SynthParams, rng: np.random.Generator, slab: Slab
 ) -> list[Placed]:
@@ -147,11 +173,10 @@ def place_objects(
         shapes.gold(rng, params.gold_radius, params.gold_density)
         for _ in range(rng.poisson(params.gold_per_volume * area_scale))
     ]
-    todo += [shapes.particle_shape(n) for n in PARTICLE_NAMES for _ in range(counts[n])]
+    todo += [_particle(n, params.shape_model, rng) for n in PARTICLE_NAMES for _ in range(counts[n])]
     n_clutter = rng.poisson(params.clutter_per_particle * sum(counts.values())) if sum(counts.values()) else 0
     for _ in range(n_clutter):
-        is_shell = rng.random() < params.clutter_shell_fraction
-        todo.append(shapes.random_shell(rng) if is_shell else shapes.random_blob(rng))
+        todo.append(_clutter(params, rng))
     order = sorted(range(len(todo)), key=lambda i: -todo[i].radius)  # stable: ties keep draw order
     for i in order:
         obj = _try_place(todo[i], vol_shape, slab, params, rng, placed)
