@@ -18,7 +18,7 @@ class FakeGenerator:
         self.fail = fail
 
     def __call__(self, out, *, runs, shape, seed, preset, **kwargs):
-        self.calls.append({"out": Path(out), "runs": runs, "shape": shape, "seed": seed, "preset": preset})
+        self.calls.append({"out": Path(out), "runs": runs, "shape": shape, "seed": seed, "preset": preset, **kwargs})
         names = [f"TS_{k}" for k in range(runs)]
         for name in names:
             run_dir = Path(out) / "train" / "static" / "ExperimentRuns" / name
@@ -63,6 +63,18 @@ def test_different_parameters_get_different_folders(fake, tmp_path):
     b = ensure_synthetic_dataset("easy", runs=2, shape=(8, 16, 16), seed=1, cache_dir=tmp_path)
     c = ensure_synthetic_dataset("realistic", runs=2, shape=(8, 16, 16), seed=0, cache_dir=tmp_path)
     assert len({a, b, c}) == 3 and len(fake.calls) == 3
+
+
+def test_simulator_overrides_reach_the_generator_and_the_cache_key(fake, tmp_path):
+    kw = dict(runs=2, shape=(16, 32, 32), seed=0, cache_dir=tmp_path)
+    plain = ensure_synthetic_dataset("realistic", **kw)
+    real = ensure_synthetic_dataset("realistic", **kw, overrides={"imaging": "realspace", "kinds": ("wbp",)})
+    again = ensure_synthetic_dataset("realistic", **kw, overrides={"kinds": ("wbp",), "imaging": "realspace"})
+    other = ensure_synthetic_dataset("realistic", **kw, overrides={"imaging": "realspace", "kinds": ("denoised",)})
+    assert len({plain, real, other}) == 3 and again == real
+    assert len(fake.calls) == 3  # the same overrides in another order reuse the folder
+    assert fake.calls[1]["imaging"] == "realspace" and fake.calls[1]["kinds"] == ("wbp",)
+    assert "imaging" not in fake.calls[0]
 
 
 def test_env_var_selects_cache_location(fake, tmp_path, monkeypatch):

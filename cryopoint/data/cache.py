@@ -76,6 +76,7 @@ def ensure_synthetic_dataset(
     shape: Sequence[int],
     seed: int,
     cache_dir: str | os.PathLike | None = None,
+    overrides: dict | None = None,
 ) -> Path:
     """Return the root of a synthetic dataset in the challenge layout, generating it on first use.
 
@@ -89,6 +90,8 @@ def ensure_synthetic_dataset(
         shape: Tomogram shape ``(z, y, x)`` in voxels.
         seed: Simulator seed.
         cache_dir: Cache root; defaults to :func:`default_cache_dir`.
+        overrides: :class:`~cryopoint.synth.SynthParams` fields to change (e.g. ``{"imaging": "realspace"}``);
+            part of the cache key.
 
     Returns:
         The dataset root (pass it to ``load_runs(root)``); runs are under ``root/train``.
@@ -106,6 +109,8 @@ def ensure_synthetic_dataset(
         "version": SYNTHETIC_CACHE_VERSION,
         "simulator": simulator_version(),
     }
+    if overrides:  # only when given, so the cache keys of existing datasets stay as they were
+        params["overrides"] = {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(overrides.items())}
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     target = root / "synthetic" / f"{preset}-{params_hash(params)}"
     if (target / _PARAMS_FILE).is_file():
@@ -115,7 +120,9 @@ def ensure_synthetic_dataset(
     # Generated into a temporary sibling and renamed only when complete (and the parameters file, written
     # last, marks completion), so an interrupted run never leaves a reusable half-dataset.
     with atomic_dir(target, overwrite=True) as tmp:
-        generate_dataset(tmp, runs=runs_param, shape=tuple(params["shape"]), seed=params["seed"], preset=preset)
+        generate_dataset(
+            tmp, runs=runs_param, shape=tuple(params["shape"]), seed=params["seed"], preset=preset, **(overrides or {})
+        )
         (tmp / _PARAMS_FILE).write_text(json.dumps(params, indent=2, sort_keys=True) + "\n")
     _console.print(f"Synthetic dataset ready at [bold]{target}[/bold]")
     return target
