@@ -4,6 +4,8 @@ Geometry stays within the symmetries of a tomogram: flips along any axis, and ro
 plane only. Rotations that mix z with x or y are left out on purpose: the missing wedge elongates particles
 along z, and a network should learn that anisotropy as it is, not a rotated copy that never occurs.
 Intensity changes (scale, shift, Gaussian noise) act on the normalised volume (``normalize_volume`` units).
+Appearance changes (blur/sharpening, contrast and gamma, coloured noise, band-pass, intensity curves, local
+normalisation; :mod:`cryopoint.data.appearance`) are off by default and never move points.
 
 Points are ``(N, 3)`` full-resolution voxel positions (z, y, x) of the volume, voxel centres at integer
 indices, so a flip along an axis of size ``n`` maps ``p`` to ``n - 1 - p``.
@@ -14,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+
+from cryopoint.data.appearance import check_knobs, random_appearance
 
 __all__ = ["flip", "rot90_xy", "transpose_xy", "random_augment"]
 
@@ -56,6 +60,13 @@ def random_augment(
     scale: float = 0.1,
     shift: float = 0.1,
     noise: float = 0.05,
+    blur: float = 0.0,
+    sharpen: float = 0.0,
+    gamma: float = 0.0,
+    noise_color: float = 0.0,
+    bandpass: float = 0.0,
+    nonlinearity: float = 0.0,
+    local_norm: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Apply one random draw of every augmentation to a volume and its points.
 
@@ -63,7 +74,11 @@ def random_augment(
     others' draws. Geometry: each axis in ``flip_axes`` flipped with probability 1/2, a uniform
     number of xy quarter turns, an xy transpose with probability 1/2 (together: all eight symmetries of
     the square). Intensity: ``v * (1 + a) + b + sd * N(0, 1)`` with ``a ~ U(-scale, scale)``,
-    ``b ~ U(-shift, shift)`` and ``sd ~ U(0, noise)``.
+    ``b ~ U(-shift, shift)`` and ``sd ~ U(0, noise)``. Appearance (when any of ``blur`` ... ``local_norm``
+    is above 0): :func:`cryopoint.data.appearance.random_appearance`, applied after the geometry and before
+    the scale/shift/noise above (it re-standardises the crop, which would otherwise undo them); its draws
+    come after all of the above, so with every appearance knob at 0 the output is bit for bit what it was
+    before these knobs existed.
 
     >>> rng = np.random.default_rng(0)
     >>> vol, pts = random_augment(np.zeros((4, 8, 8), np.float32), np.array([[1.0, 2.0, 3.0]]), rng)
@@ -80,10 +95,30 @@ def random_augment(
         scale: Largest relative intensity scaling.
         shift: Largest intensity offset (normalised units).
         noise: Largest standard deviation of added Gaussian noise (normalised units).
+        blur: Largest Gaussian blur sigma (voxels; z and y/x drawn separately), on half of the draws.
+        sharpen: Largest unsharp-mask gain, on the other half.
+        gamma: Log-range of the signal contrast factor and of the sign-preserving gamma curve's exponents.
+        noise_color: Largest sd (normalised units) of added white and/or correlated noise.
+        bandpass: Probability (0-1) of a random difference-of-Gaussians band-pass.
+        nonlinearity: Largest blend (0-1) of a random smooth increasing intensity curve.
+        local_norm: Probability (0-1) of local mean/sd normalisation.
 
     Returns:
         ``(volume, points)``: a new C-contiguous float32 volume and a new ``(N, 3)`` float64 array.
+
+    Raises:
+        ValueError: an appearance knob below 0, or a probability above 1.
     """
+    appearance = check_knobs(
+        blur=blur,
+        sharpen=sharpen,
+        gamma=gamma,
+        noise_color=noise_color,
+        bandpass=bandpass,
+        nonlinearity=nonlinearity,
+        local_norm=local_norm,
+    )
+    use_appearance = any(v > 0 for v in appearance.values())
     do_flip = rng.random(3) < 0.5
     quarter_turns = int(rng.integers(4))
     do_transpose = rng.random() < 0.5
@@ -97,8 +132,14 @@ def random_augment(
     if transpose and do_transpose:
         volume, points = transpose_xy(volume, points)
     out = np.array(volume, dtype=np.float32, order="C", copy=True)
+    # The white-noise field is drawn here, as before the appearance knobs existed (same stream). With
+    # appearance on it is drawn even when noise is 0, so that the appearance draws, which come next, do not
+    # depend on the noise knob either.
+    field = rng.standard_normal(out.shape, dtype=np.float32) if noise > 0 or use_appearance else None
+    if use_appearance:
+        out = random_appearance(out, rng, **appearance)
     out *= np.float32(1.0 + gain * scale)
     out += np.float32(offset * shift)
     if noise > 0:
-        out += rng.standard_normal(out.shape, dtype=np.float32) * np.float32(sd * noise)
+        out += field * np.float32(sd * noise)
     return out, points
