@@ -23,7 +23,14 @@ from cryopoint.errors import CheckpointError, DataNotFoundError
 from cryopoint.io.atomic import atomic_path
 from cryopoint.particles import PARTICLES
 
-__all__ = ["FORMAT_VERSION", "save_checkpoint", "load_checkpoint", "set_thresholds", "catalogue_payload"]
+__all__ = [
+    "FORMAT_VERSION",
+    "save_checkpoint",
+    "load_checkpoint",
+    "set_thresholds",
+    "catalogue_payload",
+    "init_from_checkpoint",
+]
 
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format_version", "model_state", "config", "particles", "voxel_size")
@@ -88,3 +95,39 @@ def set_thresholds(path: str | os.PathLike, thresholds: dict[str, float]) -> Pat
     payload = load_checkpoint(path)
     payload["thresholds"] = {str(k): float(v) for k, v in thresholds.items()}
     return save_checkpoint(path, payload)
+
+
+def init_from_checkpoint(model: torch.nn.Module, path: str | os.PathLike) -> dict[str, Any]:
+    """Initialise every tensor of ``model`` (encoder, decoder, head) from a cryopoint checkpoint, for fine-tuning.
+
+    The checkpoint's model weights (``best.pt`` holds the EMA weights there) must fit ``model`` exactly: the
+    same architecture, encoder, slab, widths and classes. Anything else is refused rather than half-loaded,
+    since a layer left at random initialisation would silently waste the pretraining.
+
+    Returns:
+        The checkpoint payload (its config says what it was trained on).
+
+    Raises:
+        DataNotFoundError: no file at ``path``.
+        CheckpointError: unreadable, or its tensors do not match ``model`` (the message names the model
+            settings of both and the first differing tensors).
+    """
+    payload = load_checkpoint(path)
+    state = payload["model_state"]
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    mismatched = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or mismatched:
+        theirs = payload.get("config", {}).get("model", {})
+        details = "; ".join(
+            f"{what}: {', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''}"
+            for what, keys in (("missing", missing), ("unexpected", unexpected), ("other shapes", mismatched))
+            if keys
+        )
+        raise CheckpointError(
+            f"{path} does not fit this model ({details}). It was trained with model settings {theirs}; "
+            "fine-tune with the same model section (or drop init_from to train from scratch)."
+        )
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
+    return payload

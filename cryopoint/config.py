@@ -86,7 +86,21 @@ MODEL_CONFIGS: dict[str, type[ModelConfig]] = {"heatmap25d": Heatmap25DConfig, "
 class AugmentConfig:
     """Training augmentations (:func:`cryopoint.data.transforms.random_augment` keyword arguments).
 
-    ``enabled: false`` turns them all off.
+    ``enabled: false`` turns them all off. Geometry: ``flip_axes``, ``rot90``, ``transpose``; intensity:
+    ``scale``, ``shift``, ``noise`` (white, normalised units). Appearance (:mod:`cryopoint.data.appearance`;
+    all 0 = off, the default, which leaves crops bit for bit as without them), for generalising to other
+    simulators and to real tomograms:
+
+    * ``blur``: largest Gaussian blur sigma in voxels (z and y/x drawn separately), on half of the crops;
+    * ``sharpen``: largest unsharp-mask gain, on the other half;
+    * ``gamma``: log-range of a contrast factor (signal vs noise) and of sign-preserving gamma exponents;
+    * ``noise_color``: largest sd (normalised units) of added white and/or correlated noise;
+    * ``bandpass``: probability (0-1) of a random difference-of-Gaussians band-pass;
+    * ``nonlinearity``: largest blend (0-1) of a random smooth increasing intensity curve;
+    * ``local_norm``: probability (0-1) of local mean/sd normalisation.
+
+    A recipe meant to generalise: ``blur: 1.5, sharpen: 1.0, gamma: 0.4, noise_color: 0.3, bandpass: 0.3,
+    nonlinearity: 0.5, local_norm: 0.2``.
     """
 
     enabled: bool = True
@@ -96,6 +110,21 @@ class AugmentConfig:
     scale: float = 0.1
     shift: float = 0.1
     noise: float = 0.05
+    blur: float = 0.0
+    sharpen: float = 0.0
+    gamma: float = 0.0
+    noise_color: float = 0.0
+    bandpass: float = 0.0
+    nonlinearity: float = 0.0
+    local_norm: float = 0.0
+
+    def __post_init__(self) -> None:
+        # Checked here, when the config is loaded, rather than at the first training crop.
+        for name in ("blur", "sharpen", "gamma", "noise_color", "bandpass", "nonlinearity", "local_norm"):
+            value = getattr(self, name)
+            top = 1.0 if name in ("bandpass", "nonlinearity", "local_norm") else float("inf")
+            if not 0.0 <= value <= top:
+                raise ConfigError(f"data.augment.{name} must be in [0, {top:g}]; got {value!r}.")
 
 
 @dataclass
@@ -142,7 +171,9 @@ class TrainConfig:
     ``device``: ``auto`` (CUDA if present), ``cpu``, ``cuda``; ``amp`` enables bf16 autocast on CUDA only.
     ``threads``: torch CPU threads (0 = torch's default). The run folder is ``out_dir/name`` (``name``
     defaults to the config file's stem; an existing folder gets ``-2``, ``-3``, ...); ``resume``
-    continues the latest such folder from its ``last.pt``.
+    continues the latest such folder from its ``last.pt``. ``init_from``: a cryopoint checkpoint whose
+    weights initialise the whole network (encoder, decoder and head) before training, for fine-tuning; the
+    model section must match the checkpoint's (refused otherwise).
     """
 
     seed: int = 0
@@ -164,6 +195,7 @@ class TrainConfig:
     out_dir: str = "runs"
     name: str = ""
     resume: bool = False
+    init_from: str = ""
 
 
 @dataclass

@@ -77,7 +77,12 @@ class _Trainer:
             torch.set_num_threads(cfg.train.threads)
         self.run_dir = Path(broadcast_object(str(state.resolve_run_dir(cfg)), info))
         torch.manual_seed(cfg.train.seed)
-        self.model = build_model(**config_to_dict(cfg)["model"]).to(self.device)
+        self.model = build_model(**config_to_dict(cfg)["model"])
+        if cfg.train.init_from and not cfg.train.resume:
+            from cryopoint.checkpoint import init_from_checkpoint
+
+            init_from_checkpoint(self.model, cfg.train.init_from)
+        self.model = self.model.to(self.device)
         self.data: TrainData = load_data(
             cfg, info, target_kind=self.model.target_kind, output_stride=int(self.model.output_stride)
         )

@@ -1,0 +1,72 @@
+"""Fine-tuning: ``train.init_from`` initialises every tensor from a checkpoint, or refuses with a clear error."""
+
+import pytest
+import torch
+
+from cryopoint.checkpoint import catalogue_payload, init_from_checkpoint, save_checkpoint
+from cryopoint.errors import CheckpointError
+from cryopoint.model import build_model
+
+SMALL = dict(encoder="test_resnet", slab=3, output_stride=2, decoder_channels=[16, 16, 8, 8])
+
+
+def _checkpoint(path, model, arch_cfg):
+    payload = {
+        "format_version": 1,
+        "model_state": model.state_dict(),
+        "config": {"model": arch_cfg},
+        "particles": catalogue_payload(),
+        "voxel_size": [10.0, 10.0, 10.0],
+        "thresholds": {},
+    }
+    return save_checkpoint(path, payload)
+
+
+def test_every_tensor_is_loaded(tmp_path):
+    torch.manual_seed(0)
+    source = build_model("heatmap25d", **SMALL)
+    with torch.no_grad():  # make every tensor distinctive, buffers (BatchNorm statistics) included
+        for t in source.state_dict().values():
+            if t.is_floating_point():
+                t.copy_(torch.rand_like(t))
+    ckpt = _checkpoint(tmp_path / "a.pt", source, {"arch": "heatmap25d", **SMALL})
+    torch.manual_seed(1)
+    target = build_model("heatmap25d", **SMALL)
+    init_from_checkpoint(target, ckpt)
+    own, theirs = target.state_dict(), source.state_dict()
+    assert own.keys() == theirs.keys()
+    left = [k for k in own if not torch.equal(own[k], theirs[k])]
+    assert left == []  # not one layer left at its random initialisation
+
+
+def test_another_architecture_is_refused_with_what_differs(tmp_path):
+    source = build_model("heatmap25d", **SMALL)
+    ckpt = _checkpoint(tmp_path / "a.pt", source, {"arch": "heatmap25d", **SMALL})
+    wider = build_model("heatmap25d", **{**SMALL, "decoder_channels": [32, 16, 8, 8]})
+    with pytest.raises(CheckpointError, match="does not fit this model.*other shapes.*decoder_channels"):
+        init_from_checkpoint(wider, ckpt)
+    unet = build_model("unet3d", channels=[4, 8])
+    with pytest.raises(CheckpointError, match="missing.*unexpected"):
+        init_from_checkpoint(unet, ckpt)
+
+
+def test_engine_fine_tunes_from_a_checkpoint(tmp_path):
+    from cryopoint.config import load_config
+    from cryopoint.engine import train
+
+    base = ["train.steps=2", "train.val_every=2", f"train.out_dir={tmp_path}", f"data.cache_dir={tmp_path / 'c'}"]
+    first = train(load_config("configs/smoke.yaml", [*base, "train.name=first"]))
+    cfg = load_config("configs/smoke.yaml", [*base, "train.name=second", f"train.init_from={first / 'best.pt'}"])
+    # The fine-tuned run starts from the first run's weights: before any step its model equals them.
+    from cryopoint.engine.distributed import init_distributed
+    from cryopoint.engine.train import _Trainer
+
+    trainer = _Trainer(cfg, init_distributed("cpu"))
+    start = trainer.model.state_dict()
+    saved = torch.load(first / "best.pt", weights_only=True)["model_state"]
+    assert all(torch.equal(start[k], saved[k]) for k in saved)
+    bad = load_config(
+        "configs/smoke.yaml", [*base, "train.name=third", "model.slab=5", f"train.init_from={first / 'best.pt'}"]
+    )
+    with pytest.raises(CheckpointError, match="does not fit"):
+        train(bad)
