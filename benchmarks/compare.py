@@ -210,7 +210,7 @@ def component_picks(ckpt: Path, root: Path, runs: list[str], device: str) -> pd.
         tomo = read_tomogram(tomogram_path(root, run))
         with torch.inference_mode():
             heat, stride = predict_heatmaps(
-                model, tomo, roi=det.roi, batch_size=det.setting("infer", "batch_size", 2), device=device
+                model, tomo, roi=det.roi, batch_size=det.section("infer")["batch_size"], device=device
             )
         cc = component_centroids(heat, voxel_size=tomo.voxel_size, stride=stride, radius_fraction=fraction)
         picks.append(cc.assign(experiment=run))

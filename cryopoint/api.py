@@ -22,10 +22,9 @@ from torch import nn
 from cryopoint.checkpoint import load_checkpoint
 from cryopoint.coords import VOXEL_COLUMNS, angstrom_to_voxel, as_voxel_size
 from cryopoint.errors import CheckpointError, VoxelSizeError
-from cryopoint.infer import predict_heatmaps
+from cryopoint.infer import predict_peaks
 from cryopoint.io import read_tomogram
 from cryopoint.particles import PARTICLE_NAMES
-from cryopoint.post.nms import find_peaks
 from cryopoint.post.thresholds import apply_thresholds
 from cryopoint.tomogram import Tomogram, check_volume
 
@@ -38,9 +37,6 @@ SAME_VOXEL_RTOL = 0.02
 #: Largest resampling factor per axis: beyond 2x the particles' look (noise, CTF, blur) differs from
 #: what the model saw in training, and a 2x upsampled 630^3-class tomogram already takes 8x the memory.
 MAX_RESAMPLE_FACTOR = 2.0
-#: Settings used when a checkpoint's config does not say (mirrors ``cryopoint.config``'s defaults).
-DEFAULT_ROI = (64, 128, 128)
-DEFAULT_THRESHOLD = 0.5
 COLUMNS = ["particle_type", "x", "y", "z", "score", *VOXEL_COLUMNS]
 
 
@@ -64,20 +60,24 @@ class Detector:
     thresholds: dict[str, float] = field(default_factory=dict)
     path: Path | None = None
 
-    def setting(self, section: str, key: str, default: Any) -> Any:
-        """A value from the checkpoint's config (``config[section][key]``), else ``default``."""
-        value = (self.config.get(section) or {}).get(key)
-        return default if value is None else value
+    def section(self, name: str) -> dict[str, Any]:
+        """The checkpoint's ``infer`` or ``post`` config section over the config's own defaults (one home)."""
+        from dataclasses import asdict
+
+        from cryopoint.config import InferConfig, PostConfig
+
+        defaults = {"infer": InferConfig, "post": PostConfig}[name]()
+        return {**asdict(defaults), **(self.config.get(name) or {})}
 
     @property
     def roi(self) -> tuple[int, int, int]:
         """Sliding-window size in voxels (z, y, x): the config's ``infer.roi``."""
-        return tuple(int(r) for r in self.setting("infer", "roi", DEFAULT_ROI))  # type: ignore[return-value]
+        return tuple(int(r) for r in self.section("infer")["roi"])  # type: ignore[return-value]
 
     @property
     def default_thresholds(self) -> dict[str, float]:
         """Per-class thresholds ``detect`` applies by default: tuned ones, else ``post.default_threshold``."""
-        fallback = float(self.setting("post", "default_threshold", DEFAULT_THRESHOLD))
+        fallback = float(self.section("post")["default_threshold"])
         return {name: float(self.thresholds.get(name, fallback)) for name in PARTICLE_NAMES}
 
     def detect(self, tomogram: Any, **kwargs: Any) -> pd.DataFrame:
@@ -89,6 +89,8 @@ def load(checkpoint: str | os.PathLike) -> Detector:
     """Rebuild a detector from a self-describing checkpoint (safe ``weights_only`` loading).
 
     EMA weights are used when the checkpoint has them (they are the ones validated during training).
+    ``"default"`` loads the model shipped with cryopoint (``docs/models.md``). Weights stored in fp16 (the
+    shipped model) are cast to the network's fp32 parameters.
 
     >>> detector = cryopoint.load("runs/quickstart/best.pt")  # doctest: +SKIP
     >>> detector.voxel_size, detector.thresholds  # doctest: +SKIP
@@ -99,7 +101,9 @@ def load(checkpoint: str | os.PathLike) -> Detector:
             not fit the architecture its config describes.
     """
     from cryopoint.model import build_model
+    from cryopoint.weights import resolve_checkpoint
 
+    checkpoint = resolve_checkpoint(checkpoint)
     payload = load_checkpoint(checkpoint)
     names = [p["name"] for p in payload["particles"]]
     if tuple(names) != PARTICLE_NAMES:
@@ -160,14 +164,8 @@ def as_tomogram(tomogram: Any, voxel_size: float | Sequence[float] | None = None
 def _resolve_model(model: Detector | str | os.PathLike | None) -> Detector | str:
     if isinstance(model, Detector) or model == "blob":
         return model  # type: ignore[return-value]
-    if model is None:
-        model = os.environ.get(MODEL_ENV)
-        if not model:
-            raise CheckpointError(
-                "No model given. Pass one: detect(tomogram, 'runs/<name>/best.pt') or a Detector from "
-                f"cryopoint.load(...), set {MODEL_ENV}=/path/to/checkpoint.pt, or use model='blob' for the "
-                "training-free baseline. Train a model with `python tools/train.py configs/quickstart.yaml`."
-            )
+    if model is None:  # $CRYOPOINT_MODEL, else the shipped default model
+        model = os.environ.get(MODEL_ENV) or "default"
     return load(model)
 
 
@@ -205,30 +203,15 @@ def _run_model(
         # puts every peak back in the input's frame (voxel 0 at 0 Å in both).
         spacing = tuple(v * (n - 1) / max(m - 1, 1) for v, n, m in zip(tomo.voxel_size, tomo.shape, data.shape))
         work = Tomogram(data, voxel_size=spacing, name=tomo.name)
-    model, cfg = detector.model, detector.setting
+    given = {"roi": roi, "overlap": overlap, "batch_size": batch_size, "tta": tta}
+    infer = {**detector.section("infer"), **{k: v for k, v in given.items() if v is not None}}
+    model = detector.model
     was_training, old_device = model.training, next(model.parameters()).device
     try:
         model.eval().to(device)
-        with torch.inference_mode():
-            heatmaps, stride = predict_heatmaps(
-                model,
-                work,
-                roi=detector.roi if roi is None else roi,
-                overlap=cfg("infer", "overlap", 0.25) if overlap is None else overlap,
-                batch_size=cfg("infer", "batch_size", 2) if batch_size is None else batch_size,
-                device=device,
-                tta=cfg("infer", "tta", False) if tta is None else tta,
-                blend=cfg("infer", "blend", "gaussian"),
-                progress=progress,
-            )
-            peaks = find_peaks(
-                torch.from_numpy(heatmaps).to(device),
-                voxel_size=work.voxel_size,
-                stride=stride,
-                kernel_factor=cfg("post", "kernel_factor", 0.5),
-                min_score=cfg("post", "min_score", 0.05),
-                top_k=cfg("post", "top_k", 2000),
-            )
+        peaks, _ = predict_peaks(
+            model, work, infer=infer, post=detector.section("post"), device=device, progress=progress
+        )
     finally:
         model.train(was_training).to(old_device)
     return peaks

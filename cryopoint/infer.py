@@ -13,9 +13,10 @@ at a time are on the compute device. A 184 x 630 x 630 tomogram with six classes
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
@@ -23,7 +24,7 @@ from cryopoint.data.normalize import normalize_volume
 from cryopoint.errors import InvalidVolumeError
 from cryopoint.tomogram import Tomogram, check_volume
 
-__all__ = ["sliding_window", "predict_heatmaps", "window_starts", "importance_map", "TTA_FLIPS"]
+__all__ = ["sliding_window", "predict_heatmaps", "predict_peaks", "window_starts", "importance_map", "TTA_FLIPS"]
 
 #: Flip test-time augmentation: identity plus one flip per spatial axis of a (B, C, D, H, W) batch.
 TTA_FLIPS: tuple[tuple[int, ...], ...] = ((), (2,), (3,), (4,))
@@ -164,6 +165,7 @@ def predict_heatmaps(
     tta: bool = False,
     blend: str = "gaussian",
     progress: Callable[[int, int], None] | None = None,
+    normalized: bool = False,
 ) -> tuple[np.ndarray, int]:
     """Per-class heatmaps of a whole tomogram: normalise, slide ``model`` over it, blend probabilities.
 
@@ -178,6 +180,8 @@ def predict_heatmaps(
         roi: Window size in voxels ``(D, H, W)``; rounded up to the model's ``input_multiple``.
         overlap, batch_size, device, blend, progress: As in :func:`sliding_window`.
         tta: Average over flips (4 passes per window).
+        normalized: The volume already went through :func:`~cryopoint.data.normalize.normalize_volume` (the
+            training data's cached volumes): do not normalise it again.
 
     Returns:
         ``(heatmaps, stride)``: float32 ``(num_classes, Z', Y', X')`` probabilities with
@@ -195,7 +199,7 @@ def predict_heatmaps(
         )
     stride = int(model.output_stride)
     roi = tuple(-(-int(r) // np.lcm(m, stride)) * np.lcm(m, stride) for r, m in zip(roi, multiple))
-    volume = normalize_volume(tomogram.data)
+    volume = tomogram.data if normalized else normalize_volume(tomogram.data)
 
     def predict(x: torch.Tensor) -> torch.Tensor:
         return model.heatmaps(model(x))
@@ -220,3 +224,57 @@ def _input_multiple(model: nn.Module) -> tuple[int, int, int]:
     multiple = getattr(model, "input_multiple", getattr(model, "size_multiple", 1))
     multiple = (multiple,) * 3 if isinstance(multiple, int) else tuple(multiple)
     return tuple(int(m) for m in multiple)  # type: ignore[return-value]
+
+
+def predict_peaks(
+    model: nn.Module,
+    tomogram: Tomogram,
+    *,
+    infer: Mapping,
+    post: Mapping,
+    device: str | torch.device = "cpu",
+    progress: Callable[[int, int], None] | None = None,
+    normalized: bool = False,
+) -> tuple[pd.DataFrame, int]:
+    """Every peak above ``post["min_score"]`` of one tomogram: the one inference path of cryopoint.
+
+    Validation during training, :func:`cryopoint.detect`, the batch CLI and the benchmarks all come here, so
+    the scores that thresholds are tuned on are the scores ``detect`` reproduces (TTA included).
+
+    Args:
+        model: A cryopoint model, in eval mode, on ``device``.
+        tomogram: Volume and voxel size.
+        infer: ``roi``, ``overlap``, ``batch_size``, ``tta``, ``blend`` (the config's ``infer`` section).
+        post: ``kernel_factor``, ``min_score``, ``top_k`` (the config's ``post`` section).
+        device: Compute device; the heatmaps stay there for the peak finder.
+        progress: As in :func:`sliding_window`.
+        normalized: As in :func:`predict_heatmaps`.
+
+    Returns:
+        ``(peaks, stride)``: :func:`cryopoint.post.nms.find_peaks`'s table (Å in the tomogram's frame) and the
+        model's output stride.
+    """
+    from cryopoint.post.nms import find_peaks
+
+    with torch.inference_mode():
+        heatmaps, stride = predict_heatmaps(
+            model,
+            tomogram,
+            roi=infer["roi"],
+            overlap=infer["overlap"],
+            batch_size=infer["batch_size"],
+            device=device,
+            tta=infer["tta"],
+            blend=infer["blend"],
+            progress=progress,
+            normalized=normalized,
+        )
+        peaks = find_peaks(
+            torch.from_numpy(heatmaps).to(device),
+            voxel_size=tomogram.voxel_size,
+            stride=stride,
+            kernel_factor=post["kernel_factor"],
+            min_score=post["min_score"],
+            top_k=post["top_k"],
+        )
+    return peaks, stride

@@ -1,7 +1,7 @@
 """Validation during training: whole-tomogram inference on held-out runs, peaks, thresholds, the exact score.
 
-For each validation run the (EMA) model slides over the full normalised tomogram
-(:func:`cryopoint.infer.sliding_window`), peaks come from :func:`cryopoint.post.nms.find_peaks`, and the
+For each validation run the (EMA) model goes through :func:`cryopoint.infer.predict_peaks`, the same path as
+:func:`cryopoint.detect` (sliding window, TTA when ``infer.tta``, peak finding), and the
 pooled predictions are scored with the challenge metric twice:
 
 * with per-class thresholds tuned on these very predictions (:func:`cryopoint.post.thresholds.tune_thresholds`).
@@ -16,7 +16,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
 import pandas as pd
 import torch
 from rich.table import Table
@@ -60,33 +59,6 @@ def truth_table(runs: Sequence[RunData]) -> pd.DataFrame:
     return pd.concat(tables, ignore_index=True)
 
 
-def _round_up(n: int, multiple: int) -> int:
-    return -(-int(n) // multiple) * multiple
-
-
-@torch.no_grad()
-def predict_run(model: nn.Module, run: RunData, cfg: Config, device: torch.device) -> np.ndarray:
-    """Heatmaps ``(C, Z/s, Y/s, X/s)`` of one normalised run volume, by sliding window (no re-normalisation)."""
-    from cryopoint.infer import sliding_window
-
-    stride = int(model.output_stride)
-    multiple = getattr(model, "input_multiple", getattr(model, "size_multiple", 1))
-    multiple = (multiple,) * 3 if isinstance(multiple, int) else tuple(multiple)
-    roi = [_round_up(r, int(np.lcm(int(m), stride))) for r, m in zip(cfg.infer.roi, multiple)]
-    model.eval()
-    return sliding_window(
-        lambda x: model.heatmaps(model(x)),
-        run.volume,
-        roi=roi,
-        overlap=cfg.infer.overlap,
-        output_stride=stride,
-        out_channels=int(model.num_classes),
-        batch_size=cfg.infer.batch_size,
-        device=device,
-        blend=cfg.infer.blend,
-    )
-
-
 def validate(model: nn.Module, runs: Sequence[RunData], cfg: Config, device: torch.device) -> ValResult:
     """Predict every validation run, find peaks, tune thresholds and score (see the module docstring).
 
@@ -99,21 +71,21 @@ def validate(model: nn.Module, runs: Sequence[RunData], cfg: Config, device: tor
     Returns:
         A :class:`ValResult`.
     """
+    from dataclasses import asdict
+
+    from cryopoint.infer import predict_peaks
     from cryopoint.metric import score
-    from cryopoint.post.nms import find_peaks
     from cryopoint.post.thresholds import apply_thresholds, tune_thresholds
+    from cryopoint.tomogram import Tomogram
 
     start = time.perf_counter()
     found = []
+    model.eval()
     for run in runs:
-        heat = predict_run(model, run, cfg, device)
-        peaks = find_peaks(
-            heat,
-            voxel_size=run.voxel_size,
-            stride=int(model.output_stride),
-            kernel_factor=cfg.post.kernel_factor,
-            min_score=cfg.post.min_score,
-            top_k=cfg.post.top_k,
+        # the one inference path (TTA included), on the volume load_runs already normalised
+        tomo = Tomogram(run.volume, run.voxel_size, name=run.name)
+        peaks, _ = predict_peaks(
+            model, tomo, infer=asdict(cfg.infer), post=asdict(cfg.post), device=device, normalized=True
         )
         found.append(peaks.assign(experiment=run.name))
     predictions = pd.concat(found, ignore_index=True)
