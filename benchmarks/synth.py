@@ -29,7 +29,26 @@ FULL = (184, 630, 630)
 SMALL = (32, 64, 64)
 
 
-def _case(kind: str, preset: str, shape: tuple[int, int, int], threads: int, queue) -> None:
+#: Extra simulator settings of the generalisation benchmark's sources (benchmarks/generalization.py), by name.
+B_ALL_KINDS = {
+    "imaging": "realspace",
+    "shape_model": "assembly",
+    "denoiser": "tv",
+    "kinds": ("wbp", "ctfdeconvolved", "denoised"),
+}
+
+
+def _overrides(source: str) -> dict:
+    if source == "-":
+        return {}
+    if source == "B, 3 kinds":
+        return dict(B_ALL_KINDS)
+    from generalization import SOURCES
+
+    return dict(SOURCES[source][0])
+
+
+def _case(kind: str, preset: str, shape: tuple[int, int, int], threads: int, queue, source: str = "-") -> None:
     os.environ["OMP_NUM_THREADS"] = str(threads)
     import numpy as np
     import scipy.fft
@@ -43,12 +62,15 @@ def _case(kind: str, preset: str, shape: tuple[int, int, int], threads: int, que
         start = time.perf_counter()
         scipy.fft.irfftn(scipy.fft.rfftn(vol, workers=threads), s=shape, workers=threads)
     elif kind == "simulate":
-        _, picks = simulate_run(shape, get_preset(preset), np.random.default_rng(0), workers=threads)
-        extra = f"{len(picks)} particles"
+        _, picks = simulate_run(
+            shape, get_preset(preset, **_overrides(source)), np.random.default_rng(0), workers=threads
+        )
+        synth = picks.attrs["synth"]
+        extra = f"{len(picks)} particles; {synth['imaging']}, {synth['shape_model']}, denoiser {synth['denoiser']}"
     else:
         with tempfile.TemporaryDirectory() as tmp:
-            generate_dataset(tmp, runs=1, shape=shape, seed=0, preset=preset, workers=threads)
-        extra = "zarr v2, levels 0-2, picks JSON"
+            generate_dataset(tmp, runs=1, shape=shape, seed=0, preset=preset, workers=threads, **_overrides(source))
+        extra = "zarr v2, levels 0-2, picks JSON, every kind"
     seconds = time.perf_counter() - start
     queue.put((seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, extra))
 
@@ -59,18 +81,23 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "synth.md")
     args = ap.parse_args()
     cases = [
-        ("fft", "-", FULL, "rfftn + irfftn baseline"),
-        ("simulate", "realistic", FULL, "simulate_run"),
-        ("simulate", "easy", FULL, "simulate_run"),
-        ("write", "realistic", FULL, "generate_dataset, 1 run"),
-        ("simulate", "realistic", SMALL, "simulate_run"),
+        ("fft", "-", FULL, "rfftn + irfftn baseline", "-"),
+        ("simulate", "realistic", FULL, "simulate_run", "-"),
+        ("simulate", "easy", FULL, "simulate_run", "-"),
+        ("write", "realistic", FULL, "generate_dataset, 1 run", "-"),
+        ("simulate", "realistic", SMALL, "simulate_run", "-"),
+        ("write", "realistic", FULL, "generate_dataset, 1 run", "A"),
+        ("write", "realistic", FULL, "generate_dataset, 1 run", "B"),
+        ("write", "realistic", FULL, "generate_dataset, 1 run", "B, 3 kinds"),
+        ("write", "realistic", FULL, "generate_dataset, 1 run", "C"),
+        ("write", "randomized", FULL, "generate_dataset, 1 run", "-"),
     ]
     ctx = mp.get_context("spawn")
     rows = []
     console = Console()
-    for kind, preset, shape, label in cases:
+    for kind, preset, shape, label, source in cases:
         queue = ctx.Queue()
-        proc = ctx.Process(target=_case, args=(kind, preset, shape, args.threads, queue))
+        proc = ctx.Process(target=_case, args=(kind, preset, shape, args.threads, queue, source))
         proc.start()
         seconds, rss, extra = queue.get()
         proc.join()
@@ -78,16 +105,17 @@ def main() -> None:
             {
                 "case": label,
                 "preset": preset,
+                "source": source,
                 "shape": list(shape),
                 "seconds": seconds,
                 "peak_rss_mib": rss,
                 "notes": extra,
             }
         )
-        console.print(f"{label} {preset} {shape}: {seconds:.2f} s, {rss:.0f} MiB")
+        console.print(f"{label} {preset} {source} {shape}: {seconds:.2f} s, {rss:.0f} MiB")
     base = rows[0]["seconds"]
     table = Table(title=f"Synthetic tomograms ({args.threads} FFT threads)")
-    for col in ("case", "preset", "shape", "time (s)", "x FFT round trip", "peak RSS (MiB)", "notes"):
+    for col in ("case", "preset", "source", "shape", "time (s)", "x FFT round trip", "peak RSS (MiB)", "notes"):
         table.add_column(col, justify="right" if col[0] in "tx p" else "left")
     lines = [
         "# Synthetic generator benchmark (`python benchmarks/synth.py`)",
@@ -96,14 +124,18 @@ def main() -> None:
         "a fresh process (peak RSS = the whole process, Python and imports included). Targets: full size <= 60 s and "
         "<= 6 GB; 32 x 64 x 64 well under a second.",
         "",
-        "| case | preset | shape | time (s) | x FFT round trip | peak RSS (MiB) | notes |",
-        "|---|---|---|---:|---:|---:|---|",
+        "Sources A, B, C: the generalisation benchmark's (`benchmarks/generalization.py`); B, 3 kinds also writes "
+        "`wbp` and `ctfdeconvolved`. A `randomized` run draws its own path and look (seed 0 here).",
+        "",
+        "| case | preset | source | shape | time (s) | x FFT round trip | peak RSS (MiB) | notes |",
+        "|---|---|---|---|---:|---:|---:|---|",
     ]
     for r in rows:
         shape = " x ".join(map(str, r["shape"]))
         cells = [
             r["case"],
             r["preset"],
+            r["source"],
             shape,
             f"{r['seconds']:.3f}",
             f"{r['seconds'] / base:.1f}",
