@@ -30,6 +30,8 @@ __all__ = [
     "set_thresholds",
     "catalogue_payload",
     "init_from_checkpoint",
+    "export_checkpoint",
+    "sha256",
 ]
 
 FORMAT_VERSION = 1
@@ -100,7 +102,8 @@ def set_thresholds(path: str | os.PathLike, thresholds: dict[str, float]) -> Pat
 def init_from_checkpoint(model: torch.nn.Module, path: str | os.PathLike) -> dict[str, Any]:
     """Initialise every tensor of ``model`` (encoder, decoder, head) from a cryopoint checkpoint, for fine-tuning.
 
-    The checkpoint's model weights (``best.pt`` holds the EMA weights there) must fit ``model`` exactly: the
+    ``path`` may be ``"default"`` (the shipped model). The checkpoint's weights (its EMA weights where it has
+    them, as :func:`cryopoint.load` uses) must fit ``model`` exactly: the
     same architecture, encoder, slab, widths and classes. Anything else is refused rather than half-loaded,
     since a layer left at random initialisation would silently waste the pretraining.
 
@@ -112,8 +115,11 @@ def init_from_checkpoint(model: torch.nn.Module, path: str | os.PathLike) -> dic
         CheckpointError: unreadable, or its tensors do not match ``model`` (the message names the model
             settings of both and the first differing tensors).
     """
+    from cryopoint.weights import resolve_checkpoint
+
+    path = resolve_checkpoint(path)
     payload = load_checkpoint(path)
-    state = payload["model_state"]
+    state = payload.get("ema_state") or payload["model_state"]
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -131,3 +137,36 @@ def init_from_checkpoint(model: torch.nn.Module, path: str | os.PathLike) -> dic
         )
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
     return payload
+
+
+def sha256(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file (the model card records the shipped weights' digest)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def export_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, half: bool = True, overwrite: bool = False):
+    """Write a checkpoint stripped for shipping: the weights :func:`cryopoint.load` uses (EMA where present),
+    optionally in fp16, with config, catalogue, voxel size, thresholds and metrics; no optimizer or RNG state.
+
+    Returns:
+        ``dst`` as a ``Path``.
+
+    Raises:
+        OutputExistsError: ``dst`` exists and ``overwrite`` is False.
+    """
+    from cryopoint.errors import OutputExistsError
+
+    dst = Path(dst)
+    if dst.exists() and not overwrite:
+        raise OutputExistsError(f"{dst} exists; pass overwrite=True (CLI: --overwrite) to replace it.")
+    payload = load_checkpoint(src)
+    state = payload.get("ema_state") or payload["model_state"]
+    cast = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in state.items()}
+    keep = ("format_version", "config", "particles", "voxel_size", "thresholds", "metrics", "step")
+    return save_checkpoint(dst, {**{k: payload[k] for k in keep if k in payload}, "model_state": cast})

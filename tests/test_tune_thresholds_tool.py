@@ -72,6 +72,40 @@ def test_tool_writes_yaml_checkpoint_and_plot(store, tmp_path):
     assert Image.open(png).size[0] > 400
 
 
+def test_recalibrating_the_shipped_model_goes_into_a_copy(store, tmp_path, monkeypatch):
+    from cryopoint import weights
+
+    root, truth, preds, csv = store
+    shipped = save_checkpoint(
+        tmp_path / "shipped.pt",
+        {
+            "model_state": {"w": torch.zeros(1)},
+            "config": {},
+            "particles": catalogue_payload(),
+            "voxel_size": [10.0] * 3,
+        },
+    )
+    before = shipped.read_bytes()
+    monkeypatch.setattr(weights, "DEFAULT_PATH", shipped.resolve())
+    argv = [
+        "--predictions",
+        str(csv),
+        "--truth",
+        str(root),
+        "--out",
+        str(tmp_path / "th.yaml"),
+        "--checkpoint",
+        "default",
+    ]
+    assert _run_main(argv) == 2  # never written into the package
+    assert shipped.read_bytes() == before and not (tmp_path / "th.yaml").exists()
+    copy = tmp_path / "mine.pt"
+    assert _run_main([*argv, "--save-as", str(copy)]) == 0
+    assert shipped.read_bytes() == before
+    assert load_checkpoint(copy)["thresholds"] == pytest.approx(tune_thresholds(truth, preds).thresholds)
+    assert _run_main([*argv[:5], str(tmp_path / "th2.yaml"), "--checkpoint", "default", "--save-as", str(copy)]) == 2
+
+
 def test_tool_subprocess_runs_subset_and_refuses_to_overwrite_input(store, tmp_path):
     root, _, _, csv = store
     out = tmp_path / "th_a.yaml"

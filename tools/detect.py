@@ -17,7 +17,11 @@ from cryopoint.batch import FORMATS, BatchOptions, run_batch, runs_from_files, r
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--model", default=os.environ.get("CRYOPOINT_MODEL"), help="checkpoint, or 'blob' (no training)")
+    p.add_argument(
+        "--model",
+        default=os.environ.get("CRYOPOINT_MODEL") or "default",
+        help="checkpoint, 'default' (the shipped model; the default unless $CRYOPOINT_MODEL is set) or 'blob'",
+    )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--root", type=Path, help="dataset root in the challenge/copick layout")
     src.add_argument("--files", type=Path, nargs="+", help=".zarr stores or MRC files")
@@ -35,8 +39,6 @@ def main(argv=None) -> int:
     p.add_argument("--voxel-size", type=float, help="Å per voxel, for files without one in their header")
     p.add_argument("--overwrite", action="store_true", help="redo runs that already finished")
     args = p.parse_args(argv)
-    if not args.model:
-        p.error("no model: pass --model CHECKPOINT (or 'blob'), or set CRYOPOINT_MODEL")
     inputs = runs_from_files(args.files) if args.files else runs_from_root(args.root, args.split, args.runs, args.kind)
     opts = BatchOptions(
         model=str(args.model),

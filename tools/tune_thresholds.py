@@ -2,6 +2,8 @@
 
     python tools/tune_thresholds.py --predictions oof.csv --truth DATASET_ROOT --out thresholds.yaml \\
         [--split train] [--runs TS_5_4 TS_6_4] [--checkpoint model.pt] [--plot fbeta.png]
+    python tools/tune_thresholds.py --predictions peaks.csv --truth MY_DATA --out thresholds.yaml \
+        --checkpoint default --save-as my_default.pt     # recalibrate the shipped model into a copy
 
 Runs default to those present in the predictions (a run with truth but no prediction row would otherwise
 count as all-missed). The YAML holds ``thresholds: {particle: score}`` plus the scores before and after.
@@ -16,7 +18,8 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from cryopoint.checkpoint import set_thresholds
+from cryopoint import weights
+from cryopoint.checkpoint import load_checkpoint, save_checkpoint, set_thresholds
 from cryopoint.io import read_submission_csv
 from cryopoint.io.atomic import atomic_write_text, refuse_inputs
 from cryopoint.io.layout import read_truth
@@ -31,11 +34,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--split", default="train")
     ap.add_argument("--runs", nargs="*", help="runs to tune on (default: those in the predictions)")
     ap.add_argument("--beta", type=float, default=4.0)
-    ap.add_argument("--checkpoint", type=Path, help="also store the thresholds in this checkpoint (atomic)")
+    ap.add_argument(
+        "--checkpoint", help="also store the thresholds in this checkpoint (atomic), or 'default' with --save-as"
+    )
+    ap.add_argument("--save-as", type=Path, help="write a copy of --checkpoint with the thresholds instead")
     ap.add_argument("--out", required=True, type=Path, help="thresholds YAML to write")
     ap.add_argument("--plot", type=Path, help="PNG of F-beta against threshold per class")
     args = ap.parse_args(argv)
     refuse_inputs(args.out, [args.predictions])
+    source = weights.resolve_checkpoint(args.checkpoint) if args.checkpoint else None
+    if args.save_as and source is None:
+        ap.error("--save-as needs --checkpoint (the checkpoint to copy)")
+    if source is not None and source.resolve() == weights.DEFAULT_PATH and not args.save_as:
+        ap.error("the shipped default model is never modified: add --save-as MY_MODEL.pt for a recalibrated copy")
+    if args.save_as:
+        refuse_inputs(args.save_as, [args.predictions, source])
+        if args.save_as.exists():
+            ap.error(f"{args.save_as} exists; choose another --save-as path")
 
     preds = read_submission_csv(args.predictions)
     runs = args.runs or sorted(set(preds["experiment"]))
@@ -57,9 +72,13 @@ def main(argv: list[str] | None = None) -> int:
     doc.update(score_before=res.score_before, score_after=res.score_after)
     atomic_write_text(args.out, yaml.safe_dump(doc, sort_keys=False))
     console.print(f"thresholds written to {args.out}")
-    if args.checkpoint:
-        set_thresholds(args.checkpoint, res.thresholds)
-        console.print(f"thresholds stored in {args.checkpoint}")
+    if args.save_as:
+        payload = load_checkpoint(source)
+        save_checkpoint(args.save_as, {**payload, "thresholds": {k: float(v) for k, v in res.thresholds.items()}})
+        console.print(f"copy of {source} with these thresholds written to {args.save_as}")
+    elif source is not None:
+        set_thresholds(source, res.thresholds)
+        console.print(f"thresholds stored in {source}")
     if args.plot:
         console.print(f"F-beta curves saved to {plot_fbeta_curves(res.curves, res.thresholds, args.plot)}")
     return 0
