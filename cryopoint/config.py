@@ -215,12 +215,16 @@ class PostConfig:
 
     Validation keeps every peak above ``min_score`` (at most ``top_k`` per class) for threshold tuning;
     ``default_threshold`` is the one threshold for all classes behind the honest, untuned score.
+    ``threshold_tolerance``: the tuned (and checkpoint-stored) threshold of a class is the lowest one whose
+    validation F-beta is within this much of the class's best (0 = the argmax; see
+    :func:`cryopoint.post.thresholds.tune_thresholds`): thresholds meant to travel should lean low.
     """
 
     kernel_factor: float = 0.5
     min_score: float = 0.05
     top_k: int = 2000
     default_threshold: float = 0.5
+    threshold_tolerance: float = 0.0
 
 
 @dataclass
@@ -389,6 +393,7 @@ def _validate(cfg: Config) -> None:
         (cfg.train.val_every > 0 and cfg.train.log_every > 0, "train.val_every and train.log_every must be positive"),
         (0.0 <= cfg.train.ema_decay < 1.0, "train.ema_decay must be in [0, 1)"),
         (0.0 <= cfg.infer.overlap < 1.0, "infer.overlap must be in [0, 1)"),
+        (0.0 <= cfg.post.threshold_tolerance < 1.0, "post.threshold_tolerance must be in [0, 1) (F-beta units)"),
         (cfg.data.samples_per_epoch > 0, "data.samples_per_epoch must be positive"),
     ]
     for ok, message in checks:

@@ -118,3 +118,26 @@ def test_apply_thresholds_and_errors():
         tune_thresholds(preds, preds.drop(columns="score"))
     with pytest.raises(PicksFormatError, match="finite"):
         apply_thresholds(preds.assign(score=np.nan), {})
+
+
+@settings(max_examples=8, deadline=None)
+@given(st.integers(0, 10_000), st.sampled_from([0.01, 0.05, 0.2]))
+def test_tolerance_picks_the_lowest_threshold_within_it_of_the_best(seed, tol):
+    truth, preds = scenario(np.random.default_rng(seed), n_exp=2, n_true=5, n_pred=12)
+    best = tune_thresholds(truth, preds)
+    lean = tune_thresholds(truth, preds, tolerance=tol)
+    for name in PARTICLE_NAMES[:4]:
+        curve = best.curves[name]
+        assert lean.thresholds[name] <= best.thresholds[name]
+        f_at = curve.set_index("threshold").fbeta
+        assert f_at[lean.thresholds[name]] >= curve.fbeta.max() - tol - 1e-12
+        # no lower threshold is within the tolerance (it is the lowest)
+        lower = curve[curve.threshold < lean.thresholds[name]]
+        assert (lower.fbeta < curve.fbeta.max() - tol).all()
+
+
+def test_tolerance_zero_is_the_argmax_and_negative_is_refused(rng):
+    truth, preds = scenario(rng, n_exp=2)
+    assert tune_thresholds(truth, preds, tolerance=0.0).thresholds == tune_thresholds(truth, preds).thresholds
+    with pytest.raises(ValueError, match="tolerance"):
+        tune_thresholds(truth, preds, tolerance=-0.1)

@@ -35,6 +35,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", nargs="*", help="runs to tune on (default: those in the predictions)")
     ap.add_argument("--beta", type=float, default=4.0)
     ap.add_argument(
+        "--tolerance",
+        type=float,
+        default=0.0,
+        help="per class, the lowest threshold within this F-beta of its best (0 = argmax; 0.05 leans low, for "
+        "thresholds that must travel to other tomograms)",
+    )
+    ap.add_argument(
         "--checkpoint", help="also store the thresholds in this checkpoint (atomic), or 'default' with --save-as"
     )
     ap.add_argument("--save-as", type=Path, help="write a copy of --checkpoint with the thresholds instead")
@@ -55,7 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     preds = read_submission_csv(args.predictions)
     runs = args.runs or sorted(set(preds["experiment"]))
     preds = preds[preds["experiment"].isin(runs)]
-    res = tune_thresholds(read_truth(args.truth, split=args.split, runs=runs), preds, beta=args.beta)
+    res = tune_thresholds(
+        read_truth(args.truth, split=args.split, runs=runs), preds, beta=args.beta, tolerance=args.tolerance
+    )
 
     table = Table(title=f"Per-class thresholds over {len(runs)} run(s), F-beta (beta={args.beta:g})")
     for col in ("particle", "weight", "threshold", "TP", "FP", "FN", "precision", "recall", "F-beta"):
@@ -68,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     console.print(table)
     console.print(f"weighted score: {res.score_before:.4f} before -> [bold]{res.score_after:.4f}[/bold] after tuning")
 
-    doc = {"thresholds": res.thresholds, "beta": args.beta, "runs": runs}
+    doc = {"thresholds": res.thresholds, "beta": args.beta, "tolerance": args.tolerance, "runs": runs}
     doc.update(score_before=res.score_before, score_after=res.score_after)
     atomic_write_text(args.out, yaml.safe_dump(doc, sort_keys=False))
     console.print(f"thresholds written to {args.out}")

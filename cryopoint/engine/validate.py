@@ -91,7 +91,7 @@ def validate(model: nn.Module, runs: Sequence[RunData], cfg: Config, device: tor
     predictions = pd.concat(found, ignore_index=True)
     predictions = predictions[["experiment", *[c for c in predictions.columns if c != "experiment"]]]
     truth = truth_table(runs)
-    tuned = tune_thresholds(truth, predictions)
+    tuned = tune_thresholds(truth, predictions, tolerance=cfg.post.threshold_tolerance)
     thresholds = {str(k): float(v) for k, v in tuned.thresholds.items()}
     at_tuned = score(truth, apply_thresholds(predictions, thresholds))
     fixed = cfg.post.default_threshold

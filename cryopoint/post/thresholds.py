@@ -103,18 +103,29 @@ def _class_curve(truth: pd.DataFrame, preds: pd.DataFrame, radius: float, beta: 
 
 
 def tune_thresholds(
-    truth: pd.DataFrame, predictions: pd.DataFrame, beta: float = 4.0, distance_multiplier: float = 0.5
+    truth: pd.DataFrame,
+    predictions: pd.DataFrame,
+    beta: float = 4.0,
+    distance_multiplier: float = 0.5,
+    *,
+    tolerance: float = 0.0,
 ) -> ThresholdResult:
     """Per-class thresholds maximising each class's F-beta, pooled over tomograms (see module docstring).
 
     Since the challenge score is a weighted sum of per-class F-beta, the tuned thresholds also maximise the
     score over all per-class threshold choices (and so never do worse than any single fixed threshold).
 
+    With ``tolerance > 0`` each class instead gets the **lowest** threshold whose F-beta is within
+    ``tolerance`` (absolute) of that class's maximum. With β = 4 a threshold a little too low costs little
+    and one a little too high costs a lot, and scores shift between tomograms and sources, so thresholds
+    meant to travel (shipped in a checkpoint, tuned on few tomograms) should lean low.
+
     Args:
         truth: True picks, ``experiment, particle_type, x, y, z`` (Å), many tomograms.
         predictions: Scored predictions, the same columns plus ``score`` (higher = more confident).
         beta: F-beta's beta.
         distance_multiplier: Match distance as a fraction of the particle radius.
+        tolerance: F-beta a class may give up for a lower threshold (0 = plain argmax).
 
     Returns:
         :class:`ThresholdResult`.
@@ -128,6 +139,8 @@ def tune_thresholds(
     >>> tune_thresholds(t, p).thresholds["ribosome"]  # keeping both (F 0.944) beats keeping the miss only (F 0)
     0.9
     """
+    if not tolerance >= 0:
+        raise ValueError(f"tolerance must be >= 0 (F-beta units); got {tolerance}.")
     truth = validate_picks(truth, "truth")
     predictions = validate_picks(predictions, "predictions")
     predictions["score"] = _check_scores(predictions)
@@ -139,8 +152,10 @@ def tune_thresholds(
         curves[name] = curve
         if curve.empty:
             thresholds[name] = NO_PREDICTIONS_THRESHOLD
-        else:  # argmax returns the first maximum, i.e. the lowest threshold among ties
-            thresholds[name] = float(curve["threshold"].iloc[int(np.argmax(curve["fbeta"].to_numpy()))])
+        else:  # the first index reaching the bar: the lowest threshold among ties (and within the tolerance)
+            fbeta = curve["fbeta"].to_numpy()
+            first = int(np.argmax(fbeta >= fbeta.max() - tolerance))
+            thresholds[name] = float(curve["threshold"].iloc[first])
     before = score(truth, predictions, beta, distance_multiplier).score
     after = score(truth, apply_thresholds(predictions, thresholds), beta, distance_multiplier)
     return ThresholdResult(thresholds, curves, before, after.score, after.table)
