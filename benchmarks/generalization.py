@@ -163,6 +163,7 @@ def recipe(b: Budget, root: Path, runs: list[str], val: list[str], work: Path, n
         f"train.seed={b.seed}",
         f"infer.roi={list(b.roi)}",
         "post.min_score=0.01",
+        "post.threshold_tolerance=0",  # checkpoints keep argmax thresholds; the lean rule is applied beside them
     ]
     if b.encoder:
         shared.append(f"model.encoder={b.encoder}")
@@ -199,14 +200,30 @@ def predict(ckpt: Path, root: Path, names: list[str]) -> pd.DataFrame:
     return pd.concat(picks, ignore_index=True)
 
 
-def scores(preds: pd.DataFrame, truth: pd.DataFrame, own: dict[str, float] | None) -> dict:
-    """Weighted and per-class F-beta with the model's own thresholds and with thresholds tuned on ``truth``."""
+#: The lean threshold rule (``post.threshold_tolerance``) reported beside the argmax one, fixed before the run.
+LEAN_TOLERANCE = 0.05
+
+
+def lean_thresholds(run_dir: Path, root: Path) -> dict[str, float]:
+    """A run's thresholds re-tuned from its own validation predictions with the lean rule (never on H)."""
+    from cryopoint.io import read_submission_csv, read_truth
+    from cryopoint.post.thresholds import tune_thresholds
+
+    oof = read_submission_csv(run_dir / "oof_predictions.csv")
+    truth = read_truth(root)
+    truth = truth[truth.experiment.isin(set(oof.experiment))]
+    return tune_thresholds(truth, oof, tolerance=LEAN_TOLERANCE).thresholds
+
+
+def scores(preds: pd.DataFrame, truth: pd.DataFrame, own: dict[str, float] | None, **more: dict) -> dict:
+    """Weighted and per-class F-beta with the model's own thresholds (``own`` and any ``more`` named sets) and
+    with thresholds tuned on ``truth`` (``oracle``)."""
     from cryopoint.metric import score
     from cryopoint.post.thresholds import apply_thresholds, tune_thresholds
 
     out = {}
     oracle = tune_thresholds(truth, preds)
-    for label, thr in (("own", own), ("oracle", oracle.thresholds)):
+    for label, thr in (("own", own), *more.items(), ("oracle", oracle.thresholds)):
         if thr is None:
             continue
         res = score(truth, apply_thresholds(preds, thr))
@@ -301,10 +318,11 @@ def main(argv: list[str] | None = None) -> Path:
         runs = [n for s in others for n in splits[s][0] + splits[s][1]]
         val = [n for s in others for n in splits[s][1]]
         loso_dir, train_s[f"loso-{held}"] = train(recipe(b, pooled, runs, val, work, f"loso-{held}"))
-        own = load_checkpoint(loso_dir / "best.pt")["thresholds"]
-        row["leave-one-source-out"] = scores(predict(loso_dir / "best.pt", roots[held], te), truth, own)
-        own = load_checkpoint(rand_ckpt)["thresholds"]
-        row["randomized"] = scores(predict(rand_ckpt, roots[held], te), truth, own)
+        own, lean = load_checkpoint(loso_dir / "best.pt")["thresholds"], lean_thresholds(loso_dir, pooled)
+        preds = predict(loso_dir / "best.pt", roots[held], te)
+        row["leave-one-source-out"] = scores(preds, truth, own, own_lean=lean)
+        own, lean = load_checkpoint(rand_ckpt)["thresholds"], lean_thresholds(rand_dir, rand_root)
+        row["randomized"] = scores(predict(rand_ckpt, roots[held], te), truth, own, own_lean=lean)
         row["blob"] = blob_scores(roots[held], tr, te, truths[held])
         results[held] = row
 

@@ -19,8 +19,10 @@ SCORED = [n for n in PARTICLE_NAMES if get_particle(n).weight > 0]
 ROWS = [
     ("in-source (trained on H's training runs; thresholds tuned on H's test runs)", "in-source", None),
     ("zero-shot, trained on the other sources, own thresholds", "leave-one-source-out", "own"),
+    ("zero-shot, trained on the other sources, own thresholds, lean rule", "leave-one-source-out", "own_lean"),
     ("zero-shot, trained on the other sources, thresholds tuned on H (ranking)", "leave-one-source-out", "oracle"),
     ("zero-shot, trained on `randomized`, own thresholds", "randomized", "own"),
+    ("zero-shot, trained on `randomized`, own thresholds, lean rule", "randomized", "own_lean"),
     ("zero-shot, trained on `randomized`, thresholds tuned on H (ranking)", "randomized", "oracle"),
     ("blob (LoG), thresholds tuned on H's training runs", "blob", None),
 ]
@@ -39,16 +41,20 @@ def goals(results: dict) -> list[str]:
     for held, row in results.items():
         ins = row["in-source"]["score"]
         for key, name in (("leave-one-source-out", "other sources"), ("randomized", "randomized")):
-            own, oracle = row[key].get("own", {}), row[key]["oracle"]
-            ratio = own.get("score", float("nan")) / ins if ins > 0 else float("nan")
-            beats = [n for n in SCORED if own.get(n, 0.0) > row["blob"][n]]
-            lines.append(
-                f"- **{held}, from {name}**: own-threshold score {own.get('score', float('nan')):.3f} = "
-                f"{ratio:.2f} x in-source {ins:.3f} (goal ≥ 0.8: {'met' if ratio >= 0.8 else 'NOT met'}); "
-                f"own vs H-tuned thresholds {own.get('score', float('nan')):.3f} vs {oracle['score']:.3f} "
-                f"(goal: lose ≤ 0.05: {'met' if oracle['score'] - own.get('score', 0) <= 0.05 else 'NOT met'}); "
-                f"above blob on {len(beats)}/{len(SCORED)} scored classes{_missing(beats)}."
-            )
+            oracle = row[key]["oracle"]
+            for which, rule in (("own", "argmax"), ("own_lean", "lean")):
+                own = row[key].get(which)
+                if own is None:
+                    continue
+                ratio = own["score"] / ins if ins > 0 else float("nan")
+                beats = [n for n in SCORED if own[n] > row["blob"][n]]
+                loss = oracle["score"] - own["score"]
+                lines.append(
+                    f"- **{held}, from {name}, {rule} thresholds**: {own['score']:.3f} = {ratio:.2f} x in-source "
+                    f"{ins:.3f} (goal ≥ 0.8: {'met' if ratio >= 0.8 else 'NOT met'}); loses {loss:.3f} against "
+                    f"thresholds tuned on H (goal ≤ 0.05: {'met' if loss <= 0.05 else 'NOT met'}); above blob on "
+                    f"{len(beats)}/{len(SCORED)} scored classes{_missing(beats)}."
+                )
         scratch, ft = row["curve_scratch"], row["curve_finetune"]
         wins = [s for s in scratch if str(s) in map(str, ft) and _get(ft, s) > _get(scratch, s)]
         lines.append(
@@ -71,8 +77,17 @@ def figure(results: dict, path: Path) -> None:
     """Weighted F-beta per held-out source and setting (bars), and the fine-tuning curves."""
     n = len(results)
     fig, axes = plt.subplots(2, n, figsize=(4.6 * n, 7.5), squeeze=False)
-    short = ["in-source", "others, own", "others, tuned on H", "randomized, own", "randomized, tuned on H", "blob"]
-    colors = ["#444444", "#1f77b4", "#9ecae1", "#d62728", "#f4a3a3", "#2ca02c"]
+    short = [
+        "in-source",
+        "others, own",
+        "others, own lean",
+        "others, tuned on H",
+        "randomized, own",
+        "randomized, own lean",
+        "randomized, tuned on H",
+        "blob",
+    ]
+    colors = ["#444444", "#1f77b4", "#4a98c9", "#9ecae1", "#d62728", "#e8615f", "#f4a3a3", "#2ca02c"]
     for j, (held, row) in enumerate(results.items()):
         ax = axes[0, j]
         vals = [(_cell(row, k, w) or {}).get("score", 0.0) for _, k, w in ROWS]
@@ -126,7 +141,9 @@ def write_report(results: dict, meta: dict, out: Path) -> Path:
         f"(learning rate {b['finetune_lr']} from the randomized model, {b['lr']} from scratch).",
         "",
         "**Thresholds.** *own*: tuned by the engine on the model's own validation runs (other sources, or a "
-        "held-out `randomized` run), never on H: what a user without labels gets. *tuned on H*: tuned on the "
+        "held-out `randomized` run), never on H: what a user without labels gets. *own, lean rule*: the same "
+        "validation predictions, each class's lowest threshold within 0.05 F-beta of its best "
+        "(`post.threshold_tolerance: 0.05`, fixed before looking at H). *tuned on H*: tuned on the "
         "very test runs they score (an oracle; it measures ranking quality only). The in-source row and the "
         "fine-tuning curves use thresholds tuned on H's test runs too, so they compare with the *tuned on H* rows.",
         "",
