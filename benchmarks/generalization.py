@@ -44,6 +44,8 @@ from bench_common import machine
 
 REPO = Path(__file__).resolve().parents[1]
 console = Console()
+#: Trainings found finished in the work folder and reused by this invocation (their seconds are the first run's).
+REUSED: list[str] = []
 
 #: The sources: SynthParams overrides on top of the ``realistic`` preset, and a description.
 SOURCES: dict[str, tuple[dict, str]] = {
@@ -180,6 +182,7 @@ def train(cfg) -> tuple[Path, float]:
 
     run_dir = Path(cfg.train.out_dir) / cfg.train.name
     if (run_dir / "best.pt").is_file() and (run_dir / "done").is_file():
+        REUSED.append(cfg.train.name)
         return run_dir, json.loads((run_dir / "done").read_text())["seconds"]
     if (run_dir / "last.pt").is_file():  # interrupted: continue where it stopped
         cfg.train.resume = True
@@ -334,6 +337,7 @@ def main(argv: list[str] | None = None) -> Path:
         "roots": {**{s: str(r) for s, r in roots.items()}, "randomized": str(rand_root)},
         "train_seconds": train_s,
         "wall_seconds": time.perf_counter() - begin,
+        "reused_trainings": list(REUSED),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": machine("cpu"),
     }

@@ -128,7 +128,13 @@ def write_report(results: dict, meta: dict, out: Path) -> Path:
         "# Generalisation: leave one synthetic source out",
         "",
         f"`{meta['command']}` — budget `{meta['budget_name']}`, {meta['date']}, {meta['machine']}, "
-        f"{meta['wall_seconds'] / 60:.0f} min in all.",
+        f"{meta['wall_seconds'] / 60:.0f} min for this invocation"
+        + (
+            f" (it reused {len(meta['reused_trainings'])} finished trainings of an earlier invocation of the same "
+            f"budget, {sum(meta['train_seconds'].values()) / 60:.0f} min of training in all)."
+            if meta.get("reused_trainings")
+            else "."
+        ),
         "",
         "Sources (each on top of the `realistic` preset's sample and microscope knobs):",
         "",

@@ -27,7 +27,7 @@ def test_smoke_budget_writes_a_complete_table(tmp_path, monkeypatch):
     assert set(data["results"]) == set(module.SOURCES) == {"A", "B", "C"}
     for held, row in data["results"].items():
         for key in ("leave-one-source-out", "randomized"):
-            assert set(row[key]) == {"own", "oracle"}, (held, key)
+            assert set(row[key]) == {"own", "own_lean", "oracle"}, (held, key)
         for cell in (row["in-source"], row["blob"], *row["leave-one-source-out"].values(), *row["randomized"].values()):
             assert set(cell) == {"score", *PARTICLE_NAMES}
             assert all(isinstance(v, float) for v in cell.values())

@@ -63,7 +63,8 @@ def test_engine_fine_tunes_from_a_checkpoint(tmp_path):
 
     trainer = _Trainer(cfg, init_distributed("cpu"))
     start = trainer.model.state_dict()
-    saved = torch.load(first / "best.pt", weights_only=True)["model_state"]
+    payload = torch.load(first / "best.pt", weights_only=True)
+    saved = payload.get("ema_state") or payload["model_state"]  # the weights cryopoint.load uses
     assert all(torch.equal(start[k], saved[k]) for k in saved)
     bad = load_config(
         "configs/smoke.yaml", [*base, "train.name=third", "model.slab=5", f"train.init_from={first / 'best.pt'}"]

@@ -1,0 +1,57 @@
+"""The shipped default model: safe to load, the file the model card describes, and it finds particles."""
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import cryopoint
+from cryopoint.checkpoint import sha256
+from cryopoint.metric import score
+from cryopoint.post.thresholds import tune_thresholds
+from cryopoint.synth import get_preset
+from cryopoint.synth.simulate import simulate_run
+from cryopoint.weights import default_checkpoint
+
+CARD = Path(__file__).resolve().parents[1] / "docs" / "models.md"
+
+
+def test_shipped_weights_match_the_model_card():
+    path = default_checkpoint()
+    recorded = re.search(r"sha256 `([0-9a-f]{64})`", CARD.read_text())
+    assert recorded, "docs/models.md must record the shipped file's sha256 as: sha256 `<hex>`"
+    assert sha256(path) == recorded.group(1)
+    assert path.stat().st_size < 15 * 2**20
+
+
+def test_shipped_weights_are_plain_fp16_tensors_loaded_safely():
+    payload = torch.load(default_checkpoint(), map_location="cpu", weights_only=True)
+    state = payload["model_state"]
+    assert all(v.dtype == torch.float16 for v in state.values() if v.is_floating_point())
+    assert "optimizer_state" not in payload and "ema_state" not in payload
+    det = cryopoint.load("default")
+    assert all(p.dtype == torch.float32 for p in det.model.parameters())
+    assert set(det.thresholds) == set(cryopoint.particles.PARTICLE_NAMES)
+
+
+@pytest.mark.slow
+def test_default_model_finds_the_particles_of_an_easy_tomogram():
+    """A real detection test on a small `easy` tomogram (15 scored particles, never seen in training).
+
+    Measured when the model shipped: 0.73 weighted F-beta at the shipped thresholds (2 of 3 beta-galactosidase
+    called beta-amylase) and 0.94 with thresholds tuned on this tomogram; the bars sit just below. The model
+    card's goal of 0.9 at the shipped thresholds is not met yet (docs/models.md).
+    """
+    counts = {"apo-ferritin": 4, "beta-galactosidase": 3, "ribosome": 3, "thyroglobulin": 3, "virus-like-particle": 2}
+    params = get_preset("easy", counts=counts)
+    vol, truth = simulate_run((64, 256, 256), params, np.random.default_rng(2026))
+    truth = truth.assign(experiment="t")
+    picks = cryopoint.detect(vol, voxel_size=params.voxel_size)  # no model: the shipped one, its thresholds
+    result = score(truth, pd.DataFrame(picks).assign(experiment="t"))
+    assert result.score >= 0.7, result.table
+    assert (result.table.loc[["apo-ferritin", "ribosome", "thyroglobulin", "virus-like-particle"], "fn"] == 0).all()
+    every = cryopoint.detect(vol, voxel_size=params.voxel_size, thresholds=0.0).assign(experiment="t")
+    assert tune_thresholds(truth, every).score_after >= 0.9  # the ranking: every particle scores above the clutter
