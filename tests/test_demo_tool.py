@@ -1,25 +1,16 @@
 """tools/demo.py: one command simulates a tomogram, detects, and writes picks, a picture and the score."""
 
-import runpy
-import sys
 from pathlib import Path
 
 import pandas as pd
-import pytest
+from _tool_helpers import run_tool
 from PIL import Image
 
 TOOL = Path(__file__).resolve().parents[1] / "tools" / "demo.py"
 
 
 def _run(argv):
-    old = sys.argv
-    sys.argv = [str(TOOL), *argv]
-    try:
-        with pytest.raises(SystemExit) as done:
-            runpy.run_path(str(TOOL), run_name="__main__")
-    finally:
-        sys.argv = old
-    return done.value.code
+    return run_tool(TOOL, argv)
 
 
 def test_demo_writes_picks_picture_and_score(tmp_path, capsys):

@@ -11,6 +11,7 @@ import pytest
 import torch
 import yaml
 from _layout_helpers import write_challenge_store
+from _tool_helpers import run_tool
 from PIL import Image
 
 from cryopoint.checkpoint import catalogue_payload, load_checkpoint, save_checkpoint
@@ -36,16 +37,7 @@ def store(tmp_path):
 
 
 def _run_main(argv):
-    import runpy
-
-    old = sys.argv
-    sys.argv = [str(TOOL), *argv]
-    try:
-        with pytest.raises(SystemExit) as done:
-            runpy.run_path(str(TOOL), run_name="__main__")
-    finally:
-        sys.argv = old
-    return done.value.code
+    return run_tool(TOOL, argv)
 
 
 def test_tool_writes_yaml_checkpoint_and_plot(store, tmp_path):
