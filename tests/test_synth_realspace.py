@@ -97,10 +97,10 @@ def test_missing_wedge_elongates_along_z_on_the_realspace_path():
     vol[:, 4] = 3.0 * np.exp(-((zz - 24) ** 2 + (xx - 32) ** 2) / 8.0)
     from cryopoint.synth.realspace import reconstruct_realspace
 
-    rec, _ = reconstruct_realspace(
-        vol, voxel_size=VOXEL_SIZE, tilt_max=45.0, tilt_step=3.0, defocus_um=0.0, dose=1e6,
-        rng=np.random.default_rng(0), amplitude_contrast=1.0, bfactor=0.0, angle_error=0.0, shift_error=0.0,
-    )  # fmt: skip
+    params = get_preset(
+        "realistic", tilt_max=45.0, tilt_step=3.0, amplitude_contrast=1.0, bfactor=0.0, angle_error=0.0, shift_error=0.0
+    )
+    rec, _ = reconstruct_realspace(vol, params, np.random.default_rng(0), defocus_um=0.0, dose=1e6, thickness=1500.0)
     prof = np.abs(rec[:, 4])
     z_width = (prof[:, 32] > 0.3 * prof.max()).sum()
     x_width = (prof[24, :] > 0.3 * prof.max()).sum()

@@ -22,9 +22,10 @@ image at a time, so its artefacts come from the process rather than from a formu
    at the nominal angles; optional SIRT-like iterations (``sirt_iterations``) refine the WBP by
    back-projecting the residual between measured and re-projected images.
 
-Cost: one projection and one back-projection per tilt, each a pass over the volume (~0.15 s per tilt on
-two cores for 184 x 630 x 630); 41 tilts ≈ 15 s. The result is the raw WBP in arbitrary units with protein
-dark; :mod:`cryopoint.synth.looks` makes the other reconstruction kinds from it.
+Cost: one projection and one back-projection per tilt, each a sparse-matrix product over the volume
+(~0.05 s per tilt on two cores for 184 x 630 x 630); a full tomogram's 41 tilts take a few seconds. The
+result is the raw WBP in arbitrary units with protein dark; :mod:`cryopoint.synth.looks` makes the other
+reconstruction kinds from it.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ import numpy as np
 import scipy.fft
 import scipy.sparse
 
-from cryopoint.synth.imaging import electron_wavelength
+from cryopoint.synth.imaging import ctf
+from cryopoint.synth.params import SynthParams
 
 __all__ = [
     "tilt_scheme",
@@ -133,73 +135,43 @@ def critical_exposure(k: np.ndarray) -> np.ndarray:
 
 
 def ctf_2d(
-    ky: np.ndarray,
-    kx: np.ndarray,
-    *,
-    defocus_um: float,
-    astigmatism_um: float,
-    astig_angle: float,
-    voltage_kv: float,
-    cs_mm: float,
-    amplitude_contrast: float,
-    bfactor: float,
-    exposure: float,
+    ky: np.ndarray, kx: np.ndarray, *, defocus_um: float, astig_angle: float, exposure: float, params: SynthParams
 ) -> np.ndarray:
-    """CTF with astigmatism, B-factor and exposure filter on a 2D frequency grid (1/Å); protein comes out dark.
+    """One tilt image's CTF on a 2D frequency grid (1/Å): :func:`cryopoint.synth.imaging.ctf` with
+    astigmatism, times the exposure filter of the dose already received; protein comes out dark.
 
-    ``defocus_um`` is the mean underfocus; along direction ``φ`` it is ``defocus + astigmatism / 2 x
-    cos 2 (φ - astig_angle)``. ``exposure`` is the dose (e/Å²) received before this image.
+    ``defocus_um`` is the image's mean underfocus; along direction ``φ`` it is ``defocus +
+    params.astigmatism_um / 2 x cos 2 (φ - astig_angle)``. ``exposure`` is the dose (e/Å²) received before it.
     """
-    lam = electron_wavelength(voltage_kv)
-    k2 = ky * ky + kx * kx
-    phi = np.arctan2(ky, kx)
-    dz = (defocus_um + 0.5 * astigmatism_um * np.cos(2 * (phi - astig_angle))) * 1e4
-    gamma = np.pi * lam * dz * k2 - 0.5 * np.pi * cs_mm * 1e7 * lam**3 * k2 * k2
-    a = amplitude_contrast
-    envelope = np.exp(-0.25 * bfactor * k2) * np.exp(-0.5 * exposure / critical_exposure(np.sqrt(k2)))
-    return (-(np.sqrt(1 - a * a) * np.sin(gamma) + a * np.cos(gamma)) * envelope).astype(np.float32)
+    k = np.sqrt(ky * ky + kx * kx)
+    defocus = defocus_um + 0.5 * params.astigmatism_um * np.cos(2 * (np.arctan2(ky, kx) - astig_angle))
+    exposure_filter = np.exp(-0.5 * exposure / critical_exposure(k)).astype(np.float32)
+    return ctf(k, defocus, params) * exposure_filter
 
 
 def reconstruct_realspace(
     density: np.ndarray,
+    params: SynthParams,
+    rng: np.random.Generator,
     *,
-    voxel_size: float,
-    tilt_max: float,
-    tilt_step: float,
     defocus_um: float,
     dose: float,
-    rng: np.random.Generator,
-    voltage_kv: float = 300.0,
-    cs_mm: float = 2.7,
-    amplitude_contrast: float = 0.07,
-    bfactor: float = 100.0,
-    defocus_jitter_um: float = 0.1,
-    astigmatism_um: float = 0.1,
-    angle_error: float = 0.3,
-    shift_error: float = 3.0,
-    contrast: float = 0.01,
-    dqe: float = 0.6,
-    thickness: float = 1500.0,
-    sirt_iterations: int = 0,
+    thickness: float,
 ) -> tuple[np.ndarray, dict]:
     """Simulate a tilt series of ``density`` and reconstruct it by weighted back-projection.
 
     Args:
         density: ``(Z, Y, X)`` float32 specimen in protein-contrast units (protein ≈ +1, ice 0).
-        voxel_size: Å per voxel (pixel size of the tilt images too).
-        tilt_max: Half tilt range (degrees); tilt_step: increment (degrees).
-        defocus_um: Run's mean underfocus (µm); each tilt adds ``N(0, defocus_jitter_um)``.
-        dose: Total dose of the series (e/Å²), split evenly over the tilts.
+        params: Imaging knobs: ``voxel_size`` (the tilt images' pixel size too), ``tilt_max``, ``tilt_step``,
+            the microscope constants and ``bfactor`` (as :func:`cryopoint.synth.imaging.ctf`), and the
+            real-space ones: ``defocus_jitter_um`` (per-tilt sd), ``astigmatism_um`` (random axis per run),
+            ``angle_error`` (sd of each tilt's true angle, degrees), ``shift_error`` (sd of each image's
+            residual shift, Å), ``phase_contrast`` (relative image contrast per voxel of projected protein;
+            ~0.02 for 10 Å voxels in theory, lower in practice), ``dqe`` and ``sirt_iterations``.
         rng: Source of the alignment errors, astigmatism axis and shot noise.
-        bfactor: B-factor of every image (Å²), before the exposure filter.
-        astigmatism_um: Defocus difference between the astigmatic axes (µm); random axis per run.
-        angle_error: sd of each tilt's true angle around the nominal one (degrees).
-        shift_error: sd of each tilt image's residual shift (Å), in x and y.
-        contrast: Relative image contrast per voxel of projected protein (phase contrast x 2; ~0.02 for
-            10 Å voxels in theory, lower in practice after detector MTF and specimen charging).
-        dqe: Detector quantum efficiency (fraction of electrons whose shot noise counts as signal).
+        defocus_um: Run's mean underfocus (µm).
+        dose: Total dose of the series (e/Å²), split evenly over the tilts.
         thickness: Ice thickness (Å) for the inelastic loss ``exp(-t / (λ_in cos θ))``.
-        sirt_iterations: SIRT-like refinement passes after WBP (0 = plain WBP).
 
     Returns:
         ``(volume, meta)``: the float32 reconstruction (arbitrary units, protein dark) and a dict of what
@@ -207,15 +179,16 @@ def reconstruct_realspace(
     """
     shape = density.shape
     nz, ny, nx = shape
-    angles, order = tilt_scheme(tilt_max, tilt_step)
+    voxel_size, contrast = params.voxel_size, params.phase_contrast
+    angles, order = tilt_scheme(params.tilt_max, params.tilt_step)
     n_tilts = len(angles)
-    true_angles = angles + rng.normal(0.0, angle_error, n_tilts)
-    shifts = rng.normal(0.0, shift_error, (n_tilts, 2)) / voxel_size  # (dy, dx) voxels
-    defoci = defocus_um + rng.normal(0.0, defocus_jitter_um, n_tilts)
+    true_angles = angles + rng.normal(0.0, params.angle_error, n_tilts)
+    shifts = rng.normal(0.0, params.shift_error, (n_tilts, 2)) / voxel_size  # (dy, dx) voxels
+    defoci = defocus_um + rng.normal(0.0, params.defocus_jitter_um, n_tilts)
     astig_angle = float(rng.uniform(0, np.pi))
     received = np.empty(n_tilts)
     received[order] = np.arange(n_tilts) * dose / n_tilts  # dose before each image, dose-symmetric order
-    mfp = _INELASTIC_MFP_300KV * (voltage_kv / 300.0) ** 0.8
+    mfp = _INELASTIC_MFP_300KV * (params.voltage_kv / 300.0) ** 0.8
     fy = scipy.fft.fftfreq(ny).astype(np.float32)[:, None]
     fx = scipy.fft.rfftfreq(nx).astype(np.float32)[None, :]
     ky, kx = fy / np.float32(voxel_size), fx / np.float32(voxel_size)
@@ -229,21 +202,12 @@ def reconstruct_realspace(
         proj = np.ascontiguousarray((projection_matrix(nz, nx, float(true_angle)) @ planes).T)  # (Y, X)
         spec = scipy.fft.rfft2(proj)
         spec *= ctf_2d(
-            ky,
-            kx,
-            defocus_um=float(defoci[i]),
-            astigmatism_um=astigmatism_um,
-            astig_angle=astig_angle,
-            voltage_kv=voltage_kv,
-            cs_mm=cs_mm,
-            amplitude_contrast=amplitude_contrast,
-            bfactor=bfactor,
-            exposure=float(received[i]),
+            ky, kx, defocus_um=float(defoci[i]), astig_angle=astig_angle, exposure=float(received[i]), params=params
         )
         dy, dx = shifts[i]
         spec *= np.exp(-2j * np.pi * (fy * dy + fx * dx)).astype(np.complex64)
         image = scipy.fft.irfft2(spec, s=(ny, nx)).astype(np.float32)
-        n0 = dose / n_tilts * voxel_size**2 * dqe * np.exp(-thickness / (mfp * np.cos(np.radians(angle))))
+        n0 = dose / n_tilts * voxel_size**2 * params.dqe * np.exp(-thickness / (mfp * np.cos(np.radians(angle))))
         electrons.append(float(n0))
         # counts = Poisson(N0 (1 + contrast x image)), Gaussian limit; normalised back to projected density
         mean = np.maximum(1.0 + contrast * image, 0.0)
@@ -254,7 +218,7 @@ def reconstruct_realspace(
     recon = np.zeros((nz * nx, ny), dtype=np.float32)
     for image, a in zip(images, projectors, strict=True):
         recon += a.T @ np.ascontiguousarray(_filtered(image, ramp).T)
-    for _ in range(sirt_iterations):
+    for _ in range(params.sirt_iterations):
         for image, a in zip(images, projectors, strict=True):
             residual = image - (a @ recon).T
             recon += np.float32(0.5) * (a.T @ np.ascontiguousarray(_filtered(residual, ramp).T))

@@ -71,27 +71,8 @@ def simulate_kinds(
             density, params, rng, defocus_um=defocus, dose=dose, thickness_vox=thickness_vox, workers=workers
         )
     else:
-        recon, tilts = reconstruct_realspace(
-            density,
-            voxel_size=params.voxel_size,
-            tilt_max=params.tilt_max,
-            tilt_step=params.tilt_step,
-            defocus_um=defocus,
-            dose=dose,
-            rng=rng,
-            voltage_kv=params.voltage_kv,
-            cs_mm=params.cs_mm,
-            amplitude_contrast=params.amplitude_contrast,
-            bfactor=params.bfactor,
-            defocus_jitter_um=params.defocus_jitter_um,
-            astigmatism_um=params.astigmatism_um,
-            angle_error=params.angle_error,
-            shift_error=params.shift_error,
-            contrast=params.phase_contrast,
-            dqe=params.dqe,
-            thickness=thickness_vox * params.voxel_size,
-            sirt_iterations=params.sirt_iterations,
-        )
+        thickness = thickness_vox * params.voxel_size
+        recon, tilts = reconstruct_realspace(density, params, rng, defocus_um=defocus, dose=dose, thickness=thickness)
         meta["tilt_errors_deg_rms"] = float(np.sqrt(np.mean(np.subtract(tilts["true_angles"], tilts["angles"]) ** 2)))
     del density
     add_drift = _drift_field(shape, params.background_drift, rng)
