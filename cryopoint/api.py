@@ -19,7 +19,7 @@ import torch
 from scipy import ndimage
 from torch import nn
 
-from cryopoint.checkpoint import load_checkpoint
+from cryopoint.checkpoint import inference_weights, load_checkpoint
 from cryopoint.coords import VOXEL_COLUMNS, angstrom_to_voxel, as_voxel_size
 from cryopoint.errors import CheckpointError, VoxelSizeError
 from cryopoint.infer import predict_peaks
@@ -114,7 +114,7 @@ def load(checkpoint: str | os.PathLike) -> Detector:
     if model_kwargs.get("pretrained"):  # the checkpoint holds every weight; the training machine's file is not needed
         model_kwargs["pretrained"] = ""
     model = build_model(**model_kwargs)
-    state = payload.get("ema_state") or payload["model_state"]
+    state = inference_weights(payload)
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:

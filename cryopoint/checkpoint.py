@@ -30,6 +30,7 @@ __all__ = [
     "set_thresholds",
     "catalogue_payload",
     "init_from_checkpoint",
+    "inference_weights",
     "export_checkpoint",
     "sha256",
 ]
@@ -99,6 +100,11 @@ def set_thresholds(path: str | os.PathLike, thresholds: dict[str, float]) -> Pat
     return save_checkpoint(path, payload)
 
 
+def inference_weights(payload: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The weights a checkpoint is used with: its EMA weights where it has them (those were validated)."""
+    return payload.get("ema_state") or payload["model_state"]
+
+
 def init_from_checkpoint(model: torch.nn.Module, path: str | os.PathLike) -> dict[str, Any]:
     """Initialise every tensor of ``model`` (encoder, decoder, head) from a cryopoint checkpoint, for fine-tuning.
 
@@ -119,7 +125,7 @@ def init_from_checkpoint(model: torch.nn.Module, path: str | os.PathLike) -> dic
 
     path = resolve_checkpoint(path)
     payload = load_checkpoint(path)
-    state = payload.get("ema_state") or payload["model_state"]
+    state = inference_weights(payload)
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -166,7 +172,7 @@ def export_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, half: b
     if dst.exists() and not overwrite:
         raise OutputExistsError(f"{dst} exists; pass overwrite=True (CLI: --overwrite) to replace it.")
     payload = load_checkpoint(src)
-    state = payload.get("ema_state") or payload["model_state"]
+    state = inference_weights(payload)
     cast = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in state.items()}
     keep = ("format_version", "config", "particles", "voxel_size", "thresholds", "metrics", "step")
     return save_checkpoint(dst, {**{k: payload[k] for k in keep if k in payload}, "model_state": cast})

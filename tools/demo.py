@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from rich.console import Console
 
 import cryopoint
@@ -52,8 +53,6 @@ def main(argv=None) -> int:
             matched_preds.assign(status=np.where(matched_preds.hit, "tp", "fp")),
             matched_truth[~matched_truth.found].assign(status="fn"),
         ]
-        import pandas as pd
-
         title = f"{args.preset} seed {args.seed}: weighted F-beta {result.score:.3f} ({args.model} model)"
         plot_orthoslices(volume, params.voxel_size, pd.concat(shown), title=title, out=args.out / "demo.png")
     except CryopointError as exc:
