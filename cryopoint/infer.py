@@ -269,8 +269,10 @@ def predict_peaks(
             progress=progress,
             normalized=normalized,
         )
+        # on CUDA the heatmaps stay on the device (sparse torch NMS); on the CPU the numpy path is ~2x faster
+        on_gpu = torch.device(device).type == "cuda"
         peaks = find_peaks(
-            torch.from_numpy(heatmaps).to(device),
+            torch.from_numpy(heatmaps).to(device) if on_gpu else heatmaps,
             voxel_size=tomogram.voxel_size,
             stride=stride,
             kernel_factor=post["kernel_factor"],
