@@ -72,6 +72,7 @@ def sliding_window(
     device: str | torch.device = "cpu",
     blend: str = "gaussian",
     progress: Callable[[int, int], None] | None = None,
+    cpu_bf16: bool = False,
 ) -> np.ndarray:
     """Run ``predict`` over overlapping windows of ``volume`` and blend the results on the host.
 
@@ -86,6 +87,7 @@ def sliding_window(
         device: Compute device for the windows; the volume and the canvas stay on the host.
         blend: ``"gaussian"`` (importance-weighted) or ``"constant"`` (plain mean of overlaps).
         progress: Called as ``progress(windows_done, windows_total)`` after each batch.
+        cpu_bf16: Autocast to bfloat16 on a CPU device too (on CUDA it always is).
 
     Returns:
         float32 array ``(C, ceil(Z/s), ceil(Y/s), ceil(X/s))``. Volumes smaller than a window (or not a
@@ -114,7 +116,7 @@ def sliding_window(
     weight = torch.from_numpy(weight_np).to(device)
     canvas = np.zeros((out_channels, *(p // s for p in padded)), dtype=np.float32)
     weight_sum = np.zeros(canvas.shape[1:], dtype=np.float32)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda" or cpu_bf16)
     for first in range(0, len(corners), batch_size):
         batch_corners = corners[first : first + batch_size]
         crops = [vol[z : z + roi[0], y : y + roi[1], x : x + roi[2]] for z, y, x in batch_corners]
@@ -166,6 +168,7 @@ def predict_heatmaps(
     blend: str = "gaussian",
     progress: Callable[[int, int], None] | None = None,
     normalized: bool = False,
+    cpu_bf16: bool = False,
 ) -> tuple[np.ndarray, int]:
     """Per-class heatmaps of a whole tomogram: normalise, slide ``model`` over it, blend probabilities.
 
@@ -177,11 +180,13 @@ def predict_heatmaps(
     Args:
         model: A cryopoint model (``output_stride``, ``num_classes``, ``heatmaps(logits)``).
         tomogram: The volume and its voxel size.
-        roi: Window size in voxels ``(D, H, W)``; rounded up to the model's ``input_multiple``.
+        roi: Window size in voxels ``(D, H, W)``; rounded up to the model's ``input_multiple`` and clipped to
+            the tomogram (rounded up likewise).
         overlap, batch_size, device, blend, progress: As in :func:`sliding_window`.
         tta: Average over flips (4 passes per window).
         normalized: The volume already went through :func:`~cryopoint.data.normalize.normalize_volume` (the
             training data's cached volumes): do not normalise it again.
+        cpu_bf16: On a CPU, run the network under bfloat16 autocast (CUDA always does).
 
     Returns:
         ``(heatmaps, stride)``: float32 ``(num_classes, Z', Y', X')`` probabilities with
@@ -198,7 +203,9 @@ def predict_heatmaps(
             f"of view {multiple}; use a larger tomogram (or a less binned one)."
         )
     stride = int(model.output_stride)
-    roi = tuple(-(-int(r) // np.lcm(m, stride)) * np.lcm(m, stride) for r, m in zip(roi, multiple))
+    quanta = [int(np.lcm(m, stride)) for m in multiple]
+    # Round the window up to the model's input multiple, and never beyond the (rounded-up) tomogram itself.
+    roi = tuple(min(-(-int(r) // q), -(-n // q)) * q for r, q, n in zip(roi, quanta, tomogram.shape))
     volume = tomogram.data if normalized else normalize_volume(tomogram.data)
 
     def predict(x: torch.Tensor) -> torch.Tensor:
@@ -215,6 +222,7 @@ def predict_heatmaps(
         device=device,
         blend=blend,
         progress=progress,
+        cpu_bf16=cpu_bf16,
     )
     return heatmaps, stride
 
@@ -254,11 +262,12 @@ def predict_peaks(
         ``(peaks, stride)``: :func:`cryopoint.post.nms.find_peaks`'s table (Å in the tomogram's frame) and the
         model's output stride.
     """
+    from cryopoint.model.optimize import inference_copy
     from cryopoint.post.nms import find_peaks
 
     with torch.inference_mode():
         heatmaps, stride = predict_heatmaps(
-            model,
+            inference_copy(model, device) if infer["fast_cpu"] else model,  # same scores, ~2x faster on a CPU
             tomogram,
             roi=infer["roi"],
             overlap=infer["overlap"],
@@ -268,6 +277,7 @@ def predict_peaks(
             blend=infer["blend"],
             progress=progress,
             normalized=normalized,
+            cpu_bf16=infer["cpu_bf16"],
         )
         # on CUDA the heatmaps stay on the device (sparse torch NMS); on the CPU the numpy path is ~2x faster
         on_gpu = torch.device(device).type == "cuda"
