@@ -355,7 +355,8 @@ def check_picks_frame(
             checked.append(run)
             if looks_like_voxels(pred, true, shape, vs):
                 size = ", ".join(f"{a} <= {n}" for a, n in zip("xyz", shape[::-1]))
-                beyond = int((~np.all(true <= np.asarray(shape[::-1]) * 1.01, axis=1)).sum())
+                box = np.asarray(shape[::-1], dtype=np.float64) * 1.01  # as looks_like_voxels counts
+                beyond = int((~np.all((true >= -1.0) & (true <= box), axis=1)).sum())
                 voxel_like.append(
                     f"{run}: all {len(pred)} predictions lie within {size} (the tomogram's size in voxels, "
                     f"voxel size {vs[-1]:.4g} Å) while {beyond} of {len(true)} true particles lie beyond"
