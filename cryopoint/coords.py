@@ -7,6 +7,9 @@ Convention (used everywhere in cryopoint):
 * ``Å = index x voxel_size`` along each axis: the centre of voxel 0 is at 0 Å. There is no half-voxel
   offset; a slip of half a voxel would cost 5 Å, a sixth of apo-ferritin's match distance.
 * ``voxel_size`` is always given per array axis, ``(z, y, x)``, in Å.
+
+Files that say their positions or scales are in other length units are converted with
+:func:`angstroms_per_unit`; :func:`looks_like_voxels` catches Å columns that hold voxel indices.
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ __all__ = [
     "as_voxel_size",
     "voxel_to_angstrom",
     "angstrom_to_voxel",
+    "angstroms_per_unit",
+    "outside_volume",
+    "looks_like_voxels",
 ]
 
 #: Columns holding Å positions in every picks table (x, y, z order, as in picks files).
@@ -77,3 +83,68 @@ def angstrom_to_voxel(xyz: np.ndarray, voxel_size: float | Sequence[float]) -> n
     vs = np.asarray(as_voxel_size(voxel_size))
     xyz = np.asarray(xyz, dtype=np.float64).reshape(-1, 3)
     return xyz[:, ::-1] / vs
+
+
+# Å per unit: the OME-NGFF (UDUNITS-2) length names, their plurals and British spellings, and short forms.
+_METRIC = {"femto": 1e-5, "pico": 1e-2, "nano": 10.0, "micro": 1e4, "milli": 1e7, "centi": 1e8, "deci": 1e9, "": 1e10}
+_ANGSTROMS_PER_UNIT: dict[str, float] = {
+    **{f"{prefix}{m}{s}": v for prefix, v in _METRIC.items() for m in ("meter", "metre") for s in ("", "s")},
+    **{"angstrom": 1.0, "angstroms": 1.0, "ångström": 1.0, "ångströms": 1.0, "å": 1.0, "micron": 1e4, "microns": 1e4},
+    **{"fm": 1e-5, "pm": 1e-2, "nm": 10.0, "um": 1e4, "\u00b5m": 1e4, "\u03bcm": 1e4, "mm": 1e7, "cm": 1e8, "m": 1e10},
+}
+
+
+def angstroms_per_unit(unit: str) -> float | None:
+    """How many Å one ``unit`` is (``"nanometer"`` → 10), or None for a name that is not a length unit.
+
+    Accepts the OME-NGFF / UDUNITS-2 names (``angstrom``, ``nanometer``, ``micrometer``, ...), plurals,
+    ``metre`` spellings and short forms (``Å``, ``nm``, ``µm``, ``um``, ``mm``), case-insensitively.
+
+    >>> angstroms_per_unit("nanometer"), angstroms_per_unit("µm"), angstroms_per_unit("pixel")
+    (10.0, 10000.0, None)
+    """
+    return _ANGSTROMS_PER_UNIT.get(str(unit).strip().lower())
+
+
+def outside_volume(
+    xyz: np.ndarray, shape: Sequence[int], voxel_size: float | Sequence[float], *, tolerance: float = 1e-6
+) -> np.ndarray:
+    """Which Å positions ``(N, 3)`` (x, y, z) lie outside a ``(Z, Y, X)`` volume: a bool mask ``(N,)``.
+
+    Inside means within the outermost voxels' extent, ``[-0.5, size - 0.5]`` voxels along each axis
+    (``tolerance`` voxels of slack for rounding on the faces).
+
+    >>> outside_volume(np.array([[5.0, 5.0, 5.0], [5.0, 5.0, 40.0]]), (3, 3, 3), 10.0)
+    array([False,  True])
+    """
+    zyx = angstrom_to_voxel(xyz, voxel_size)
+    upper = np.asarray(shape, dtype=np.float64) - 0.5 + tolerance
+    return ~np.all((zyx >= -0.5 - tolerance) & (zyx <= upper), axis=1)
+
+
+def looks_like_voxels(
+    xyz: np.ndarray, reference_xyz: np.ndarray, shape: Sequence[int], voxel_size: float | Sequence[float]
+) -> bool:
+    """Whether positions meant to be Å (x, y, z) are probably voxel indices of a ``(Z, Y, X)`` volume.
+
+    True when every position lies within the volume's size counted in voxels (``0 <= x <= 1.01 X`` and so on,
+    a box ``1 / voxel_size**3`` of the volume), while at least half of ``reference_xyz`` (positions known to be
+    Å, such as the ground truth of the same tomogram) lies beyond that box. Positions in Å would have to crowd
+    into that corner while the particles are elsewhere, which scores 0 either way. Voxel sizes below 1.5 Å
+    make the two frames too alike to tell apart (False), as do empty inputs.
+
+    >>> truth = np.array([[3000.0, 3000.0, 900.0], [5000.0, 1000.0, 400.0]])
+    >>> [looks_like_voxels(pred, truth, (184, 630, 630), 10.0) for pred in (truth / 10, truth)]
+    [True, False]
+    """
+    vs = np.asarray(as_voxel_size(voxel_size))
+    xyz = np.asarray(xyz, dtype=np.float64).reshape(-1, 3)
+    ref = np.asarray(reference_xyz, dtype=np.float64).reshape(-1, 3)
+    if vs.min() < 1.5 or not len(xyz) or not len(ref):
+        return False
+    box = np.asarray(shape, dtype=np.float64)[::-1] * 1.01  # the volume's size in voxels, along x, y, z
+
+    def in_box(p: np.ndarray) -> np.ndarray:
+        return np.all((p >= -1.0) & (p <= box), axis=1)
+
+    return bool(in_box(xyz).all() and (~in_box(ref)).mean() >= 0.5)

@@ -54,7 +54,8 @@ def test_ome_zarr_v3_round_trip_and_plain_v3_store(tmp_path, volume):
             "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [3.0, 2.0, 1.0]}]}],
         }
     ]
-    assert read_tomogram(tmp_path / "plain.zarr").voxel_size == (3.0, 2.0, 1.0)
+    with pytest.warns(UserWarning, match="axes z, y, x have no unit; their scale is read as Å"):
+        assert read_tomogram(tmp_path / "plain.zarr").voxel_size == (3.0, 2.0, 1.0)
 
 
 def test_downsample_odd_sizes_and_centred_smoothing():
@@ -128,9 +129,11 @@ def test_bad_volumes(tmp_path, volume):
     with pytest.raises(InvalidVolumeError, match="NaN/Inf"):
         read_tomogram(tmp_path / "nan.mrc")
     group = zarr.open_group(str(tmp_path / "4d.zarr"), mode="w")
-    group.create_array("0", shape=(1, *SHAPE), dtype="float32")[...] = volume[None]
-    with pytest.raises(InvalidVolumeError, match="Squeeze"):
+    group.create_array("0", shape=(2, *SHAPE), dtype="float32")[...] = np.stack([volume, volume])
+    with pytest.raises(InvalidVolumeError, match="'dim_0' .* has 2 entries"):
         read_tomogram(tmp_path / "4d.zarr", voxel_size=10.0)
+    group.create_array("1", shape=(1, *SHAPE), dtype="float32")[...] = volume[None]  # a length-1 leading axis
+    np.testing.assert_array_equal(read_tomogram(tmp_path / "4d.zarr", level=1, voxel_size=10.0).data, volume)
     with pytest.raises(VoxelSizeError):
         write_mrc(tmp_path / "b.mrc", volume, 0.0)
 

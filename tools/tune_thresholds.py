@@ -6,7 +6,9 @@
         --checkpoint default --save-as my_default.pt     # recalibrate the shipped model into a copy
 
 Runs default to those present in the predictions (a run with truth but no prediction row would otherwise
-count as all-missed). The YAML holds ``thresholds: {particle: score}`` plus the scores before and after.
+count as all-missed). Predictions that look like voxel indices are refused; truth or predictions outside their
+tomogram are counted in a warning. The YAML holds ``thresholds: {particle: score}`` plus the scores before and
+after.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from cryopoint import weights
 from cryopoint.checkpoint import load_checkpoint, save_checkpoint, set_thresholds
 from cryopoint.io import read_submission_csv
 from cryopoint.io.atomic import atomic_write_text, refuse_inputs
-from cryopoint.io.layout import read_truth
+from cryopoint.io.layout import read_truth, tomogram_geometries
+from cryopoint.io.picks import check_picks_frame
 from cryopoint.post.thresholds import tune_thresholds
 from cryopoint.viz.curves import plot_fbeta_curves
 
@@ -62,9 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     preds = read_submission_csv(args.predictions)
     runs = args.runs or sorted(set(preds["experiment"]))
     preds = preds[preds["experiment"].isin(runs)]
-    res = tune_thresholds(
-        read_truth(args.truth, split=args.split, runs=runs), preds, beta=args.beta, tolerance=args.tolerance
-    )
+    truth = read_truth(args.truth, split=args.split, runs=runs)
+    check_picks_frame(preds, truth, tomogram_geometries(args.truth, runs, split=args.split))  # voxels? outside?
+    res = tune_thresholds(truth, preds, beta=args.beta, tolerance=args.tolerance)
 
     table = Table(title=f"Per-class thresholds over {len(runs)} run(s), F-beta (beta={args.beta:g})")
     for col in ("particle", "weight", "threshold", "TP", "FP", "FN", "precision", "recall", "F-beta"):

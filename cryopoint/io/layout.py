@@ -23,7 +23,7 @@ import pandas as pd
 from cryopoint.errors import DataNotFoundError, OutputExistsError, PicksFormatError, UnknownParticleError
 from cryopoint.io.atomic import atomic_write_text
 from cryopoint.io.picks import check_picks_table, copick_json_text, empty_picks, read_copick_json
-from cryopoint.io.tomograms import MRC_SUFFIXES, read_tomogram
+from cryopoint.io.tomograms import MRC_SUFFIXES, read_tomogram, tomogram_geometry
 from cryopoint.particles import PARTICLE_NAMES, get_particle
 from cryopoint.tomogram import Tomogram
 
@@ -34,6 +34,7 @@ __all__ = [
     "run_dir",
     "picks_dir",
     "tomogram_path",
+    "tomogram_geometries",
     "read_picks",
     "read_truth",
     "write_run_picks",
@@ -347,3 +348,31 @@ class TomogramsByRun(Mapping[str, Tomogram]):
 
     def __len__(self) -> int:
         return len(self._runs)
+
+
+def tomogram_geometries(
+    root: str | os.PathLike,
+    runs: Iterable[str],
+    split: str = "train",
+    kind: str = "denoised",
+    *,
+    missing: str = "skip",
+) -> dict[str, tuple[tuple[int, int, int], tuple[float, float, float]]]:
+    """Run → ``(shape (Z, Y, X), voxel size (Å, z, y, x))`` of its tomogram, from the metadata only.
+
+    What :func:`cryopoint.io.picks.check_picks_frame` needs to check picks against their tomograms without
+    reading a voxel.
+
+    Args:
+        missing: ``"skip"`` runs without a tomogram, or ``"raise"`` (DataNotFoundError).
+    """
+    if missing not in ("skip", "raise"):
+        raise ValueError(f'missing must be "skip" or "raise", got {missing!r}.')
+    found = {}
+    for run in runs:
+        try:
+            found[run] = tomogram_geometry(tomogram_path(root, run, split=split, kind=kind))
+        except DataNotFoundError:
+            if missing == "raise":
+                raise
+    return found

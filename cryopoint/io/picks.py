@@ -18,14 +18,14 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from cryopoint.coords import angstrom_to_voxel
+from cryopoint.coords import angstroms_per_unit, as_voxel_size, looks_like_voxels, outside_volume
 from cryopoint.errors import (
     DataNotFoundError,
     PicksFormatError,
@@ -45,6 +45,7 @@ __all__ = [
     "copick_json_text",
     "write_copick_json",
     "check_points_in_volume",
+    "check_picks_frame",
 ]
 
 #: Required columns of a picks table, in order.
@@ -116,21 +117,67 @@ def _point_xyz(point: Any, path: Path, i: int) -> tuple[float, float, float]:
     return float(xyz[0]), float(xyz[1]), float(xyz[2])
 
 
-def read_copick_json(path: str | os.PathLike, run: str | None = None) -> tuple[dict[str, Any], pd.DataFrame]:
-    """Read one copick picks file.
+_PIXEL_UNITS = ("pixel", "pixels", "px", "voxel", "voxels")
+
+
+def _angstroms_per_file_unit(
+    meta: dict[str, Any], path: Path, voxel_size: float | Sequence[float] | None
+) -> np.ndarray:
+    """Å per unit of the file's positions, along x, y, z: from its ``unit`` (copick's default: angstrom)."""
+    unit = meta.get("unit")
+    if unit is None:
+        return np.ones(3)
+    if str(unit).strip().lower() in _PIXEL_UNITS:
+        spacing = meta.get("voxel_spacing")
+        if spacing is not None:
+            try:
+                return np.asarray(as_voxel_size(float(spacing)))[::-1].copy()
+            except (TypeError, ValueError):
+                raise PicksFormatError(
+                    f'{path} gives positions in unit {unit!r} with an invalid "voxel_spacing" {spacing!r}: set it '
+                    "to the Å per voxel of the tomogram the picks were made on."
+                ) from None
+        if voxel_size is None:
+            raise PicksFormatError(
+                f'{path} gives its positions in unit {unit!r} (voxels), and has no "voxel_spacing" saying how large '
+                "a voxel is. Pass voxel_size=<Å per voxel of the tomogram the picks were made on>, or set "
+                '"voxel_spacing" in the file; cryopoint does not guess.'
+            )
+        return np.asarray(as_voxel_size(voxel_size))[::-1].copy()
+    factor = angstroms_per_unit(unit)
+    if factor is None:
+        raise PicksFormatError(
+            f"{path} gives its positions in unit {unit!r}, which cryopoint cannot convert to Å. Use angstrom "
+            '(copick\'s default), another length unit (nanometer, ...), or "pixel" with "voxel_spacing".'
+        )
+    return np.full(3, factor)
+
+
+def read_copick_json(
+    path: str | os.PathLike, run: str | None = None, *, voxel_size: float | Sequence[float] | None = None
+) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Read one copick picks file, positions converted to Å.
+
+    Positions are in the file's ``unit``: ``angstrom`` (copick's default, also when absent), another length
+    unit (converted), or ``pixel`` (multiplied by the file's ``voxel_spacing``, else by ``voxel_size``,
+    else refused).
 
     Args:
         path: The JSON file.
-        run: Run name for the ``experiment`` column; defaults to the file's ``run_name``.
+        run: Run name for the ``experiment`` column (the run whose folder holds the file); defaults to the
+            file's ``run_name``. A file whose ``run_name`` names another run is refused.
+        voxel_size: Å per voxel (one value or z, y, x) of the tomogram the picks were made on, used for a
+            file in pixels without its own ``voxel_spacing``.
 
     Returns:
-        ``(meta, picks)``: the file's top-level fields except ``points``, and a picks table (``score``
+        ``(meta, picks)``: the file's top-level fields except ``points``, and a picks table in Å (``score``
         column only when every point has one). The particle type is ``pickable_object_name``, or the file
         name's last ``_``-separated part when that field is missing.
 
     Raises:
         DataNotFoundError: the file does not exist.
-        PicksFormatError: not valid JSON, not an object, no ``points`` list, or a malformed point.
+        PicksFormatError: not valid JSON, not an object, no ``points`` list, a malformed point, a unit that
+            cannot be converted to Å, or a ``run_name`` other than ``run``.
     """
     path = Path(path)
     if not path.is_file():
@@ -147,9 +194,17 @@ def read_copick_json(path: str | os.PathLike, run: str | None = None) -> tuple[d
     meta = {k: v for k, v in doc.items() if k != "points"}
     name = meta.get("pickable_object_name") or path.stem.rsplit("_", 1)[-1]
     meta["pickable_object_name"] = name
-    experiment = run if run is not None else meta.get("run_name") or ""
+    own_run = meta.get("run_name")
+    if run is not None and own_run not in (None, "") and str(own_run) != str(run):
+        raise PicksFormatError(
+            f"{path} lies in run {run!r}'s folder but says run_name {own_run!r}: its positions are probably in "
+            f"the frame of {own_run!r}'s tomogram (a file copied between runs, or a renamed run folder). Move it "
+            f"to {own_run!r}'s Picks folder, or, if the points belong to {run!r}, set its run_name to {run!r}."
+        )
+    experiment = run if run is not None else own_run or ""
     points = doc["points"]
     xyz = np.array([_point_xyz(p, path, i) for i, p in enumerate(points)], dtype=np.float64).reshape(-1, 3)
+    xyz = xyz * _angstroms_per_file_unit(meta, path, voxel_size)
     table = pd.DataFrame(
         {
             "experiment": pd.Series([experiment] * len(points), dtype=str),
@@ -235,17 +290,11 @@ def check_points_in_volume(picks: pd.DataFrame, tomogram: Tomogram, on_outside: 
     """
     if on_outside not in ("raise", "drop"):
         raise ValueError(f'on_outside must be "raise" or "drop", got {on_outside!r}.')
-    zyx = angstrom_to_voxel(picks[["x", "y", "z"]].to_numpy(dtype=np.float64), tomogram.voxel_size)
-    tol = 1e-6  # voxels: points exactly on the outer faces count as inside despite rounding
-    upper = np.asarray(tomogram.shape, dtype=np.float64) - 0.5 + tol
-    inside = np.all((zyx >= -0.5 - tol) & (zyx <= upper), axis=1)
+    inside = ~outside_volume(picks[["x", "y", "z"]].to_numpy(dtype=np.float64), tomogram.shape, tomogram.voxel_size)
     n_out = int((~inside).sum())
     if not n_out:
         return picks
-    extent = ", ".join(
-        f"{a}: [{-0.5 * v:.1f}, {(n - 0.5) * v:.1f}]"
-        for a, n, v in zip("xyz", tomogram.shape[::-1], tomogram.voxel_size[::-1])
-    )
+    extent = _angstrom_range(tomogram.shape, tomogram.voxel_size)
     first = picks.loc[~inside, ["x", "y", "z"]].iloc[0].to_dict()
     message = (
         f"{n_out} of {len(picks)} picks lie outside tomogram {tomogram.name or tomogram.path} "
@@ -256,3 +305,84 @@ def check_points_in_volume(picks: pd.DataFrame, tomogram: Tomogram, on_outside: 
         raise PointsOutsideVolumeError(message)
     warnings.warn(f"Dropping them. {message}", PointsOutsideVolumeWarning, stacklevel=2)
     return picks[inside]
+
+
+def _angstrom_range(shape: Sequence[int], voxel_size: Sequence[float]) -> str:
+    return ", ".join(
+        f"{a}: [{-0.5 * v:.1f}, {(n - 0.5) * v:.1f}]" for a, n, v in zip("xyz", shape[::-1], voxel_size[::-1])
+    )
+
+
+def check_picks_frame(
+    predictions: pd.DataFrame,
+    truth: pd.DataFrame,
+    geometry: Mapping[str, tuple[Sequence[int], Sequence[float]]],
+    *,
+    outside: str = "warn",
+) -> None:
+    """Check that predictions and truth are in the Å frame of their tomograms before scoring them.
+
+    Scoring picks in the wrong frame gives 0 without an error; this catches the usual causes, per run:
+
+    * predictions that look like voxel indices (:func:`cryopoint.coords.looks_like_voxels`: all within the
+      tomogram's size in voxels while the truth lies beyond): refused when every run checked looks so, else
+      a warning names the runs;
+    * truth or predictions outside the tomogram (:func:`cryopoint.coords.outside_volume`): truth there can
+      only count as misses, predictions there only as false positives; counted per run.
+
+    Args:
+        predictions: Picks table (``experiment``, ``x, y, z`` Å).
+        truth: Ground-truth picks table.
+        geometry: Run → ``(shape (Z, Y, X), voxel size (Å, z, y, x))`` of its tomogram
+            (:func:`cryopoint.io.tomograms.tomogram_geometry`); runs missing here are not checked.
+        outside: ``"warn"`` (UserWarning) or ``"raise"`` (PointsOutsideVolumeError) for points outside.
+
+    Raises:
+        PicksFormatError: the predictions look like voxels in every run checked.
+        PointsOutsideVolumeError: points outside their tomogram and ``outside="raise"``.
+    """
+    if outside not in ("warn", "raise"):
+        raise ValueError(f'outside must be "warn" or "raise", got {outside!r}.')
+
+    def rows(table: pd.DataFrame, run: str) -> np.ndarray:
+        return table.loc[table["experiment"] == run, ["x", "y", "z"]].to_numpy(dtype=np.float64)
+
+    voxel_like, checked, out_lines = [], [], []
+    for run in sorted(geometry):
+        shape, vs = geometry[run]
+        pred, true = rows(predictions, run), rows(truth, run)
+        if len(pred) and len(true):
+            checked.append(run)
+            if looks_like_voxels(pred, true, shape, vs):
+                size = ", ".join(f"{a} <= {n}" for a, n in zip("xyz", shape[::-1]))
+                box = np.asarray(shape[::-1], dtype=np.float64) * 1.01  # as looks_like_voxels counts
+                beyond = int((~np.all((true >= -1.0) & (true <= box), axis=1)).sum())
+                voxel_like.append(
+                    f"{run}: all {len(pred)} predictions lie within {size} (the tomogram's size in voxels, "
+                    f"voxel size {vs[-1]:.4g} Å) while {beyond} of {len(true)} true particles lie beyond"
+                )
+        for what, xyz in (("true particles", true), ("predictions", pred)):
+            n_out = int(outside_volume(xyz, shape, vs).sum()) if len(xyz) else 0
+            if n_out:
+                out_lines.append(
+                    f"{run}: {n_out} of {len(xyz)} {what} lie outside its tomogram (Å range "
+                    f"{_angstrom_range(shape, vs)})"
+                )
+    if voxel_like:
+        message = (
+            "Coordinates look like voxels: multiply by the voxel size to get Å (x, y, z). "
+            + "; ".join(voxel_like)
+            + "."
+        )
+        if len(voxel_like) == len(checked):
+            raise PicksFormatError(message)
+        warnings.warn(f"In {len(voxel_like)} of {len(checked)} runs: {message}", UserWarning, stacklevel=2)
+    if out_lines:
+        message = (
+            "Points outside their tomogram (true particles there count as misses, predictions as false "
+            "positives): " + "; ".join(out_lines) + ". Check the voxel size, that positions are in Å from "
+            "voxel 0 (not voxels, not centred), and that each run's picks belong to its tomogram."
+        )
+        if outside == "raise":
+            raise PointsOutsideVolumeError(message)
+        warnings.warn(message, UserWarning, stacklevel=2)

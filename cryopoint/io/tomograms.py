@@ -18,10 +18,10 @@ import numpy as np
 from cryopoint.coords import as_voxel_size
 from cryopoint.errors import DataNotFoundError, InvalidVolumeError, VoxelSizeError
 from cryopoint.io.atomic import atomic_path, refuse_inputs
-from cryopoint.io.zarr_store import read_ome_zarr
+from cryopoint.io.zarr_store import ome_zarr_geometry, read_ome_zarr
 from cryopoint.tomogram import Tomogram, check_volume
 
-__all__ = ["read_tomogram", "read_mrc", "write_mrc", "MRC_SUFFIXES"]
+__all__ = ["read_tomogram", "tomogram_geometry", "read_mrc", "write_mrc", "MRC_SUFFIXES"]
 
 #: File suffixes read as MRC.
 MRC_SUFFIXES: tuple[str, ...] = (".mrc", ".rec", ".map", ".st", ".mrcs")
@@ -74,6 +74,13 @@ def read_mrc(path: str | os.PathLike, voxel_size: float | Sequence[float] | None
     if data.dtype != np.float32:
         data = np.asarray(data, dtype=np.float32)
     data = check_volume(data, name=str(path))
+    vs = _mrc_voxel_size(path, header_zyx, voxel_size)
+    return Tomogram(data=data, voxel_size=vs, path=path, name=_run_name(path))
+
+
+def _mrc_voxel_size(
+    path: Path, header_zyx: tuple[float, float, float], voxel_size: float | Sequence[float] | None
+) -> tuple[float, float, float]:
     if voxel_size is None:
         if not all(v > 0 for v in header_zyx):
             raise VoxelSizeError(
@@ -81,7 +88,7 @@ def read_mrc(path: str | os.PathLike, voxel_size: float | Sequence[float] | None
                 "Pass voxel_size=<Å per voxel> (CLI: --voxel-size); cryopoint does not guess."
             )
         voxel_size = header_zyx
-    return Tomogram(data=data, voxel_size=as_voxel_size(voxel_size), path=path, name=_run_name(path))
+    return as_voxel_size(voxel_size)
 
 
 def read_tomogram(
@@ -106,7 +113,7 @@ def read_tomogram(
     """
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix == ".zarr" or (path.is_dir() and any((path / m).exists() for m in (".zgroup", ".zarray", "zarr.json"))):
+    if _is_zarr(path):
         if not path.exists():
             raise _missing(path, "an OME-Zarr store (a .zarr directory)")
         tomo = read_ome_zarr(path, level=level, voxel_size=voxel_size)
@@ -120,6 +127,40 @@ def read_tomogram(
     raise InvalidVolumeError(
         f"{path}: unknown tomogram format {suffix or '(no suffix)'!r}. Supported: .zarr, {', '.join(MRC_SUFFIXES)}."
     )
+
+
+def _is_zarr(path: Path) -> bool:
+    return path.suffix.lower() == ".zarr" or (
+        path.is_dir() and any((path / m).exists() for m in (".zgroup", ".zarray", "zarr.json"))
+    )
+
+
+def tomogram_geometry(
+    path: str | os.PathLike, level: int = 0, voxel_size: float | Sequence[float] | None = None
+) -> tuple[tuple[int, int, int], tuple[float, float, float]]:
+    """``(shape (Z, Y, X), voxel size (Å, z, y, x))`` of a tomogram as :func:`read_tomogram` would return it,
+    read from the metadata only (cheap for a whole split: no voxels are read).
+
+    Raises:
+        DataNotFoundError, VoxelSizeError, InvalidVolumeError: as :func:`read_tomogram`.
+    """
+    path = Path(path)
+    if _is_zarr(path):
+        if not path.exists():
+            raise _missing(path, "an OME-Zarr store (a .zarr directory)")
+        return ome_zarr_geometry(path, level=level, voxel_size=voxel_size)
+    if path.suffix.lower() in MRC_SUFFIXES and level == 0 and path.is_file():
+        try:
+            with mrcfile.open(path, mode="r", header_only=True, permissive=False) as mrc:
+                header = mrc.header
+                shape = (int(header.nz), int(header.ny), int(header.nx))
+                header_vs = mrc.voxel_size
+                header_zyx = (float(header_vs.z), float(header_vs.y), float(header_vs.x))
+        except ValueError as err:
+            raise InvalidVolumeError(f"{path} is not a valid MRC file: {err}") from None
+        return shape, _mrc_voxel_size(path, header_zyx, voxel_size)
+    tomo = read_tomogram(path, level=level, voxel_size=voxel_size)  # raises the same errors as reading
+    return tomo.shape, tomo.voxel_size
 
 
 def write_mrc(

@@ -30,9 +30,10 @@ import zarr
 from cryopoint.coords import as_voxel_size
 from cryopoint.errors import DataNotFoundError, VoxelSizeError
 from cryopoint.io.atomic import atomic_dir, refuse_inputs
+from cryopoint.io.axes import AxesLayout, zyx_layout
 from cryopoint.tomogram import Tomogram, check_volume
 
-__all__ = ["write_ome_zarr", "read_ome_zarr", "downsample2x", "voxel_size_from_folder"]
+__all__ = ["write_ome_zarr", "read_ome_zarr", "ome_zarr_geometry", "downsample2x", "voxel_size_from_folder"]
 
 _FOLDER_SPACING = re.compile(r"^VoxelSpacing(\d+(?:\.\d+)?)$")
 
@@ -148,55 +149,32 @@ def voxel_size_from_folder(path: str | os.PathLike) -> float | None:
     return None
 
 
-def _scale_from_metadata(attrs: dict[str, Any], level: int) -> tuple[float, float, float] | None:
-    """The (z, y, x) scale of ``level`` from OME-NGFF 0.4 or 0.5 attributes, or None when absent."""
+def _axes_and_scale(attrs: dict[str, Any], level: int) -> tuple[list | None, list[float] | None]:
+    """The multiscale's ``axes`` and the full ``scale`` of ``level`` (stored axis order, the axes' units) from
+    OME-NGFF 0.4 or 0.5 attributes; None for what is absent. :mod:`cryopoint.io.axes` turns them into Å, z, y, x."""
     multiscales = attrs.get("multiscales") or (attrs.get("ome") or {}).get("multiscales")
     if not multiscales:
-        return None
+        return None, None
     ms = multiscales[0]
+    axes = ms.get("axes") or None
     datasets = ms.get("datasets") or []
     dataset = next((d for d in datasets if str(d.get("path")) == str(level)), None)
     if dataset is None:
-        return None
+        return axes, None
     scale = None
     for transform in dataset.get("coordinateTransformations") or []:
         if transform.get("type") == "scale" and transform.get("scale") is not None:
             scale = np.asarray(transform["scale"], dtype=np.float64)
     if scale is None:
-        return None
+        return axes, None
     for transform in ms.get("coordinateTransformations") or []:  # optional multiscale-wide scale
         if transform.get("type") == "scale" and transform.get("scale") is not None:
             scale = scale * np.asarray(transform["scale"], dtype=np.float64)
-    axes = ms.get("axes")
-    if axes and len(axes) == len(scale):
-        names = [a.get("name") if isinstance(a, dict) else a for a in axes]
-        if all(n in names for n in ("z", "y", "x")):
-            return tuple(float(scale[names.index(n)]) for n in ("z", "y", "x"))  # type: ignore[return-value]
-    return tuple(float(s) for s in scale[-3:])  # type: ignore[return-value]
+    return axes, [float(s) for s in scale]
 
 
-def read_ome_zarr(
-    path: str | os.PathLike, level: int = 0, voxel_size: float | Sequence[float] | None = None
-) -> Tomogram:
-    """Read one resolution level of an OME-Zarr tomogram (zarr format 2 or 3).
-
-    The voxel size is, in order: ``voxel_size`` when given (explicit wins); the ``scale`` of ``level`` in
-    the OME-NGFF multiscales metadata; a ``VoxelSpacing<value>`` parent folder x ``2**level``.
-
-    Args:
-        path: A ``.zarr`` group with arrays ``"0"``, ``"1"``, ... (or a single array).
-        level: Resolution level (0 = full).
-        voxel_size: Å per voxel of the returned level, overriding the metadata.
-
-    Returns:
-        Tomogram with float32 data ``(Z, Y, X)`` and voxel size (Å, z, y, x) of ``level``.
-
-    Raises:
-        DataNotFoundError: the store or the level does not exist (lists the levels present).
-        VoxelSizeError: no voxel size in metadata, folder name or arguments.
-        InvalidVolumeError: not 3-D, or NaN/Inf voxels.
-    """
-    path = Path(path)
+def _open_level(path: Path, level: int) -> tuple[Any, dict[str, Any]]:
+    """The zarr array of ``level`` and the store's attributes."""
     try:
         node = zarr.open(store=str(path), mode="r")
     except (FileNotFoundError, zarr.errors.NodeNotFoundError) as err:
@@ -205,17 +183,23 @@ def read_ome_zarr(
     if isinstance(node, zarr.Array):
         if level != 0:
             raise DataNotFoundError(f"{path} is a single array: only level 0 exists, not level {level}.")
-        array = node
-    else:
-        present = sorted(node.array_keys())
-        if str(level) not in present:
-            raise DataNotFoundError(
-                f"{path} has no resolution level {level!r}; levels present: {', '.join(present) or 'none'}."
-            )
-        array = node[str(level)]
-    data = check_volume(np.asarray(array[...], dtype=np.float32), name=f"{path} level {level}")
+        return node, attrs
+    present = sorted(node.array_keys())
+    if str(level) not in present:
+        raise DataNotFoundError(
+            f"{path} has no resolution level {level!r}; levels present: {', '.join(present) or 'none'}."
+        )
+    return node[str(level)], attrs
+
+
+def _layout(
+    path: Path, array: Any, attrs: dict[str, Any], level: int, voxel_size: float | Sequence[float] | None
+) -> tuple[AxesLayout, tuple[float, float, float]]:
+    """The axes layout of ``level`` and its voxel size (Å, z, y, x): explicit, metadata, or folder name."""
+    axes, scale = _axes_and_scale(attrs, level)
+    layout = zyx_layout(axes, scale if voxel_size is None else None, array.shape, source=f"{path} level {level}")
     if voxel_size is None:
-        voxel_size = _scale_from_metadata(attrs, level)
+        voxel_size = layout.voxel_size
     if voxel_size is None:
         folder = voxel_size_from_folder(path)
         voxel_size = None if folder is None else folder * 2**level
@@ -224,4 +208,45 @@ def read_ome_zarr(
             f"{path} has no voxel size: no OME-NGFF multiscales scale for level {level} and no VoxelSpacing<Å> "
             "parent folder. Pass voxel_size=<Å per voxel> (CLI: --voxel-size)."
         )
-    return Tomogram(data=data, voxel_size=as_voxel_size(voxel_size), path=path)
+    return layout, as_voxel_size(voxel_size)
+
+
+def read_ome_zarr(
+    path: str | os.PathLike, level: int = 0, voxel_size: float | Sequence[float] | None = None
+) -> Tomogram:
+    """Read one resolution level of an OME-Zarr tomogram (zarr format 2 or 3).
+
+    The voxel size is, in order: ``voxel_size`` when given (explicit wins); the ``scale`` of ``level`` in
+    the OME-NGFF multiscales metadata, converted from the axes' units to Å; a ``VoxelSpacing<value>`` parent
+    folder x ``2**level``. Axes stored in another order (``x, y, z``) are transposed to ``(z, y, x)``, and
+    length-1 time/channel axes dropped (see :mod:`cryopoint.io.axes`).
+
+    Args:
+        path: A ``.zarr`` group with arrays ``"0"``, ``"1"``, ... (or a single array).
+        level: Resolution level (0 = full).
+        voxel_size: Å per voxel of the returned level (z, y, x), overriding the metadata.
+
+    Returns:
+        Tomogram with float32 data ``(Z, Y, X)`` and voxel size (Å, z, y, x) of ``level``.
+
+    Raises:
+        DataNotFoundError: the store or the level does not exist (lists the levels present).
+        VoxelSizeError: no voxel size in metadata, folder name or arguments, or a unit that is not a length.
+        InvalidVolumeError: not 3-D, axes that are not z, y, x, or NaN/Inf voxels.
+    """
+    path = Path(path)
+    array, attrs = _open_level(path, level)
+    layout, vs = _layout(path, array, attrs, level, voxel_size)
+    data = check_volume(layout.apply(array), name=f"{path} level {level}")
+    return Tomogram(data=data, voxel_size=vs, path=path)
+
+
+def ome_zarr_geometry(
+    path: str | os.PathLike, level: int = 0, voxel_size: float | Sequence[float] | None = None
+) -> tuple[tuple[int, int, int], tuple[float, float, float]]:
+    """``(shape (Z, Y, X), voxel size (Å, z, y, x))`` of a level as :func:`read_ome_zarr` would return it,
+    from the metadata alone (no voxels are read)."""
+    path = Path(path)
+    array, attrs = _open_level(path, level)
+    layout, vs = _layout(path, array, attrs, level, voxel_size)
+    return layout.shape(array.shape), vs
