@@ -287,7 +287,7 @@ def run_batch(inputs: dict[str, Path | str], opts: BatchOptions, console: Consol
 
         if ranks:
             work = lambda run, source, step: process_run(run, source, detector, opts, devices[0], step)  # noqa: E731
-            statuses.update(ranks.run(todo, work, on_event, console))
+            statuses.update(ranks.run(todo, opts.out_dir, work, on_event, console))
         elif len(devices) > 1 and len(todo) > 1:
             _run_parallel(todo, opts, on_event)
         elif todo:

@@ -9,10 +9,11 @@
 
 1. Each process detects on one device: ``--devices`` entry ``LOCAL_RANK`` if given, else GPU ``LOCAL_RANK``
    when CUDA is available, else the CPU (:func:`pick_device`).
-2. Rank 0's list of runs left to do (not finished in ``OUT/runs/``, or all of them with ``overwrite``) is
-   broadcast, so every rank shares out the same list even while others already write; each rank takes every
-   ``world_size``-th run of it (:func:`shard`) and detects in them one at a time, writing each run's result
-   atomically to ``OUT/runs/`` (which must be storage every machine sees).
+2. Every rank checks that it sees a file rank 0 writes under ``OUT/runs/`` (:meth:`Ranks.check_shared`), so a
+   multi-machine job with ``--out`` on local disks stops before any work. Rank 0's list of runs left to do
+   (not finished in ``OUT/runs/``, or all of them with ``overwrite``) is broadcast, so every rank shares out
+   the same list even while others already write; each rank takes every ``world_size``-th run of it
+   (:func:`shard`) and detects in them one at a time, writing each run's result atomically to ``OUT/runs/``.
 3. Every rank then joins one collective that also gathers the run statuses (a rank with nothing to do joins
    it at once); rank 0 writes the combined outputs from the per-run files and broadcasts the summary, so
    every rank returns the same summary (and ``tools/detect.py`` the same exit code).
@@ -25,9 +26,12 @@ already written are kept and a rerun resumes from them.
 from __future__ import annotations
 
 import os
+import socket
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
@@ -36,6 +40,7 @@ from rich.console import Console
 
 from cryopoint.engine.distributed import DistInfo, broadcast_object, cleanup, gather_objects, init_distributed
 from cryopoint.errors import ConfigError
+from cryopoint.io import atomic_write_text
 
 __all__ = ["WAIT", "Ranks", "launched_by_torchrun", "pick_device", "shard"]
 
@@ -123,9 +128,28 @@ class Ranks:
     def devices(self) -> tuple[str, ...]:
         return (self.device,)
 
+    def check_shared(self, out_dir: Path) -> None:
+        """Refuse, on every rank alike, when some rank does not see a file that rank 0 writes under ``out_dir``."""
+        if not self.info.distributed:
+            return
+        probe = out_dir / "runs" / f".shared-{uuid.uuid4().hex}" if self.is_main else None
+        if probe is not None:
+            atomic_write_text(probe, "rank 0 writes; every rank must see this file\n")
+        probe = broadcast_object(probe, self.info)
+        seen = gather_objects((socket.gethostname(), probe.is_file()), self.info)
+        if self.is_main:
+            probe.unlink()
+        blind = sorted({host for host, ok in seen if not ok})
+        if blind:
+            raise ConfigError(
+                f"--out {out_dir} is not shared storage: {', '.join(blind)} cannot see the files rank 0 writes "
+                "there. Put --out (and the inputs) on a file system every machine mounts at the same path."
+            )
+
     def run(
         self,
         todo: dict[str, Any],
+        out_dir: Path,
         process: Callable[[str, Any, Callable[[int, int], None]], dict],
         on_event: Callable[..., None],
         console: Console,
@@ -134,6 +158,7 @@ class Ranks:
 
         Args:
             todo: ``{run: source}`` left to do, as this rank sees it (rank 0's is used by all).
+            out_dir: The output folder, which every rank must see (checked first).
             process: ``process(run, source, step) -> status``; writes the run's results.
             on_event: ``run_batch``'s progress callback (``start``, ``step``, ``done``).
             console: Where each finished run is logged with its rank.
@@ -142,6 +167,7 @@ class Ranks:
             The status of every run that any rank processed, ``{run: status}``.
         """
         rank, world = self.info.rank, self.info.world_size
+        self.check_shared(out_dir)
         items = broadcast_object(list(todo.items()), self.info)
         mine = shard(items, rank, world)
         done: dict[str, dict] = {}

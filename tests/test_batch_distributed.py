@@ -55,22 +55,65 @@ def test_torchrun_is_recognised_by_its_environment(monkeypatch):
     assert not dist.is_initialized()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def test_out_on_unshared_disks_is_refused_before_any_work(tmp_path, monkeypatch):
+    """Rank 0's view when another machine cannot see its probe file: every rank raises the same clear error."""
+    import cryopoint.batch_distributed as bd
+    from cryopoint.engine.distributed import DistInfo
+
+    sent = []
+    monkeypatch.setattr(bd, "broadcast_object", lambda obj, info: sent.append(obj) or obj)
+    monkeypatch.setattr(bd, "gather_objects", lambda obj, info: [obj, ("node-b", False)])
+    ranks = Ranks(info=DistInfo(rank=0, world_size=2), device="cpu")
+    with pytest.raises(ConfigError, match="node-b cannot see"):
+        ranks.run({"TS_a": tmp_path / "a.zarr"}, tmp_path / "out", lambda *a: pytest.fail("ran"), None, None)
+    assert sent and sent[0].parent == tmp_path / "out" / "runs" and not sent[0].exists()  # probe removed
+    monkeypatch.setattr(bd, "gather_objects", lambda obj, info: [obj, ("node-b", True)])
+    ranks.check_shared(tmp_path / "out")  # every rank sees it: no error
+    assert list((tmp_path / "out" / "runs").iterdir()) == []
 
 
-def _torchrun(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    """``python -m torch.distributed.run --nproc-per-node 2 tools/detect.py ARGS`` on CPU (gloo)."""
-    env = {k: v for k, v in os.environ.items() if k not in TORCHRUN_ENV and k != "CUDA_VISIBLE_DEVICES"}
+def _free_ports(n: int) -> list[int]:
+    """``n`` distinct free TCP ports (held open together while chosen, so they differ)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _torchrun_all(arg_lists: list[list[str]], cwd: Path) -> list[str]:
+    """``python -m torch.distributed.run --nproc-per-node 2 tools/detect.py ARGS`` on CPU (gloo), one launch per
+    argument list, run side by side; returns each launch's stdout once all succeeded."""
+    env = {k: v for k, v in os.environ.items() if k not in TORCHRUN_ENV}
     env.update(PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(_free_port())]
-    done = subprocess.run(
-        [*cmd, str(REPO / "tools" / "detect.py"), *args], capture_output=True, text=True, timeout=180, cwd=cwd, env=env
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return done
+    launches = []
+    for args, port in zip(arg_lists, _free_ports(len(arg_lists))):
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(port)]
+        launches.append(
+            subprocess.Popen(
+                [*cmd, str(REPO / "tools" / "detect.py"), *args],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                cwd=cwd,
+                env=env,
+            )  # fmt: skip
+        )
+    outputs = []
+    try:
+        for launch in launches:
+            stdout, stderr = launch.communicate(timeout=240)
+            assert launch.returncode == 0, stdout[-3000:] + stderr[-3000:]
+            outputs.append(stdout)
+    finally:
+        for launch in launches:
+            if launch.poll() is None:
+                launch.kill()
+                launch.wait()
+    return outputs
 
 
 def _outputs(out: Path) -> dict[str, str]:
@@ -95,28 +138,24 @@ def test_two_gloo_ranks_merge_to_the_single_process_outputs(tmp_path):
     expected = _outputs(single)
     assert pd.read_csv(single / "peaks.csv")["experiment"].nunique() == len(RUNS)  # every run has peaks to compare
 
-    # TS_a done before: the two ranks share TS_b and TS_c (one each), and rank 0 merges all three.
-    out = tmp_path / "out"
-    (out / "runs").mkdir(parents=True)
-    for name in ("TS_a.json", "TS_a.peaks.csv"):
-        shutil.copy2(single / "runs" / name, out / "runs" / name)
-    args = ["--model", "blob", "--root", str(root), "--out", str(out), "--formats", *formats]
-    first = _torchrun(args, tmp_path)
-    assert _outputs(out) == expected
-    devices = {run: _status(out, run)["device"] for run in RUNS}
-    assert devices == dict.fromkeys(RUNS, "cpu")
-    assert "rank 0/2 (cpu) 1/1" in first.stdout and "rank 1/2 (cpu) 1/1" in first.stdout  # both ranks worked
-    assert first.stdout.count("cryopoint detect") == 1  # one summary table, from rank 0
+    # Two jobs side by side, as after interrupted runs. "both": TS_a was done before, so the two ranks share
+    # TS_b and TS_c. "idle": TS_a and TS_b were done, so only TS_c is left and rank 1 finds its share done.
+    jobs = {"both": ("TS_a",), "idle": ("TS_a", "TS_b")}
+    kept = {}
+    for job, done in jobs.items():
+        (tmp_path / job / "runs").mkdir(parents=True)
+        for run in done:
+            for suffix in (".json", ".peaks.csv"):
+                shutil.copy2(single / "runs" / f"{run}{suffix}", tmp_path / job / "runs" / f"{run}{suffix}")
+            kept[job, run] = (tmp_path / job / "runs" / f"{run}.peaks.csv").stat().st_mtime_ns
+    args = ["--model", "blob", "--root", str(root), "--formats", *formats]
+    both, idle = _torchrun_all([[*args, "--out", str(tmp_path / job)] for job in jobs], tmp_path)
 
-    # Resume as after a kill while TS_c was in flight: only TS_c is left, so rank 1 finds its share done and
-    # waits for rank 0; the finished runs are not redone and the merge still equals the single process.
-    (out / "runs" / "TS_c.json").unlink()
-    for name in OUTPUTS:
-        (out / name).unlink()
-    kept = {run: (out / "runs" / f"{run}.peaks.csv").stat().st_mtime_ns for run in ("TS_a", "TS_b")}
-    second = _torchrun(args, tmp_path)
-    assert "rank 1/2 (cpu): nothing left to do" in second.stdout
-    assert "rank 0/2 (cpu) 1/1 TS_c: ok" in second.stdout
-    assert {run: (out / "runs" / f"{run}.peaks.csv").stat().st_mtime_ns for run in kept} == kept
-    assert _status(out, "TS_c")["status"] == "ok"
-    assert _outputs(out) == expected
+    for job in jobs:  # rank 0 merged every run, whichever rank (or earlier job) wrote it, as one process does
+        out = tmp_path / job
+        assert _outputs(out) == expected, job
+        assert {run: _status(out, run)["status"] for run in RUNS} == dict.fromkeys(RUNS, "ok")
+    assert {(job, run): (tmp_path / job / "runs" / f"{run}.peaks.csv").stat().st_mtime_ns for job, run in kept} == kept
+    assert "rank 0/2 (cpu) 1/1 TS_b: ok" in both and "rank 1/2 (cpu) 1/1 TS_c: ok" in both  # both ranks worked
+    assert "rank 1/2 (cpu): nothing left to do" in idle and "rank 0/2 (cpu) 1/1 TS_c: ok" in idle
+    assert both.count("cryopoint detect") == idle.count("cryopoint detect") == 1  # one summary table, from rank 0
