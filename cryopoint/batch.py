@@ -33,6 +33,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cryopoint.api import COLUMNS, Detector, detect, load
+from cryopoint.batch_distributed import Ranks
 from cryopoint.errors import DataNotFoundError
 from cryopoint.io import (
     atomic_path,
@@ -255,7 +256,9 @@ def run_batch(inputs: dict[str, Path | str], opts: BatchOptions, console: Consol
     unknown = sorted(set(opts.formats) - set(FORMATS))
     if unknown:
         raise ValueError(f"Unknown output format(s) {unknown}; choose from {', '.join(FORMATS)}.")
-    devices = opts.devices or tuple(f"cuda:{i}" for i in range(torch.cuda.device_count())) or ("cpu",)
+    ranks = Ranks.from_env(opts.devices)  # under torchrun: this process's device and its share of the runs
+    devices = ranks.devices if ranks else opts.devices or tuple(f"cuda:{i}" for i in range(torch.cuda.device_count()))
+    devices = devices or ("cpu",)
     opts = BatchOptions(**{**opts.__dict__, "devices": devices, "out_dir": Path(opts.out_dir)})
     console = console or Console()
     detector = opts.model if opts.model == "blob" else load(opts.model)  # a bad checkpoint fails before any run
@@ -267,7 +270,7 @@ def run_batch(inputs: dict[str, Path | str], opts: BatchOptions, console: Consol
         else:
             todo[run] = source
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as bar:  # fmt: skip
+                  console=console, transient=True, disable=ranks is not None) as bar:  # fmt: skip
         overall = bar.add_task("tomograms", total=len(todo))
         lanes = [bar.add_task(f"{d}: waiting", total=None) for d in devices]
 
@@ -282,7 +285,10 @@ def run_batch(inputs: dict[str, Path | str], opts: BatchOptions, console: Consol
                 if a["status"] == "failed":
                     console.print(f"[red]{run} failed[/]: {a['error']}")
 
-        if len(devices) > 1 and len(todo) > 1:
+        if ranks:
+            work = lambda run, source, step: process_run(run, source, detector, opts, devices[0], step)  # noqa: E731
+            statuses.update(ranks.run(todo, opts.out_dir, work, on_event, console))
+        elif len(devices) > 1 and len(todo) > 1:
             _run_parallel(todo, opts, on_event)
         elif todo:
             for run, source in todo.items():
@@ -290,10 +296,13 @@ def run_batch(inputs: dict[str, Path | str], opts: BatchOptions, console: Consol
                 step = lambda d, t, run=run: on_event("step", 0, run, d, t)  # noqa: E731
                 on_event("done", 0, run, process_run(run, source, detector, opts, devices[0], step), None)
     runs = list(inputs)
+    if ranks and not ranks.is_main:
+        return ranks.summary(None)  # rank 0 writes the combined outputs from every rank's per-run files
     picks = _assemble(runs, statuses, opts, _thresholds(opts, detector))
     console.print(_summary_table(runs, statuses, picks))
-    return pd.DataFrame([
+    summary = pd.DataFrame([
         {"run": r, "status": "skipped" if statuses[r].get("skipped") else statuses[r]["status"],
          "seconds": statuses[r].get("seconds", 0.0), "error": statuses[r].get("error", "")}
         for r in runs
     ])  # fmt: skip
+    return ranks.summary(summary) if ranks else summary

@@ -4,7 +4,9 @@
     python tools/detect.py --model blob --files a.zarr b.mrc --voxel-size 10.012 --out preds/ --formats raw star5
 
 Per-run results land in OUT/runs/ as each tomogram finishes; a rerun skips finished runs (--overwrite redoes
-them). The exit code is 1 if any run failed (the others still finish and are written).
+them). The exit code is 1 if any run failed (the others still finish and are written). Under
+`torchrun --nnodes N --nproc-per-node G tools/detect.py ...` the runs are shared out across the processes
+(cryopoint/batch_distributed.py) and rank 0 writes the combined files.
 """
 
 import argparse
@@ -32,7 +34,12 @@ def main(argv=None) -> int:
     p.add_argument("--formats", nargs="+", default=["submission", "raw"], choices=FORMATS)
     p.add_argument("--overlay-root", type=Path, help="copick overlay root (default: OUT/overlay)")
     p.add_argument("--threshold", type=float, help="one score threshold for every class (default: the model's)")
-    p.add_argument("--devices", nargs="+", default=[], help="e.g. cuda:0 cuda:1 (default: every GPU, else cpu)")
+    p.add_argument(
+        "--devices",
+        nargs="+",
+        default=[],
+        help="e.g. cuda:0 cuda:1 (default: every GPU, else cpu); under torchrun one per process on a machine",
+    )
     p.add_argument("--tta", action="store_true", default=None, help="flip test-time augmentation (4x slower)")
     p.add_argument("--batch-size", type=int, help="windows per forward pass (default: the model's config)")
     p.add_argument("--roi", type=int, nargs=3, help="window z y x voxels (default: the model's; smaller = less memory)")

@@ -8,11 +8,20 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistInfo", "init_distributed", "shard_indices", "barrier", "broadcast_object", "cleanup"]
+__all__ = [
+    "DistInfo",
+    "init_distributed",
+    "shard_indices",
+    "barrier",
+    "broadcast_object",
+    "gather_objects",
+    "cleanup",
+]
 
 
 @dataclass(frozen=True)
@@ -48,13 +57,14 @@ def _pick_device(name: str, local_rank: int) -> torch.device:
     return torch.device(name)
 
 
-def init_distributed(device: str = "auto") -> DistInfo:
+def init_distributed(device: str = "auto", timeout: timedelta | None = None) -> DistInfo:
     """Join the process group when launched by ``torchrun``; otherwise describe a single process.
 
     Backend: ``nccl`` on CUDA, ``gloo`` on CPU.
 
     Args:
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or any torch device string.
+        timeout: How long a collective (e.g. a barrier) may wait for the slowest rank (torch's default if None).
     """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -63,7 +73,7 @@ def init_distributed(device: str = "auto") -> DistInfo:
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
     if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo", timeout=timeout)
     return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank, device=dev)
 
 
@@ -90,6 +100,15 @@ def broadcast_object(obj, info: DistInfo):
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def gather_objects(obj, info: DistInfo) -> list:
+    """Every rank's ``obj``, in rank order, on every rank (``[obj]`` in a single process)."""
+    if not info.distributed:
+        return [obj]
+    box = [None] * info.world_size
+    dist.all_gather_object(box, obj)
+    return box
 
 
 def cleanup(info: DistInfo) -> None:
