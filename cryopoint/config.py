@@ -198,6 +198,10 @@ class TrainConfig:
     init_from: str = ""
 
 
+#: What runs the network on a CPU (``infer.runtime``).
+RUNTIMES = ("torch", "onnxruntime", "auto")
+
+
 @dataclass
 class InferConfig:
     """Sliding-window inference used for validation (and stored as the detector's default).
@@ -205,7 +209,9 @@ class InferConfig:
     ``fast_cpu``: on a CPU, run an inference copy of the network with BatchNorm folded into the convolutions and
     NHWC (channels_last) layout (:mod:`cryopoint.model.optimize`): same scores to float rounding, ~2x faster.
     ``cpu_bf16``: on a CPU, compute in bfloat16 under autocast (faster where the CPU has bf16 instructions;
-    heatmaps differ by up to ~0.01). On CUDA, bf16 autocast is always on. Measured: ``benchmarks/inference.py``.
+    heatmaps differ by up to ~0.01). On CUDA, bf16 autocast is always on. ``runtime``: what runs the network on
+    a CPU: ``torch``, ``onnxruntime`` (the ``cryopoint[onnx]`` extra; exported once per window shape and cached)
+    or ``auto`` (ONNX Runtime where installed, else PyTorch). Measured: ``benchmarks/results/inference.md``.
     """
 
     roi: list[int] = field(default_factory=lambda: [64, 128, 128])
@@ -215,6 +221,7 @@ class InferConfig:
     blend: str = "gaussian"
     fast_cpu: bool = True
     cpu_bf16: bool = False
+    runtime: str = "torch"
 
 
 @dataclass
@@ -401,6 +408,7 @@ def _validate(cfg: Config) -> None:
         (cfg.train.val_every > 0 and cfg.train.log_every > 0, "train.val_every and train.log_every must be positive"),
         (0.0 <= cfg.train.ema_decay < 1.0, "train.ema_decay must be in [0, 1)"),
         (0.0 <= cfg.infer.overlap < 1.0, "infer.overlap must be in [0, 1)"),
+        (cfg.infer.runtime in RUNTIMES, f"infer.runtime must be one of {', '.join(RUNTIMES)}"),
         (0.0 <= cfg.post.threshold_tolerance < 1.0, "post.threshold_tolerance must be in [0, 1) (F-beta units)"),
         (cfg.data.samples_per_epoch > 0, "data.samples_per_epoch must be positive"),
     ]

@@ -21,10 +21,18 @@ import torch
 from torch import nn
 
 from cryopoint.data.normalize import normalize_volume
-from cryopoint.errors import InvalidVolumeError
+from cryopoint.errors import ConfigError, InvalidVolumeError
 from cryopoint.tomogram import Tomogram, check_volume
 
-__all__ = ["sliding_window", "predict_heatmaps", "predict_peaks", "window_starts", "importance_map", "TTA_FLIPS"]
+__all__ = [
+    "sliding_window",
+    "predict_heatmaps",
+    "predict_peaks",
+    "window_starts",
+    "importance_map",
+    "TTA_FLIPS",
+    "resolve_runtime",
+]
 
 #: Flip test-time augmentation: identity plus one flip per spatial axis of a (B, C, D, H, W) batch.
 TTA_FLIPS: tuple[tuple[int, ...], ...] = ((), (2,), (3,), (4,))
@@ -169,6 +177,7 @@ def predict_heatmaps(
     progress: Callable[[int, int], None] | None = None,
     normalized: bool = False,
     cpu_bf16: bool = False,
+    runtime: str = "torch",
 ) -> tuple[np.ndarray, int]:
     """Per-class heatmaps of a whole tomogram: normalise, slide ``model`` over it, blend probabilities.
 
@@ -187,6 +196,8 @@ def predict_heatmaps(
         normalized: The volume already went through :func:`~cryopoint.data.normalize.normalize_volume` (the
             training data's cached volumes): do not normalise it again.
         cpu_bf16: On a CPU, run the network under bfloat16 autocast (CUDA always does).
+        runtime: What runs the network on a CPU: ``"torch"``, ``"onnxruntime"`` (exported once per window shape,
+            cached; needs the ``cryopoint[onnx]`` extra) or ``"auto"`` (ONNX Runtime where installed).
 
     Returns:
         ``(heatmaps, stride)``: float32 ``(num_classes, Z', Y', X')`` probabilities with
@@ -208,8 +219,15 @@ def predict_heatmaps(
     roi = tuple(min(-(-int(r) // q), -(-n // q)) * q for r, q, n in zip(roi, quanta, tomogram.shape))
     volume = tomogram.data if normalized else normalize_volume(tomogram.data)
 
+    if resolve_runtime(runtime, device) == "onnxruntime":
+        from cryopoint.model.onnx_runtime import onnx_forward
+
+        forward = onnx_forward(model, roi)
+    else:
+        forward = model
+
     def predict(x: torch.Tensor) -> torch.Tensor:
-        return model.heatmaps(model(x))
+        return model.heatmaps(forward(x))
 
     heatmaps = sliding_window(
         _flip_tta(predict) if tta else predict,
@@ -225,6 +243,21 @@ def predict_heatmaps(
         cpu_bf16=cpu_bf16,
     )
     return heatmaps, stride
+
+
+def resolve_runtime(runtime: str, device: str | torch.device = "cpu") -> str:
+    """What will run the network: ``"torch"`` or ``"onnxruntime"`` (CPU only; ``"auto"``: where installed)."""
+    from cryopoint.model import onnx_runtime
+
+    if runtime not in ("torch", "onnxruntime", "auto"):
+        raise ConfigError(f"infer.runtime must be 'torch', 'onnxruntime' or 'auto'; got {runtime!r}.")
+    if torch.device(device).type != "cpu" or runtime == "torch":
+        return "torch"
+    if onnx_runtime.available():
+        return "onnxruntime"
+    if runtime == "auto":
+        return "torch"
+    raise ConfigError("infer.runtime='onnxruntime' needs ONNX Runtime: pip install -e '.[onnx]' (or runtime='torch').")
 
 
 def _input_multiple(model: nn.Module) -> tuple[int, int, int]:
@@ -265,9 +298,12 @@ def predict_peaks(
     from cryopoint.model.optimize import inference_copy
     from cryopoint.post.nms import find_peaks
 
+    runtime = resolve_runtime(infer["runtime"], device)
+
     with torch.inference_mode():
         heatmaps, stride = predict_heatmaps(
-            inference_copy(model, device) if infer["fast_cpu"] else model,  # same scores, ~2x faster on a CPU
+            # same scores, faster on a CPU; ONNX Runtime does its own folding on the network as trained
+            inference_copy(model, device) if infer["fast_cpu"] and runtime == "torch" else model,
             tomogram,
             roi=infer["roi"],
             overlap=infer["overlap"],
@@ -278,6 +314,7 @@ def predict_peaks(
             progress=progress,
             normalized=normalized,
             cpu_bf16=infer["cpu_bf16"],
+            runtime=runtime,
         )
         # on CUDA the heatmaps stay on the device (sparse torch NMS); on the CPU the numpy path is ~2x faster
         on_gpu = torch.device(device).type == "cuda"

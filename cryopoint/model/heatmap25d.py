@@ -226,8 +226,9 @@ class Heatmap25D(nn.Module):
         # put) and both depth ends by (k - t)/2 so every encoded position has a full slab; edges are replicated.
         x = F.pad(x, (0, pad[2], 0, pad[1], half, half + pad[0]), mode="replicate")
         depth = size[0] + pad[0]
-        slabs = x[:, 0].unfold(1, k, t)  # (B, D/t, H, W, k): slab j holds padded slices j*t .. j*t + k - 1
-        images = rearrange(slabs, "b d h w k -> (b d) k h w")
+        n = depth // t  # encoded depth positions; slab j holds padded slices j*t .. j*t + k - 1
+        slabs = torch.stack([x[:, 0, i : i + (n - 1) * t + 1 : t] for i in range(k)], dim=2)  # (B, D/t, k, H, W)
+        images = rearrange(slabs, "b d k h w -> (b d) k h w")
         feats = [rearrange(f, "(b d) c h w -> b c d h w", b=b) for f in self._encode(images)]  # (B, C_i, D/g_i, ...)
         skips = [*feats[:-1][::-1]] + [None] * (len(self.decoder.levels) - len(feats) + 1)
         sizes = [
