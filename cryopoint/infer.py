@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from cryopoint.data.normalize import normalize_volume
-from cryopoint.errors import InvalidVolumeError
+from cryopoint.errors import ConfigError, InvalidVolumeError
 from cryopoint.tomogram import Tomogram, check_volume
 
 __all__ = ["sliding_window", "predict_heatmaps", "predict_peaks", "window_starts", "importance_map", "TTA_FLIPS"]
@@ -91,6 +91,8 @@ def sliding_window(
         float32 array ``(C, ceil(Z/s), ceil(Y/s), ceil(X/s))``. Volumes smaller than a window (or not a
         multiple of ``s``) are zero-padded at the far end and the padding is cropped from the result.
     """
+    if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
+        raise ConfigError(f"batch_size must be a whole number >= 1 (windows per forward pass); got {batch_size}.")
     vol = np.asarray(volume)
     vol = vol[0] if vol.ndim == 4 and vol.shape[0] == 1 else vol
     check_volume(vol, name="volume")
@@ -177,7 +179,8 @@ def predict_heatmaps(
     Args:
         model: A cryopoint model (``output_stride``, ``num_classes``, ``heatmaps(logits)``).
         tomogram: The volume and its voxel size.
-        roi: Window size in voxels ``(D, H, W)``; rounded up to the model's ``input_multiple``.
+        roi: Window size in voxels ``(D, H, W)``; rounded up to the model's ``input_multiple``, and clipped to
+            the volume (so rounded up).
         overlap, batch_size, device, blend, progress: As in :func:`sliding_window`.
         tta: Average over flips (4 passes per window).
         normalized: The volume already went through :func:`~cryopoint.data.normalize.normalize_volume` (the
@@ -198,7 +201,10 @@ def predict_heatmaps(
             f"of view {multiple}; use a larger tomogram (or a less binned one)."
         )
     stride = int(model.output_stride)
-    roi = tuple(-(-int(r) // np.lcm(m, stride)) * np.lcm(m, stride) for r, m in zip(roi, multiple))
+    # Rounded up to the model's input multiple; never larger than the (so padded) volume, where it would only
+    # add zero padding (--roi 4000 4000 4000 would ask for hundreds of GiB).
+    steps = [int(np.lcm(m, stride)) for m in multiple]
+    roi = tuple(-(-min(int(r), n) // q) * q for r, n, q in zip(roi, tomogram.shape, steps))
     volume = tomogram.data if normalized else normalize_volume(tomogram.data)
 
     def predict(x: torch.Tensor) -> torch.Tensor:
