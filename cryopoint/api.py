@@ -137,7 +137,7 @@ def load(checkpoint: str | os.PathLike) -> Detector:
     try:
         payload = load_checkpoint(checkpoint)
     except DataNotFoundError as exc:
-        raise DataNotFoundError(f"{exc}{_model_name_hint(name)}") from exc
+        raise _unknown_model(name, exc) from exc
     names = [p["name"] for p in payload["particles"]]
     if tuple(names) != PARTICLE_NAMES:
         raise CheckpointError(
@@ -162,12 +162,14 @@ def load(checkpoint: str | os.PathLike) -> Detector:
     )
 
 
-def _model_name_hint(name: str) -> str:
-    """Names close to ``name`` (``"Blob"`` -> ``'blob'``), and which names are not paths."""
+def _unknown_model(name: str, missing: DataNotFoundError) -> DataNotFoundError:
+    """``missing`` with the model names close to ``name`` (``"Blob"`` -> ``'blob'``) and which names are not paths."""
     close = difflib.get_close_matches(name.lower(), list(MODEL_NAMES), n=2, cutoff=0.6)
     known = ", ".join(f"{n!r} ({what})" for n, what in MODEL_NAMES.items())
-    guess = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
-    return f"{guess} Model names: {known}; anything else is a checkpoint path."
+    known = f"Model names: {known}; anything else is a checkpoint path."
+    if close:
+        return DataNotFoundError(f"No checkpoint at {name}. Did you mean {' or '.join(map(repr, close))}? {known}")
+    return DataNotFoundError(f"{missing} {known}")
 
 
 def check_settings(

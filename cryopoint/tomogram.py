@@ -17,7 +17,7 @@ __all__ = ["Tomogram", "check_volume", "check_voxel_size", "PLAUSIBLE_VOXEL_SIZE
 PLAUSIBLE_VOXEL_SIZE = (1.0, 100.0)
 
 
-def check_voxel_size(voxel_size: float | tuple[float, ...], *, name: str = "tomogram") -> tuple[float, float, float]:
+def check_voxel_size(voxel_size: float | tuple[float, ...], *, what: str = "Voxel size") -> tuple[float, float, float]:
     """Normalise a voxel size to ``(z, y, x)`` Å and check it lies in :data:`PLAUSIBLE_VOXEL_SIZE`.
 
     Raises:
@@ -35,8 +35,8 @@ def check_voxel_size(voxel_size: float | tuple[float, ...], *, name: str = "tomo
     else:
         guess = ""
     raise VoxelSizeError(
-        f"The voxel size of {name} is {vs} Å per voxel (z, y, x), outside the plausible {low:g}-{high:g} Å for a "
-        f"tomogram.{guess} Pass it in Å (voxel_size=..., CLI --voxel-size), e.g. 10.012444 for the CZII data."
+        f"{what} {vs} Å per voxel (z, y, x) is outside the plausible {low:g}-{high:g} Å for a tomogram.{guess} "
+        "Pass it in Å (voxel_size=..., CLI --voxel-size), e.g. 10.012444 for the CZII data."
     )
 
 
@@ -85,8 +85,8 @@ class Tomogram:
             object.__setattr__(self, "path", Path(self.path))
         if not self.name and self.path is not None:
             object.__setattr__(self, "name", Path(self.path).name.split(".")[0])
-        label = f"tomogram {self.name}" if self.name else "the tomogram"
-        object.__setattr__(self, "voxel_size", check_voxel_size(self.voxel_size, name=label))
+        what = f"Voxel size of tomogram {self.name}" if self.name else "Voxel size"
+        object.__setattr__(self, "voxel_size", check_voxel_size(self.voxel_size, what=what))
         if self.data.ndim != 3:
             check_volume(self.data)
 

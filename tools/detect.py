@@ -4,7 +4,8 @@
     python tools/detect.py --model blob --files a.zarr b.mrc --voxel-size 10.012 --out preds/ --formats raw star5
 
 Per-run results land in OUT/runs/ as each tomogram finishes; a rerun skips finished runs (--overwrite redoes
-them). The exit code is 1 if any run failed (the others still finish and are written).
+them; a rerun with another model or other settings is refused unless --overwrite). The exit code is 1 if any
+run failed (the others still finish and are written), 2 for a bad command line or input (nothing is run).
 """
 
 import argparse
@@ -13,10 +14,12 @@ import sys
 from pathlib import Path
 
 from cryopoint.batch import FORMATS, BatchOptions, run_batch, runs_from_files, runs_from_root
+from cryopoint.cli import ArgumentParser, entry_point, read_thresholds
 
 
+@entry_point
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p = ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument(
         "--model",
         default=os.environ.get("CRYOPOINT_MODEL") or "default",
@@ -31,7 +34,9 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, required=True, help="output folder (per-run results and combined files)")
     p.add_argument("--formats", nargs="+", default=["submission", "raw"], choices=FORMATS)
     p.add_argument("--overlay-root", type=Path, help="copick overlay root (default: OUT/overlay)")
-    p.add_argument("--threshold", type=float, help="one score threshold for every class (default: the model's)")
+    cut = p.add_mutually_exclusive_group()
+    cut.add_argument("--threshold", type=float, help="one score threshold for every class (default: the model's)")
+    cut.add_argument("--thresholds", type=Path, help="per-class thresholds YAML (tools/tune_thresholds.py --out)")
     p.add_argument("--devices", nargs="+", default=[], help="e.g. cuda:0 cuda:1 (default: every GPU, else cpu)")
     p.add_argument("--tta", action="store_true", default=None, help="flip test-time augmentation (4x slower)")
     p.add_argument("--batch-size", type=int, help="windows per forward pass (default: the model's config)")
@@ -46,7 +51,7 @@ def main(argv=None) -> int:
         formats=tuple(args.formats),
         overlay_root=args.overlay_root,
         split=args.split,
-        thresholds=args.threshold,
+        thresholds=read_thresholds(args.thresholds) if args.thresholds else args.threshold,
         devices=tuple(args.devices),
         tta=args.tta,
         batch_size=args.batch_size,

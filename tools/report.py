@@ -12,8 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import yaml
-
+from cryopoint.cli import ArgumentParser, entry_point, read_thresholds
 from cryopoint.io import read_submission_csv
 from cryopoint.io.layout import TomogramsByRun, read_truth
 from cryopoint.viz.report import make_report
@@ -24,8 +23,9 @@ def _named(spec: str) -> tuple[str, Path]:
     return (name or Path(path).stem), Path(path)
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(
         "--predictions",
         required=True,
@@ -45,8 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     truth = read_truth(args.truth, split=args.split, runs=runs)
     thresholds = args.thresholds
     if thresholds and thresholds != "tune":
-        thresholds = yaml.safe_load(Path(thresholds).read_text())
-        thresholds = thresholds.get("thresholds", thresholds)
+        thresholds = read_thresholds(thresholds)
     tomograms = None
     if not args.no_tomograms:
         tomograms = TomogramsByRun(args.truth, runs, split=args.split)  # read only when a figure needs one
