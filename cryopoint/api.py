@@ -7,7 +7,10 @@
 
 from __future__ import annotations
 
+import difflib
+import math
 import os
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,22 +24,49 @@ from torch import nn
 
 from cryopoint.checkpoint import inference_weights, load_checkpoint
 from cryopoint.coords import VOXEL_COLUMNS, angstrom_to_voxel, as_voxel_size
-from cryopoint.errors import CheckpointError, VoxelSizeError
-from cryopoint.infer import predict_peaks
+from cryopoint.errors import (
+    AdjustedSettingWarning,
+    CheckpointError,
+    ConfigError,
+    DataNotFoundError,
+    ResampleWarning,
+    VoxelSizeError,
+)
+from cryopoint.infer import _input_multiple, predict_peaks
 from cryopoint.io import read_tomogram
 from cryopoint.particles import PARTICLE_NAMES
 from cryopoint.post.thresholds import apply_thresholds
 from cryopoint.tomogram import Tomogram, check_volume
 
-__all__ = ["Detector", "load", "detect", "as_tomogram", "MODEL_ENV", "MAX_RESAMPLE_FACTOR", "SAME_VOXEL_RTOL"]
+__all__ = [
+    "Detector",
+    "load",
+    "detect",
+    "as_tomogram",
+    "check_settings",
+    "MODEL_ENV",
+    "MODEL_NAMES",
+    "SAME_VOXEL_RTOL",
+    "WARN_UPSAMPLE",
+    "WARN_DOWNSAMPLE",
+    "MAX_RESAMPLED_VOXELS",
+]
 
 #: Environment variable naming the checkpoint ``detect`` uses when no model is passed.
 MODEL_ENV = "CRYOPOINT_MODEL"
+#: Model names that are not paths, and what they stand for.
+MODEL_NAMES = {"default": "the shipped model", "blob": "the training-free baseline, for detect only"}
 #: Voxel sizes within this relative difference of the model's are used as they are (10.012 vs 10.0 Å).
 SAME_VOXEL_RTOL = 0.02
-#: Largest resampling factor per axis: beyond 2x the particles' look (noise, CTF, blur) differs from
-#: what the model saw in training, and a 2x upsampled 630^3-class tomogram already takes 8x the memory.
-MAX_RESAMPLE_FACTOR = 2.0
+#: Any resampling factor the volume can bear is used; beyond these a warning says the particles will look
+#: unlike training: upsampling (a coarser tomogram than the model's) cannot restore the missing detail, and
+#: downsampling by more than 4x is far from how the training tomograms were made (a 5 Å tomogram for a 10 Å
+#: model, 2x, is ordinary binning and passes quietly).
+WARN_UPSAMPLE = 2.0
+WARN_DOWNSAMPLE = 4.0
+#: Largest resampled volume in voxels (2^30 float32 voxels are 4 GiB, about 15 CZII tomograms of 184 x 630 x 630):
+#: beyond it the voxel size is almost surely wrong.
+MAX_RESAMPLED_VOXELS = 2**30
 COLUMNS = ["particle_type", "x", "y", "z", "score", *VOXEL_COLUMNS]
 
 
@@ -103,8 +133,11 @@ def load(checkpoint: str | os.PathLike) -> Detector:
     from cryopoint.model import build_model
     from cryopoint.weights import resolve_checkpoint
 
-    checkpoint = resolve_checkpoint(checkpoint)
-    payload = load_checkpoint(checkpoint)
+    name, checkpoint = str(checkpoint), resolve_checkpoint(checkpoint)
+    try:
+        payload = load_checkpoint(checkpoint)
+    except DataNotFoundError as exc:
+        raise _unknown_model(name, exc) from exc
     names = [p["name"] for p in payload["particles"]]
     if tuple(names) != PARTICLE_NAMES:
         raise CheckpointError(
@@ -127,6 +160,34 @@ def load(checkpoint: str | os.PathLike) -> Detector:
         thresholds={str(k): float(v) for k, v in (payload.get("thresholds") or {}).items()},
         path=Path(checkpoint),
     )
+
+
+def _unknown_model(name: str, missing: DataNotFoundError) -> DataNotFoundError:
+    """``missing`` with the model names close to ``name`` (``"Blob"`` -> ``'blob'``) and which names are not paths."""
+    close = difflib.get_close_matches(name.lower(), list(MODEL_NAMES), n=2, cutoff=0.6)
+    known = ", ".join(f"{n!r} ({what})" for n, what in MODEL_NAMES.items())
+    known = f"Model names: {known}; anything else is a checkpoint path."
+    if close:
+        return DataNotFoundError(f"No checkpoint at {name}. Did you mean {' or '.join(map(repr, close))}? {known}")
+    return DataNotFoundError(f"{missing} {known}")
+
+
+def check_settings(
+    *, batch_size: int | None = None, overlap: float | None = None, roi: Sequence[int] | None = None
+) -> None:
+    """Check the inference settings a user may pass (None: the checkpoint's own), before any work starts.
+
+    Raises:
+        ConfigError: ``batch_size`` below 1, ``overlap`` outside ``[0, 1)``, or ``roi`` not three positive sizes.
+    """
+    if batch_size is not None and (isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1):
+        raise ConfigError(f"batch_size must be a whole number >= 1 (windows per forward pass); got {batch_size}.")
+    if overlap is not None and not 0 <= overlap < 1:
+        raise ConfigError(f"overlap must be in [0, 1) (the share of a window its neighbour sees too); got {overlap}.")
+    if roi is not None:
+        sizes = list(roi)
+        if len(sizes) != 3 or any(isinstance(r, bool) or int(r) != r or r < 1 for r in sizes):
+            raise ConfigError(f"roi must be three whole window sizes >= 1 voxel (z, y, x); got {roi}.")
 
 
 def as_tomogram(tomogram: Any, voxel_size: float | Sequence[float] | None = None) -> Tomogram:
@@ -169,18 +230,73 @@ def _resolve_model(model: Detector | str | os.PathLike | None) -> Detector | str
     return load(model)
 
 
-def _resample_factors(tomo_vs: tuple[float, ...], model_vs: tuple[float, ...]) -> tuple[float, ...] | None:
-    """Zoom factors (z, y, x) that bring the tomogram to the model's voxel size; None when close enough."""
-    ratios = tuple(t / m for t, m in zip(tomo_vs, model_vs))
+def _resample_factors(tomo: Tomogram, detector: Detector) -> tuple[float, float, float] | None:
+    """Zoom factors (z, y, x) that bring the tomogram to the model's voxel size; None when close enough.
+
+    Any factor is allowed while the resampled volume holds the model's field of view and stays below
+    :data:`MAX_RESAMPLED_VOXELS`; a large one warns (:data:`WARN_UPSAMPLE`, :data:`WARN_DOWNSAMPLE`).
+
+    Raises:
+        VoxelSizeError: the resampled volume would be smaller than the model's field of view, or absurdly large.
+    """
+    model_vs = detector.voxel_size
+    ratios = tuple(t / m for t, m in zip(tomo.voxel_size, model_vs))
     if all(abs(r - 1) <= SAME_VOXEL_RTOL for r in ratios):
         return None
-    if any(r > MAX_RESAMPLE_FACTOR or r < 1 / MAX_RESAMPLE_FACTOR for r in ratios):
+    shape = tuple(max(1, round(n * r)) for n, r in zip(tomo.shape, ratios))
+    fov = _input_multiple(detector.model)
+    what = (
+        f"{f'Tomogram {tomo.name}' if tomo.name else 'The tomogram'} at {_fmt(tomo.voxel_size)} Å per voxel "
+        f"(z, y, x) is resampled by "
+        f"{_fmt(ratios)} to the model's {_fmt(model_vs)} Å: that makes {shape} voxels"
+    )
+    if any(n < f for n, f in zip(shape, fov)):
         raise VoxelSizeError(
-            f"The tomogram's voxel size {tomo_vs} Å differs from the model's {model_vs} Å by more than "
-            f"{MAX_RESAMPLE_FACTOR:g}x. Read a matching pyramid level (read_tomogram(path, level=...)), bin or "
-            "unbin the tomogram first, or train a model at this voxel size."
+            f"{what}, smaller than the model's field of view {fov}. Check the voxel size, or use a less binned one."
+        )
+    if math.prod(shape) > MAX_RESAMPLED_VOXELS:
+        fix = (
+            f"or bin the tomogram to about {_fmt(model_vs)} Å first (read_tomogram(path, level=...) reads a binned "
+            "pyramid level of an OME-Zarr store)"
+            if max(ratios) <= 1
+            else "or use a model trained near the tomogram's voxel size"
+        )
+        raise VoxelSizeError(
+            f"{what} ({math.prod(shape) * 4 / 2**30:.0f} GiB as float32), too large to process. Check the voxel "
+            f"size, {fix}."
+        )
+    if max(ratios) > WARN_UPSAMPLE or min(ratios) < 1 / WARN_DOWNSAMPLE:
+        unset = " 1 Å is what many programs write when the voxel size is unknown." if 1.0 in tomo.voxel_size else ""
+        warnings.warn(
+            f"{what}: particles will look unlike the ones the model was trained on, so expect fewer and worse "
+            f"picks. For best results reconstruct or bin the tomogram near {_fmt(model_vs)} Å.{unset}",
+            ResampleWarning,
+            stacklevel=4,
         )
     return ratios
+
+
+def _fmt(values: Sequence[float]) -> str:
+    return "(" + ", ".join(f"{v:.4g}" for v in values) + ")"
+
+
+def _resample(tomo: Tomogram, factors: Sequence[float]) -> Tomogram:
+    """The tomogram zoomed by ``factors`` (linear), low-passed first along axes that shrink (no aliasing)."""
+    data = np.asarray(tomo.data, dtype=np.float32)
+    sigma = [max(0.0, (1 / f - 1) / 2) for f in factors]  # the anti-aliasing width skimage's rescale uses
+    if any(sigma):
+        data = ndimage.gaussian_filter(data, sigma)
+    data = ndimage.zoom(data, factors, order=1)
+    # zoom maps the first and last voxel centres onto each other, so Å = index x this spacing
+    # puts every peak back in the input's frame (voxel 0 at 0 Å in both).
+    spacing = tuple(v * (n - 1) / max(m - 1, 1) for v, n, m in zip(tomo.voxel_size, tomo.shape, data.shape))
+    return Tomogram(data, voxel_size=spacing, name=tomo.name)
+
+
+def _window_floor(detector: Detector) -> tuple[int, int, int]:
+    """Smallest useful window (z, y, x voxels): it must hold the largest particle of the catalogue."""
+    diameter = 2 * max(float(p["radius"]) for p in detector.particles)
+    return tuple(math.ceil(diameter / v) for v in detector.voxel_size)  # type: ignore[return-value]
 
 
 def _run_model(
@@ -195,14 +311,21 @@ def _run_model(
     progress: Callable[[int, int], None] | None,
 ) -> pd.DataFrame:
     """All peaks above the config's ``post.min_score`` (no class thresholds), in Å of the input's frame."""
-    factors = _resample_factors(tomo.voxel_size, detector.voxel_size)
-    work = tomo
-    if factors is not None:
-        data = ndimage.zoom(tomo.data, factors, order=1)
-        # zoom maps the first and last voxel centres onto each other, so Å = index x this spacing
-        # puts every peak back in the input's frame (voxel 0 at 0 Å in both).
-        spacing = tuple(v * (n - 1) / max(m - 1, 1) for v, n, m in zip(tomo.voxel_size, tomo.shape, data.shape))
-        work = Tomogram(data, voxel_size=spacing, name=tomo.name)
+    factors = _resample_factors(tomo, detector)
+    work = tomo if factors is None else _resample(tomo, factors)
+    if roi is not None:
+        floor = tuple(min(f, n) for f, n in zip(_window_floor(detector), work.shape))  # no wider than the volume
+        if any(int(r) < f for r, f in zip(roi, floor)):
+            wider = tuple(max(int(r), f) for r, f in zip(roi, floor))
+            warnings.warn(
+                f"roi {tuple(roi)} is smaller than the smallest useful window {floor} voxels (the largest particle, "
+                f"{2 * max(float(p['radius']) for p in detector.particles):.0f} Å across, at the model's "
+                f"{_fmt(detector.voxel_size)} Å per voxel): using {wider}. Smaller windows see too little and "
+                "multiply the number of windows.",
+                AdjustedSettingWarning,
+                stacklevel=3,
+            )
+            roi = wider
     given = {"roi": roi, "overlap": overlap, "batch_size": batch_size, "tta": tta}
     infer = {**detector.section("infer"), **{k: v for k, v in given.items() if v is not None}}
     model = detector.model
@@ -247,6 +370,8 @@ def detect(
         overlap: Window overlap in ``[0, 1)``. None: the checkpoint's ``infer.overlap``.
         roi: Window size in voxels ``(z, y, x)``. None: the checkpoint's ``infer.roi``. Host memory grows
             with ``batch_size x roi`` (a 2.5D model runs ``roi_z`` images of ``roi_y x roi_x`` per window).
+            A window smaller than the largest particle is widened (with an ``AdjustedSettingWarning``);
+            any window is clipped to the (padded) tomogram.
         progress: Called as ``progress(windows_done, windows_total)``.
 
     Returns:
@@ -256,10 +381,15 @@ def detect(
     >>> picks = cryopoint.detect(volume, "best.pt", voxel_size=10.012444)  # doctest: +SKIP
 
     Raises:
-        CheckpointError: no model given and ``$CRYOPOINT_MODEL`` unset, or an unusable checkpoint.
-        VoxelSizeError: missing voxel size, or one more than ``MAX_RESAMPLE_FACTOR`` away from the model's.
+        CheckpointError: an unusable checkpoint.
+        DataNotFoundError: no checkpoint at ``model`` (the message suggests the model names close to it).
+        ConfigError: ``batch_size < 1``, ``overlap`` outside ``[0, 1)``, or ``roi`` not three positive sizes.
+        VoxelSizeError: missing or implausible voxel size (outside 1-100 Å), or one so far from the model's
+            that the resampled tomogram would be smaller than the model's field of view or absurdly large
+            (a large factor only warns: ``ResampleWarning``).
         InvalidVolumeError: not 3-D, empty, NaN/Inf, or smaller than the model's field of view.
     """
+    check_settings(batch_size=batch_size, overlap=overlap, roi=roi)
     detector = _resolve_model(model)
     tomo = as_tomogram(tomogram, voxel_size)
     if isinstance(detector, str):  # "blob"

@@ -11,7 +11,12 @@ Layout of the output folder::
     OVERLAY/<split>/overlay/ExperimentRuns/<run>/Picks/cryopoint_0_<particle>.json   --formats copick
 
 A rerun skips runs whose ``<run>.json`` says "ok" (unless ``overwrite``), so an interrupted batch loses at
-most the tomograms in flight; the combined files are always rebuilt from the per-run results.
+most the tomograms in flight; the combined files are always rebuilt from the per-run results, with this
+call's thresholds. Each ``<run>.json`` records what made its peaks (``made_with``: the checkpoint's sha256,
+or ``blob``; the window size and TTA in effect; a ``--voxel-size`` override; the tomogram's path). A rerun
+whose model or settings differ refuses to mix old and new peaks before any work starts, and names the runs
+and what differs: ``overwrite`` redoes them, or write to another folder. Thresholds are not part of it:
+per-run peaks are unthresholded, so a new threshold never needs the network again.
 """
 
 from __future__ import annotations
@@ -32,9 +37,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cryopoint.api import COLUMNS, Detector, detect, load
+from cryopoint.api import COLUMNS, Detector, check_settings, detect, load
 from cryopoint.batch_distributed import Ranks
-from cryopoint.errors import DataNotFoundError
+from cryopoint.checkpoint import sha256
+from cryopoint.cli import make_console
+from cryopoint.errors import ConfigError, DataNotFoundError, OutputExistsError, StaleResultError
 from cryopoint.io import (
     atomic_path,
     atomic_write_text,
@@ -45,8 +52,9 @@ from cryopoint.io import (
     write_star,
     write_submission_csv,
 )
-from cryopoint.particles import PARTICLE_NAMES
+from cryopoint.particles import PARTICLE_NAMES, get_particle
 from cryopoint.post.thresholds import apply_thresholds
+from cryopoint.tomogram import check_voxel_size
 
 __all__ = ["FORMATS", "BatchOptions", "runs_from_root", "runs_from_files", "run_batch"]
 
@@ -93,7 +101,7 @@ def runs_from_files(paths: Sequence[str | os.PathLike]) -> dict[str, Path]:
     for path in map(Path, paths):
         run = path.parent.parent.name if path.parent.name.startswith("VoxelSpacing") else path.name.split(".")[0]
         if run in found:
-            raise ValueError(f"Two inputs map to run name {run!r}: {found[run]} and {path}; rename one.")
+            raise ConfigError(f"Two inputs map to run name {run!r}: {found[run]} and {path}; rename one.")
         found[run] = path
     return found
 
@@ -111,6 +119,54 @@ def _finished(out_dir: Path, run: str) -> bool:
     return path.is_file() and json.loads(path.read_text()).get("status") == "ok" and _peaks_path(out_dir, run).is_file()
 
 
+def made_with(opts: BatchOptions, detector: Detector | str) -> dict[str, Any]:
+    """What decides a run's peaks besides its tomogram: the model's sha256 and the settings in effect.
+
+    ``batch_size`` and the device are left out (they change speed and memory, not the picks beyond float
+    rounding); so are thresholds, which apply only when the combined outputs are assembled.
+    """
+    if isinstance(detector, str):
+        return {"model": detector, "voxel_size": opts.voxel_size}
+    infer = detector.section("infer")
+    return {
+        "model": f"sha256:{sha256(detector.path)}",
+        "roi": [int(r) for r in (opts.roi or infer["roi"])],
+        "tta": bool(infer["tta"] if opts.tta is None else opts.tta),
+        "voxel_size": opts.voxel_size,
+    }
+
+
+def _with_source(made: dict[str, Any], source: Path | str) -> dict[str, Any]:
+    return {**made, "source": str(Path(source).resolve()) if isinstance(source, Path) else None}
+
+
+def _differences(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str]:
+    """``["model sha256:ab12... now sha256:cd34...", ...]`` for the entries of ``new`` that ``old`` lacks or differ."""
+    if old is None:
+        return ["made before cryopoint recorded the model and settings"]
+    short = lambda v: f"{v[:19]}..." if isinstance(v, str) and v.startswith("sha256:") else v  # noqa: E731
+    return [f"{key} {short(old.get(key))} now {short(value)}" for key, value in new.items() if old.get(key) != value]
+
+
+def _check_stale(inputs: dict[str, Path | str], opts: BatchOptions, made: dict[str, Any]) -> None:
+    """Refuse to resume into results made by another model or other settings (before any run starts)."""
+    stale = {}
+    for run, source in inputs.items():
+        if _finished(opts.out_dir, run):
+            old = json.loads(_status_path(opts.out_dir, run).read_text()).get("made_with")
+            diff = _differences(old, _with_source(made, source))
+            if diff:
+                stale[run] = diff
+    if stale:
+        runs = list(stale)
+        shown = ", ".join(runs[:5]) + (f" and {len(runs) - 5} more" if len(runs) > 5 else "")
+        raise StaleResultError(
+            f"{opts.out_dir} already holds results of {len(runs)} run(s) made differently: {shown} "
+            f"({'; '.join(stale[runs[0]])}). Resuming would mix their peaks with this model's. Pass --overwrite "
+            "(overwrite=True) to redo them, or write to another --out."
+        )
+
+
 def process_run(
     run: str,
     source: Path | str,
@@ -118,10 +174,18 @@ def process_run(
     opts: BatchOptions,
     device: str,
     progress: Callable[[int, int], None] | None = None,
+    made: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Detect in one tomogram and write its per-run results; never raises for bad input (returns the status)."""
+    """Detect in one tomogram and write its per-run results; never raises for bad input (returns the status).
+
+    ``made`` is :func:`made_with` for ``detector`` and ``opts`` (computed here when not given).
+    """
     start = time.perf_counter()
+    made = made_with(opts, detector) if made is None else made
     status: dict[str, Any] = {"run": run, "source": str(source), "device": device}
+    status["made_with"] = _with_source(made, source)
+    if not isinstance(detector, str):
+        status["model_path"] = str(detector.path)
     try:
         if not isinstance(source, Path):
             raise DataNotFoundError(source)
@@ -150,7 +214,7 @@ def process_run(
     return status
 
 
-def _worker(rank: int, device: str, opts: BatchOptions, tasks: Any, results: Any) -> None:
+def _worker(rank: int, device: str, opts: BatchOptions, tasks: Any, results: Any, made: dict) -> None:
     """One process per device: load the model once, then take runs from ``tasks`` until a None arrives."""
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, len(opts.devices))))
     detector = opts.model if opts.model == "blob" else load(opts.model)
@@ -158,18 +222,18 @@ def _worker(rank: int, device: str, opts: BatchOptions, tasks: Any, results: Any
         run, source = task
         results.put(("start", rank, run, 0, 0))
         step = lambda d, t, run=run: results.put(("step", rank, run, d, t))  # noqa: E731
-        status = process_run(run, source, detector, opts, device, step)
+        status = process_run(run, source, detector, opts, device, step, made)
         results.put(("done", rank, run, status, None))
 
 
-def _run_parallel(todo: dict, opts: BatchOptions, on_event: Callable[..., None]) -> None:
+def _run_parallel(todo: dict, opts: BatchOptions, on_event: Callable[..., None], made: dict) -> None:
     ctx = torch.multiprocessing.get_context("spawn")
     tasks, results = ctx.Queue(), ctx.Queue()
     for item in todo.items():
         tasks.put(item)
     for _ in opts.devices:
         tasks.put(None)
-    workers = [ctx.Process(target=_worker, args=(i, d, opts, tasks, results)) for i, d in enumerate(opts.devices)]
+    workers = [ctx.Process(target=_worker, args=(i, d, opts, tasks, results, made)) for i, d in enumerate(opts.devices)]
     for w in workers:
         w.start()
     remaining = set(todo)
@@ -252,16 +316,36 @@ def run_batch(inputs: dict[str, Path | str], opts: BatchOptions, console: Consol
 
     Returns:
         One row per run: ``run, status, seconds, error`` (status ``ok``, ``skipped`` = done before, or ``failed``).
+
+    Raises:
+        ConfigError, VoxelSizeError, UnknownParticleError: a bad format, setting, voxel size or threshold class.
+        DataNotFoundError, CheckpointError: no usable checkpoint at ``opts.model``.
+        OutputExistsError: ``opts.out_dir`` is a file.
+        StaleResultError: finished runs in ``opts.out_dir`` were made by another model or other settings
+            (and not ``opts.overwrite``).
+
+        All of these are raised before any tomogram is processed.
     """
     unknown = sorted(set(opts.formats) - set(FORMATS))
     if unknown:
-        raise ValueError(f"Unknown output format(s) {unknown}; choose from {', '.join(FORMATS)}.")
+        raise ConfigError(f"Unknown output format(s) {unknown}; choose from {', '.join(FORMATS)}.")
+    check_settings(batch_size=opts.batch_size, roi=opts.roi)
+    if opts.voxel_size is not None:
+        check_voxel_size(opts.voxel_size, what="--voxel-size")
+    if isinstance(opts.thresholds, dict):
+        for name in opts.thresholds:
+            get_particle(name)
+    if Path(opts.out_dir).exists() and not Path(opts.out_dir).is_dir():
+        raise OutputExistsError(f"--out {opts.out_dir} is a file; give a folder (created if missing).")
     ranks = Ranks.from_env(opts.devices)  # under torchrun: this process's device and its share of the runs
     devices = ranks.devices if ranks else opts.devices or tuple(f"cuda:{i}" for i in range(torch.cuda.device_count()))
     devices = devices or ("cpu",)
     opts = BatchOptions(**{**opts.__dict__, "devices": devices, "out_dir": Path(opts.out_dir)})
-    console = console or Console()
+    console = console or make_console()
     detector = opts.model if opts.model == "blob" else load(opts.model)  # a bad checkpoint fails before any run
+    made = made_with(opts, detector)
+    if not opts.overwrite:
+        _check_stale(inputs, opts, made)
     statuses: dict[str, dict] = {}
     todo = {}
     for run, source in inputs.items():
@@ -274,30 +358,51 @@ def run_batch(inputs: dict[str, Path | str], opts: BatchOptions, console: Consol
         overall = bar.add_task("tomograms", total=len(todo))
         lanes = [bar.add_task(f"{d}: waiting", total=None) for d in devices]
 
+        log = not console.is_terminal  # no live bars in a log: one line per tomogram and per quarter of its windows
+        quarter = [0] * len(devices)
+
         def on_event(kind: str, rank: int, run: str, a: Any, b: Any) -> None:
             if kind == "start":
                 bar.reset(lanes[rank], description=f"{devices[rank]}: {run}", total=None)
+                quarter[rank] = 0
+                if log:
+                    console.print(f"{run}: started on {devices[rank]}")
             elif kind == "step":
                 bar.update(lanes[rank], completed=a, total=b)
+                if log and b and 4 * a // b > quarter[rank] and a < b:
+                    quarter[rank] = 4 * a // b
+                    console.print(f"{run}: {a}/{b} windows")
             else:
                 statuses[run] = a
                 bar.advance(overall)
                 if a["status"] == "failed":
                     console.print(f"[red]{run} failed[/]: {a['error']}")
+                elif log:
+                    console.print(f"{run}: {a.get('peaks', 0)} peaks in {a.get('seconds', 0):.1f} s")
 
         if ranks:
-            work = lambda run, source, step: process_run(run, source, detector, opts, devices[0], step)  # noqa: E731
+            work = lambda run, source, step: process_run(run, source, detector, opts, devices[0], step, made)  # noqa: E731
             statuses.update(ranks.run(todo, opts.out_dir, work, on_event, console))
         elif len(devices) > 1 and len(todo) > 1:
-            _run_parallel(todo, opts, on_event)
+            _run_parallel(todo, opts, on_event, made)
         elif todo:
             for run, source in todo.items():
                 on_event("start", 0, run, 0, 0)
                 step = lambda d, t, run=run: on_event("step", 0, run, d, t)  # noqa: E731
-                on_event("done", 0, run, process_run(run, source, detector, opts, devices[0], step), None)
+                status = process_run(run, source, detector, opts, devices[0], step, made)
+                on_event("done", 0, run, status, None)
     runs = list(inputs)
     if ranks and not ranks.is_main:
         return ranks.summary(None)  # rank 0 writes the combined outputs from every rank's per-run files
+    if (
+        opts.model == "blob"
+        and opts.thresholds is None
+        and {"submission", "copick", "star4", "star5"} & set(opts.formats)
+    ):
+        console.print(
+            "The blob baseline has no tuned thresholds: the picks files hold every peak. Tune them on labelled runs "
+            "(tools/tune_thresholds.py --predictions OUT/peaks.csv ...) and pass --thresholds thresholds.yaml."
+        )
     picks = _assemble(runs, statuses, opts, _thresholds(opts, detector))
     console.print(_summary_table(runs, statuses, picks))
     summary = pd.DataFrame([

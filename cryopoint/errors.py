@@ -18,6 +18,9 @@ __all__ = [
     "ConfigError",
     "CheckpointError",
     "OutputExistsError",
+    "StaleResultError",
+    "AdjustedSettingWarning",
+    "ResampleWarning",
 ]
 
 
@@ -63,3 +66,15 @@ class CheckpointError(CryopointError, ValueError):
 
 class OutputExistsError(CryopointError, FileExistsError):
     """An output would overwrite an input or an existing result without permission."""
+
+
+class StaleResultError(OutputExistsError):
+    """Results already in an output folder were made by another model or other settings."""
+
+
+class AdjustedSettingWarning(UserWarning):
+    """A setting was changed to one that works (the message says from what to what, and why)."""
+
+
+class ResampleWarning(UserWarning):
+    """A tomogram is resampled by a large factor to the model's voxel size (its particles look unlike training)."""

@@ -101,6 +101,8 @@ def sliding_window(
         float32 array ``(C, ceil(Z/s), ceil(Y/s), ceil(X/s))``. Volumes smaller than a window (or not a
         multiple of ``s``) are zero-padded at the far end and the padding is cropped from the result.
     """
+    if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
+        raise ConfigError(f"batch_size must be a whole number >= 1 (windows per forward pass); got {batch_size}.")
     vol = np.asarray(volume)
     vol = vol[0] if vol.ndim == 4 and vol.shape[0] == 1 else vol
     check_volume(vol, name="volume")

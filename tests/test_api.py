@@ -1,5 +1,6 @@
 """cryopoint.load / cryopoint.detect: every input type, model resolution, resampling, modes and errors."""
 
+import warnings
 from pathlib import Path
 
 import mrcfile
@@ -12,7 +13,15 @@ from torch import nn
 import cryopoint
 from cryopoint.api import COLUMNS, MODEL_ENV, Detector, detect, load
 from cryopoint.checkpoint import catalogue_payload, save_checkpoint
-from cryopoint.errors import CheckpointError, DataNotFoundError, InvalidVolumeError, VoxelSizeError
+from cryopoint.errors import (
+    AdjustedSettingWarning,
+    CheckpointError,
+    ConfigError,
+    DataNotFoundError,
+    InvalidVolumeError,
+    ResampleWarning,
+    VoxelSizeError,
+)
 from cryopoint.model import build_model
 from cryopoint.particles import NUM_CLASSES, PARTICLE_NAMES
 from cryopoint.tomogram import Tomogram
@@ -191,8 +200,6 @@ def test_input_errors_are_actionable(ckpt, rng):
         detect(data[0], ckpt, voxel_size=10.0)
     with pytest.raises(InvalidVolumeError, match="field of view"):
         detect(data[:, :20], ckpt, voxel_size=10.0)
-    with pytest.raises(VoxelSizeError, match="level"):
-        detect(data, ckpt, voxel_size=40.0)
     with pytest.raises(TypeError, match="numpy array"):
         detect([[1.0]], ckpt, voxel_size=10.0)
 
@@ -238,3 +245,81 @@ def test_other_voxel_size_is_resampled_and_returned_in_the_inputs_frame():
     expected = np.array([33, 20, 12]) * 6.0
     assert np.abs(picks[["x", "y", "z"]].to_numpy() - expected).max() <= 5.1  # half a model voxel
     np.testing.assert_allclose(picks[["x_vox", "y_vox", "z_vox"]].to_numpy() * 6.0, picks[["x", "y", "z"]].to_numpy())
+
+
+def test_any_resampling_factor_the_volume_bears_is_used():
+    # 5.0 Å for a 10.012444 Å model is 2.0025x: ordinary binning, no refusal and no warning (the 2x limit is gone).
+    vol = spot_volume((40, 60, 80), (20, 26, 47), sigma=4.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        picks = detect(vol, spot_detector(10.012444), voxel_size=5.0)
+    assert len(picks) == NUM_CLASSES
+    assert np.abs(picks[["x", "y", "z"]].to_numpy() - np.array([47, 26, 20]) * 5.0).max() <= 5.1
+
+
+def test_anisotropic_voxel_sizes_are_resampled_per_axis():
+    # (z, y, x) = (14, 8, 6) Å for a 10 Å model: z upsampled 1.4x, y and x downsampled; Å come back in the input frame.
+    vs = np.array([14.0, 8.0, 6.0])
+    shape, centre = (40, 50, 60), np.array([19, 24, 33])
+    grid = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
+    d2 = sum(((g - c) * v / 30.0) ** 2 for g, c, v in zip(grid, centre, vs))  # a round spot, sigma 30 Å
+    vol = (1.65 * np.exp(-d2 / 2) + np.linspace(-1, 1, shape[0])[:, None, None]).astype(np.float32)
+    picks = detect(vol, spot_detector(10.0), voxel_size=tuple(vs))
+    assert len(picks) == NUM_CLASSES
+    expected = (centre * vs)[::-1]  # x, y, z in Å
+    assert np.abs(picks[["x", "y", "z"]].to_numpy() - expected).max() <= 5.1  # half a model voxel
+    np.testing.assert_allclose(picks[["z_vox", "y_vox", "x_vox"]].to_numpy() * vs, picks[["z", "y", "x"]].to_numpy())
+
+
+def test_large_resampling_warns_and_impossible_ones_are_refused(ckpt, rng):
+    data = rng.standard_normal((8, 32, 32)).astype(np.float32)
+    with pytest.warns(ResampleWarning, match=r"resampled by \(4, 4, 4\).*\(32, 128, 128\) voxels"):
+        detect(data, ckpt, voxel_size=40.0)  # 4x upsampling works, with a warning
+    with pytest.raises(VoxelSizeError, match="smaller than the model's field of view"):
+        detect(data, ckpt, voxel_size=2.0)  # 5x down: (2, 6, 6) voxels
+    huge = np.broadcast_to(np.float32(0), (40, 400, 400))  # 100 Å -> 10 Å: 10^3 x 6.4 M voxels
+    with pytest.raises(VoxelSizeError, match=r"GiB as float32\), too large.*trained near"):
+        detect(huge, ckpt, voxel_size=100.0)
+
+
+@pytest.mark.parametrize(("voxel_size", "hint"), [(1e-6, "outside the plausible 1-100"), (0.5, "nm, multiply by 10"),
+                                                  (1e-9, "metres"), (300.0, "outside the plausible")])  # fmt: skip
+def test_implausible_voxel_sizes_are_refused_at_once(ckpt, voxel_size, hint):
+    with pytest.raises(VoxelSizeError, match=hint):
+        detect(np.zeros((8, 32, 32), np.float32), ckpt, voxel_size=voxel_size)
+
+
+def test_window_sizes_and_batch_size_are_checked_up_front(ckpt, rng):
+    data = rng.standard_normal((8, 64, 64)).astype(np.float32)
+    with pytest.raises(ConfigError, match="batch_size must be a whole number >= 1"):
+        detect(data, ckpt, voxel_size=10.0, batch_size=0)
+    with pytest.raises(ConfigError, match="roi must be three"):
+        detect(data, ckpt, voxel_size=10.0, roi=(0, 32, 32))
+    totals = []
+    with pytest.warns(AdjustedSettingWarning, match=r"roi \(1, 1, 1\).*300 Å across.*using \(8, 30, 30\)"):
+        detect(data, ckpt, voxel_size=10.0, roi=(1, 1, 1), overlap=0.0, progress=lambda d, t: totals.append(t))
+    assert totals[-1] == 4  # windows of (8, 30 -> 32, 30 -> 32) voxels: 1 x 2 x 2, not 8 x 64 x 64 one-voxel ones
+    huge = []
+    detect(data, ckpt, voxel_size=10.0, roi=(4000, 4000, 4000), progress=lambda d, t: huge.append(t))
+    assert huge == [1]  # clipped to the tomogram: one window, not 238 GiB
+
+
+def test_wrong_model_name_suggests_the_names_that_exist(rng):
+    with pytest.raises(DataNotFoundError, match=r"No checkpoint at Blob.*Did you mean 'blob'\?.*'default'"):
+        detect(rng.standard_normal((8, 32, 32)).astype(np.float32), "Blob", voxel_size=10.0)
+    with pytest.raises(DataNotFoundError, match="Did you mean 'default'"):
+        load("defualt")
+
+
+def test_submodules_are_attributes_and_import_stays_cheap():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, cryopoint\n"
+        "heavy = [m for m in ('torch', 'scipy', 'zarr', 'pandas') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+        "cryopoint.synth.simulate_run, cryopoint.io.read_tomogram, cryopoint.metric.score\n"
+        "cryopoint.post.nms.find_peaks, cryopoint.post.thresholds.tune_thresholds\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])

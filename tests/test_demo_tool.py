@@ -26,4 +26,4 @@ def test_demo_writes_picks_picture_and_score(tmp_path, capsys):
 
 def test_demo_reports_a_bad_model_cleanly(tmp_path, capsys):
     assert _run(["--out", str(tmp_path / "d"), "--model", str(tmp_path / "nope.pt"), "--shape", "32", "64", "64"]) == 2
-    assert "No checkpoint" in capsys.readouterr().out
+    assert "No checkpoint" in capsys.readouterr().err  # errors go to stderr

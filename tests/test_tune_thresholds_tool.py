@@ -15,7 +15,6 @@ from _tool_helpers import run_tool
 from PIL import Image
 
 from cryopoint.checkpoint import catalogue_payload, load_checkpoint, save_checkpoint
-from cryopoint.errors import OutputExistsError
 from cryopoint.post.thresholds import tune_thresholds
 from cryopoint.viz.curves import plot_fbeta_curves, plot_pr_curves
 
@@ -106,8 +105,9 @@ def test_tool_subprocess_runs_subset_and_refuses_to_overwrite_input(store, tmp_p
     res = subprocess.run([*cmd, "--out", str(out)], check=True, capture_output=True, text=True, env=env)
     assert "after tuning" in res.stdout and "apo-ferritin" in res.stdout
     assert yaml.safe_load(out.read_text())["runs"] == ["TS_a"]
-    with pytest.raises(OutputExistsError):
-        _run_main(["--predictions", str(csv), "--truth", str(root), "--out", str(csv)])
+    before = csv.read_bytes()
+    assert _run_main(["--predictions", str(csv), "--truth", str(root), "--out", str(csv), "--overwrite"]) == 2
+    assert csv.read_bytes() == before
 
 
 def test_curve_figures(store, tmp_path):

@@ -4,7 +4,8 @@
     python tools/detect.py --model blob --files a.zarr b.mrc --voxel-size 10.012 --out preds/ --formats raw star5
 
 Per-run results land in OUT/runs/ as each tomogram finishes; a rerun skips finished runs (--overwrite redoes
-them). The exit code is 1 if any run failed (the others still finish and are written). Under
+them; a rerun with another model or other settings is refused unless --overwrite). The exit code is 1 if any
+run failed (the others still finish and are written), 2 for a bad command line or input (nothing is run). Under
 `torchrun --nnodes N --nproc-per-node G tools/detect.py ...` the runs are shared out across the processes
 (cryopoint/batch_distributed.py) and rank 0 writes the combined files.
 """
@@ -15,10 +16,12 @@ import sys
 from pathlib import Path
 
 from cryopoint.batch import FORMATS, BatchOptions, run_batch, runs_from_files, runs_from_root
+from cryopoint.cli import ArgumentParser, entry_point, read_thresholds
 
 
+@entry_point
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p = ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument(
         "--model",
         default=os.environ.get("CRYOPOINT_MODEL") or "default",
@@ -33,7 +36,9 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, required=True, help="output folder (per-run results and combined files)")
     p.add_argument("--formats", nargs="+", default=["submission", "raw"], choices=FORMATS)
     p.add_argument("--overlay-root", type=Path, help="copick overlay root (default: OUT/overlay)")
-    p.add_argument("--threshold", type=float, help="one score threshold for every class (default: the model's)")
+    cut = p.add_mutually_exclusive_group()
+    cut.add_argument("--threshold", type=float, help="one score threshold for every class (default: the model's)")
+    cut.add_argument("--thresholds", type=Path, help="per-class thresholds YAML (tools/tune_thresholds.py --out)")
     p.add_argument(
         "--devices",
         nargs="+",
@@ -53,7 +58,7 @@ def main(argv=None) -> int:
         formats=tuple(args.formats),
         overlay_root=args.overlay_root,
         split=args.split,
-        thresholds=args.threshold,
+        thresholds=read_thresholds(args.thresholds) if args.thresholds else args.threshold,
         devices=tuple(args.devices),
         tta=args.tta,
         batch_size=args.batch_size,

@@ -4,14 +4,16 @@ voxel size and thresholds (no optimizer state); prints its size and sha256 for t
     python tools/export_model.py runs/default/best.pt --out cryopoint/weights/default.pt --overwrite
 """
 
-import argparse
+import sys
 from pathlib import Path
 
 from cryopoint.checkpoint import export_checkpoint, sha256
+from cryopoint.cli import ArgumentParser, entry_point
 
 
+@entry_point
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint", type=Path, help="a cryopoint checkpoint (best.pt)")
     p.add_argument("--out", type=Path, required=True, help="where to write the shipped file")
     p.add_argument("--fp32", action="store_true", help="keep fp32 weights (default: fp16, half the size)")
@@ -22,4 +24,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -9,8 +9,10 @@ OUT/<split>/overlay/ExperimentRuns/<run>/Picks/<particle>.json.
 
 import argparse
 import ast
+import sys
 from pathlib import Path
 
+from cryopoint.cli import ArgumentParser, entry_point
 from cryopoint.synth import PRESETS, generate_dataset
 
 
@@ -24,8 +26,9 @@ def _override(text: str) -> tuple[str, object]:
         return key, value
 
 
+@entry_point
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p = ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--out", type=Path, required=True, help="dataset root")
     p.add_argument("--runs", type=int, default=4, help="number of runs (default 4)")
     p.add_argument("--shape", type=int, nargs=3, default=(184, 630, 630), metavar=("Z", "Y", "X"))
@@ -49,4 +52,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

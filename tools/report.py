@@ -17,8 +17,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import yaml
-
+from cryopoint.cli import ArgumentParser, entry_point, read_thresholds
 from cryopoint.errors import OutputExistsError, PointsOutsideVolumeError
 from cryopoint.io import read_submission_csv
 from cryopoint.io.atomic import atomic_dir, refuse_inputs
@@ -48,8 +47,9 @@ def _check_out(out: Path, overwrite: bool, inputs: list[Path]) -> None:
         raise OutputExistsError(f"--out {out} already exists; pass --overwrite to replace the report in it.")
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(
         "--predictions",
         required=True,
@@ -73,8 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     truth = read_truth(args.truth, split=args.split, runs=runs)
     thresholds = args.thresholds
     if thresholds and thresholds != "tune":
-        thresholds = yaml.safe_load(Path(thresholds).read_text())
-        thresholds = thresholds.get("thresholds", thresholds)
+        thresholds = read_thresholds(thresholds)
     geometry = tomogram_geometries(args.truth, runs, split=args.split, missing="skip" if args.no_tomograms else "raise")
     for name, preds in methods.items():
         try:

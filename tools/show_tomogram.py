@@ -8,14 +8,17 @@ DIR_OR_ZARR is a dataset root in the challenge layout (pick a run with --run; de
 """
 
 import argparse
+import sys
 from pathlib import Path
 
+from cryopoint.cli import ArgumentParser, entry_point
 from cryopoint.io import list_runs, read_picks, read_tomogram, tomogram_path
 from cryopoint.viz.slices import plot_orthoslices
 
 
+@entry_point
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p = ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("path", type=Path, help="dataset root or a .zarr/.mrc tomogram")
     p.add_argument("--run", help="run name (dataset root only; default: the first run)")
     p.add_argument("--split", default="train")
@@ -33,4 +36,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

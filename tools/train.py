@@ -9,13 +9,16 @@ Everything happens in :func:`cryopoint.engine.train`; this script only parses th
 """
 
 import argparse
+import sys
 
+from cryopoint.cli import ArgumentParser, entry_point
 from cryopoint.config import load_config
 from cryopoint.engine import train
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", help="YAML config, e.g. configs/quickstart.yaml")
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.lr=3e-4 data.fold=2")
     parser.add_argument("--resume", action="store_true", help="continue the run from its last.pt")
@@ -25,4 +28,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -8,7 +8,8 @@
 Runs default to those present in the predictions (a run with truth but no prediction row would otherwise
 count as all-missed). Predictions that look like voxel indices are refused; truth or predictions outside their
 tomogram are counted in a warning. The YAML holds ``thresholds: {particle: score}`` plus the scores before and
-after.
+after. Every input is checked before anything is written; an existing --out or --plot is replaced only with
+--overwrite.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ import argparse
 from pathlib import Path
 
 import yaml
-from rich.console import Console
 from rich.table import Table
 
 from cryopoint import weights
-from cryopoint.checkpoint import load_checkpoint, save_checkpoint, set_thresholds
+from cryopoint.checkpoint import load_checkpoint, save_checkpoint
+from cryopoint.cli import ArgumentParser, entry_point, make_console
+from cryopoint.errors import OutputExistsError
 from cryopoint.io import read_submission_csv
 from cryopoint.io.atomic import atomic_write_text, refuse_inputs
 from cryopoint.io.layout import read_truth, tomogram_geometries
@@ -30,8 +32,9 @@ from cryopoint.post.thresholds import tune_thresholds
 from cryopoint.viz.curves import plot_fbeta_curves
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--predictions", required=True, type=Path, help="CSV: experiment, particle_type, x, y, z, score")
     ap.add_argument("--truth", required=True, type=Path, help="dataset root in the challenge/copick layout")
     ap.add_argument("--split", default="train")
@@ -50,8 +53,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--save-as", type=Path, help="write a copy of --checkpoint with the thresholds instead")
     ap.add_argument("--out", required=True, type=Path, help="thresholds YAML to write")
     ap.add_argument("--plot", type=Path, help="PNG of F-beta against threshold per class")
+    ap.add_argument("--overwrite", action="store_true", help="replace an existing --out / --plot")
     args = ap.parse_args(argv)
     refuse_inputs(args.out, [args.predictions])
+    for path in (args.out, args.plot):
+        if path is not None and path.is_dir():
+            raise OutputExistsError(f"{path} is a folder; give a file name.")
+        if path is not None and path.exists() and not args.overwrite:
+            raise OutputExistsError(f"{path} already exists; pass --overwrite to replace it, or choose another path.")
     source = weights.resolve_checkpoint(args.checkpoint) if args.checkpoint else None
     if args.save_as and source is None:
         ap.error("--save-as needs --checkpoint (the checkpoint to copy)")
@@ -61,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         refuse_inputs(args.save_as, [args.predictions, source])
         if args.save_as.exists():
             ap.error(f"{args.save_as} exists; choose another --save-as path")
+    payload = load_checkpoint(source) if source is not None else None  # a bad --checkpoint fails before any write
 
     preds = read_submission_csv(args.predictions)
     runs = args.runs or sorted(set(preds["experiment"]))
@@ -76,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         t = res.thresholds[name]
         cells = (f"{row.weight:g}", f"{t:.4g}", *(str(int(row[c])) for c in ("tp", "fp", "fn")))
         table.add_row(name, *cells, *(f"{row[c]:.3f}" for c in ("precision", "recall", "fbeta")))
-    console = Console()
+    console = make_console()
     console.print(table)
     console.print(f"weighted score: {res.score_before:.4f} before -> [bold]{res.score_after:.4f}[/bold] after tuning")
 
@@ -84,13 +94,14 @@ def main(argv: list[str] | None = None) -> int:
     doc.update(score_before=res.score_before, score_after=res.score_after)
     atomic_write_text(args.out, yaml.safe_dump(doc, sort_keys=False))
     console.print(f"thresholds written to {args.out}")
-    if args.save_as:
-        payload = load_checkpoint(source)
-        save_checkpoint(args.save_as, {**payload, "thresholds": {k: float(v) for k, v in res.thresholds.items()}})
-        console.print(f"copy of {source} with these thresholds written to {args.save_as}")
-    elif source is not None:
-        set_thresholds(source, res.thresholds)
-        console.print(f"thresholds stored in {source}")
+    if payload is not None:
+        stored = {**payload, "thresholds": {k: float(v) for k, v in res.thresholds.items()}}
+        save_checkpoint(args.save_as or source, stored)
+        console.print(
+            f"copy of {source} with these thresholds written to {args.save_as}"
+            if args.save_as
+            else f"thresholds stored in {source}"
+        )
     if args.plot:
         console.print(f"F-beta curves saved to {plot_fbeta_curves(res.curves, res.thresholds, args.plot)}")
     return 0
