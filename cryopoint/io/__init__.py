@@ -4,7 +4,16 @@ All zarr access lives in :mod:`cryopoint.io.zarr_store`; every output goes throu
 """
 
 from cryopoint.io.atomic import atomic_dir, atomic_path, atomic_write_text, refuse_inputs
-from cryopoint.io.layout import list_runs, read_picks, read_truth, tomogram_path, write_run_picks
+from cryopoint.io.layout import (
+    list_runs,
+    overlay_picks_dir,
+    read_overlay_picks,
+    read_picks,
+    read_truth,
+    tomogram_path,
+    write_overlay_picks,
+    write_run_picks,
+)
 from cryopoint.io.picks import check_picks_table, check_points_in_volume, read_copick_json, write_copick_json
 from cryopoint.io.star import read_star, write_star
 from cryopoint.io.submission import read_submission_csv, write_submission_csv
@@ -24,6 +33,9 @@ __all__ = [
     "read_picks",
     "read_truth",
     "write_run_picks",
+    "overlay_picks_dir",
+    "read_overlay_picks",
+    "write_overlay_picks",
     "read_copick_json",
     "write_copick_json",
     "check_picks_table",
