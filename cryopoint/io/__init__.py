@@ -1,9 +1,12 @@
 """Reading and writing tomograms and picks in every format users bring.
 
+The copick helpers need the optional copick package (``pip install 'cryopoint[copick]'``), imported only when called.
+
 All zarr access lives in :mod:`cryopoint.io.zarr_store`; every output goes through :mod:`cryopoint.io.atomic`.
 """
 
 from cryopoint.io.atomic import atomic_dir, atomic_path, atomic_write_text, refuse_inputs
+from cryopoint.io.copick import copick_runs, copick_tomogram_paths, open_copick, read_copick_picks, write_copick_picks
 from cryopoint.io.layout import (
     list_runs,
     overlay_picks_dir,
@@ -44,4 +47,9 @@ __all__ = [
     "read_submission_csv",
     "write_star",
     "read_star",
+    "open_copick",
+    "copick_runs",
+    "copick_tomogram_paths",
+    "read_copick_picks",
+    "write_copick_picks",
 ]
