@@ -8,7 +8,8 @@ Layout of the output folder::
     OUT/peaks.csv               every peak of every run, unthresholded      --formats raw
     OUT/particles_relion4.star  RELION 4 pixel coordinates, rlnTomoName = run (thresholded)  --formats star4
     OUT/particles_relion5.star  RELION 5 centred Å coordinates (thresholded)                 --formats star5
-    OVERLAY/<split>/overlay/ExperimentRuns/<run>/Picks/cryopoint_0_<particle>.json   --formats copick
+    OVERLAY/ExperimentRuns/<run>/Picks/cryopoint_0_<particle>.json   --formats copick (OVERLAY: a copick
+                                overlay root, --overlay-root; default OUT/overlay)
 
 A rerun skips runs whose ``<run>.json`` says "ok" (unless ``overwrite``), so an interrupted batch loses at
 most the tomograms in flight; the combined files are always rebuilt from the per-run results, with this
@@ -48,10 +49,11 @@ from cryopoint.io import (
     list_runs,
     read_tomogram,
     tomogram_path,
-    write_run_picks,
+    write_overlay_picks,
     write_star,
     write_submission_csv,
 )
+from cryopoint.io.copick import write_copick_picks
 from cryopoint.particles import PARTICLE_NAMES, get_particle
 from cryopoint.post.thresholds import apply_thresholds
 from cryopoint.tomogram import check_voxel_size
@@ -70,6 +72,7 @@ class BatchOptions:
     out_dir: Path
     formats: tuple[str, ...] = ("submission",)
     overlay_root: Path | None = None
+    copick_config: Path | None = None
     split: str = "test"
     thresholds: dict[str, float] | float | None = None
     devices: tuple[str, ...] = ()
@@ -276,11 +279,14 @@ def _assemble(
             peaks.to_csv(tmp, index=False)
     if "submission" in opts.formats:
         write_submission_csv(out / "submission.csv", picks, overwrite=True)
-    if "copick" in opts.formats:
+    if "copick" in opts.formats and opts.copick_config is not None:  # into the project, through copick's API
+        rows = picks[picks["experiment"].isin(ok)]
+        write_copick_picks(opts.copick_config, rows, user_id=COPICK_USER, runs=ok, overwrite=True)
+    elif "copick" in opts.formats:
         for run in ok:
             rows = picks[picks["experiment"] == run]
             root = opts.overlay_root or out / "overlay"
-            write_run_picks(root, run, rows, split=opts.split, user_id=COPICK_USER, overwrite=True)
+            write_overlay_picks(root, run, rows, user_id=COPICK_USER, overwrite=True)
     geometry = {
         "voxel_size": {run: statuses[run]["voxel_size"] for run in ok},
         "shape": {run: statuses[run]["shape"] for run in ok},

@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = [
     "CryopointError",
     "DataNotFoundError",
+    "MissingDependencyError",
     "InvalidVolumeError",
     "VoxelSizeError",
     "PicksFormatError",
@@ -30,6 +31,10 @@ class CryopointError(Exception):
 
 class DataNotFoundError(CryopointError, FileNotFoundError):
     """A path, run, tomogram or picks file does not exist where it was expected."""
+
+
+class MissingDependencyError(CryopointError, ImportError):
+    """An optional package (copick), or another version of one (zarr 3 for zarr format 3), is needed for this."""
 
 
 class InvalidVolumeError(CryopointError, ValueError):

@@ -33,17 +33,37 @@ def default_picks(runs, shape, voxel_size=CHALLENGE_VOXEL_SIZE, per_type=2, seed
     return pd.DataFrame(rows)
 
 
+def zarr_v2_group(path):
+    """A new zarr format 2 group at ``path``, with zarr 2 or zarr 3 (their ``open_group`` arguments differ)."""
+    if zarr.__version__.startswith("2."):
+        return zarr.open_group(store=str(path), mode="w")
+    return zarr.open_group(store=str(path), mode="w", zarr_format=2)
+
+
+def zarr_v2_array(group, name, data, chunks=None, compressor=None, **options):
+    """Array ``name`` of a format 2 ``group`` holding ``data`` (zarr 2: ``create_dataset``, 3: ``create_array``).
+
+    ``options`` are passed on as they are (e.g. zarr 3's ``chunk_key_encoding`` or zarr 2's ``dimension_separator``).
+    """
+    chunks = chunks or data.shape
+    if zarr.__version__.startswith("2."):
+        return group.create_dataset(name, data=data, chunks=chunks, compressor=compressor, **options)
+    compressors = "auto" if compressor is None else compressor
+    arr = group.create_array(
+        name, shape=data.shape, chunks=chunks, dtype=data.dtype, compressors=compressors, **options
+    )
+    arr[...] = data
+    return arr
+
+
 def write_zarr_v2_tomogram(path, volume, voxel_size=CHALLENGE_VOXEL_SIZE, levels=3):
     """An OME-NGFF 0.4 multiscale zarr v2 group with arrays "0", "1", "2" (strided), Blosc chunks."""
-    group = zarr.open_group(store=str(path), mode="w", zarr_format=2)
+    group = zarr_v2_group(path)
     datasets = []
     for i in range(levels):
         step = 2**i
         level = np.ascontiguousarray(volume[::step, ::step, ::step], dtype=np.float32)
-        arr = group.create_array(
-            str(i), shape=level.shape, chunks=(8, 16, 16), dtype="float32", compressors=numcodecs.Blosc(cname="lz4")
-        )
-        arr[...] = level
+        zarr_v2_array(group, str(i), level, chunks=(8, 16, 16), compressor=numcodecs.Blosc(cname="lz4"))
         scale = [voxel_size * step] * 3
         datasets.append({"coordinateTransformations": [{"scale": scale, "type": "scale"}], "path": str(i)})
     axes = [{"name": a, "type": "space", "unit": "angstrom"} for a in "zyx"]

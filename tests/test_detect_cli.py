@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from cryopoint.batch import FORMATS, BatchOptions, run_batch, runs_from_files, runs_from_root
-from cryopoint.io import read_picks, read_star, read_submission_csv
+from cryopoint.io import read_overlay_picks, read_star, read_submission_csv
 from cryopoint.particles import PARTICLE_NAMES
 from tests._layout_helpers import CHALLENGE_VOXEL_SIZE, write_challenge_store, write_zarr_v2_tomogram
 from tests.test_api import save_tiny_checkpoint
@@ -58,7 +58,7 @@ def test_every_format_is_written_and_reads_back(store, ckpt, tmp_path):
         np.testing.assert_allclose(star[["x", "y", "z"]].to_numpy(), sub[["x", "y", "z"]].to_numpy(), atol=1e-4)
         assert list(star["experiment"]) == list(sub["experiment"])
     for run in RUNS:
-        copick = read_picks(out / "overlay", run, split="test", user_id="cryopoint")
+        copick = read_overlay_picks(out / "overlay", run, user_id="cryopoint")
         mine = expected[expected["experiment"] == run]
         assert len(copick) == len(mine)
         got = copick.sort_values(["particle_type", "x"])[["x", "y", "z"]].to_numpy()
@@ -188,7 +188,7 @@ def test_smoke_train_then_detect_and_score(tmp_path):
     for version in (4, 5):
         star = read_star(out / f"particles_relion{version}.star", voxel_size={run: CHALLENGE_VOXEL_SIZE}, shape=shape)
         np.testing.assert_allclose(star[["x", "y", "z"]].to_numpy(), sub[["x", "y", "z"]].to_numpy(), atol=1e-4)
-    assert len(read_picks(out / "overlay", run, split="test", user_id="cryopoint")) == len(sub)
+    assert len(read_overlay_picks(out / "overlay", run, user_id="cryopoint")) == len(sub)
 
 
 def test_all_runs_failing_still_writes_empty_outputs_and_exits_1(tmp_path, ckpt):

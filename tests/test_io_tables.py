@@ -79,9 +79,17 @@ def test_star_conventions_exactly(tmp_path):
     # voxel (z, y, x) = (3, 4, 5) at voxel size (z, y, x) = (4, 3, 2) Å in a (10, 20, 30) tomogram
     one = pd.DataFrame({"experiment": ["r"], "particle_type": ["ribosome"], "x": [10.0], "y": [12.0], "z": [12.0]})
     vs, shape = (4.0, 3.0, 2.0), (10, 20, 30)
+    iso = starfile.read(write_star(tmp_path / "iso.star", one, 4, voxel_size=2.0))
+    assert iso["particles"][["rlnCoordinateX", "rlnCoordinateY", "rlnCoordinateZ"]].to_numpy().tolist() == [
+        [5.0, 6.0, 6.0]  # voxel indices
+    ]
+    assert iso["particles"]["rlnTomoName"].tolist() == ["r"] and iso["particles"]["rlnClassNumber"].tolist() == [4]
+    # RELION 4 pixels have one size: anisotropic voxels are written in pixels of the smallest, and it is stated
     v4 = starfile.read(write_star(tmp_path / "4.star", one, 4, voxel_size=vs))
-    assert v4[["rlnCoordinateX", "rlnCoordinateY", "rlnCoordinateZ"]].to_numpy().tolist() == [[5.0, 4.0, 3.0]]
-    assert v4["rlnTomoName"].tolist() == ["r"] and v4["rlnClassNumber"].tolist() == [4]
+    assert v4["particles"][["rlnCoordinateX", "rlnCoordinateY", "rlnCoordinateZ"]].to_numpy().tolist() == [
+        [5.0, 6.0, 6.0]
+    ]
+    assert v4["optics"]["rlnTomoTiltSeriesPixelSize"].tolist() == [2.0]
     v5 = starfile.read(write_star(tmp_path / "5.star", one, 5, voxel_size=vs, shape=shape))
     cols = ["rlnCenteredCoordinateXAngst", "rlnCenteredCoordinateYAngst", "rlnCenteredCoordinateZAngst"]
     # centre = size / 2 x pixel size = (15 x 2, 10 x 3, 5 x 4) = (30, 30, 20) Å
@@ -97,7 +105,7 @@ def test_star_bad_input(tmp_path, picks):
         write_star(tmp_path / "a.star", picks, 5, voxel_size=VS, shape={"TS_5_4": SHAPE})
     assert not (tmp_path / "a.star").exists()
     path = write_star(tmp_path / "p.star", picks, 4, voxel_size=VS)
-    block = starfile.read(path)
+    block = starfile.read(path)["particles"]  # rewritten below without its optics block: voxel_size= is needed
     starfile.write(block.assign(rlnClassNumber=9), tmp_path / "c.star")
     with pytest.raises(UnknownParticleError, match="1=apo-ferritin"):
         read_star(tmp_path / "c.star", voxel_size=VS)
@@ -110,6 +118,30 @@ def test_star_bad_input(tmp_path, picks):
         read_star(tmp_path / "z.star", voxel_size=VS)
     with pytest.raises(DataNotFoundError):
         read_star(tmp_path / "absent.star", voxel_size=VS)
+
+
+def test_star4_states_the_pixel_size_of_its_coordinates(tmp_path, picks):
+    vs = {"TS_5_4": VS, "TS_69_2": 7.5}
+    path = write_star(tmp_path / "p.star", picks, 4, voxel_size=vs)
+    blocks = starfile.read(path, always_dict=True)
+    optics, particles = blocks["optics"], blocks["particles"]
+    assert optics[["rlnOpticsGroupName", "rlnTomoTiltSeriesPixelSize"]].values.tolist() == [
+        ["TS_5_4", pytest.approx(VS)],
+        ["TS_69_2", 7.5],
+    ]
+    assert particles["rlnOpticsGroup"].tolist() == [1] * 6 + [2] * 6
+    # the file says what its pixels are: no voxel size needed, and a wrong one does not change the result
+    for given in (None, 1.0):
+        back = read_star(path, voxel_size=given)
+        pd.testing.assert_frame_equal(back, picks, check_exact=False, rtol=0, atol=1e-5)
+
+
+def test_star4_pixel_size_is_what_copicks_converter_reads(tmp_path, picks):
+    formats = pytest.importorskip("copick.util.formats", reason="copick is in CI's copick step, not the main env")
+    blocks = starfile.read(write_star(tmp_path / "p.star", picks, 4, voxel_size=VS), always_dict=True)
+    # voxel_spacing=None: copick would raise rather than guess if the file stated no pixel size
+    angstrom = formats.relion_coordinates_to_angstrom(blocks["particles"], optics=blocks["optics"], voxel_spacing=None)
+    np.testing.assert_allclose(angstrom, picks[["x", "y", "z"]].to_numpy(), rtol=0, atol=1e-4)
 
 
 def test_points_outside_volume(picks):

@@ -2,6 +2,7 @@
 
     python tools/detect.py --model runs/quickstart/best.pt --root data/czii --split test --out preds/
     python tools/detect.py --model blob --files a.zarr b.mrc --voxel-size 10.012 --out preds/ --formats raw star5
+    python tools/detect.py --copick-config project.json --out preds/ --formats submission copick
 
 Per-run results land in OUT/runs/ as each tomogram finishes; a rerun skips finished runs (--overwrite redoes
 them; a rerun with another model or other settings is refused unless --overwrite). The exit code is 1 if any
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from cryopoint.batch import FORMATS, BatchOptions, run_batch, runs_from_files, runs_from_root
 from cryopoint.cli import ArgumentParser, entry_point, read_thresholds
+from cryopoint.io.copick import copick_tomogram_paths
 
 
 @entry_point
@@ -30,12 +32,24 @@ def main(argv=None) -> int:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--root", type=Path, help="dataset root in the challenge/copick layout")
     src.add_argument("--files", type=Path, nargs="+", help=".zarr stores or MRC files")
+    src.add_argument(
+        "--copick-config",
+        type=Path,
+        help="copick project config (JSON): tomograms read from it, --formats copick picks written into it "
+        "through copick (pip install 'cryopoint[copick]')",
+    )
     p.add_argument("--split", default="test", help="split folder under --root (default: test)")
     p.add_argument("--runs", nargs="+", default=[], help="only these runs of the split")
     p.add_argument("--kind", default="denoised", help="reconstruction: denoised, wbp, ctfdeconvolved, ...")
+    p.add_argument("--voxel-spacing", type=float, help="copick voxel spacing to read (default: the run's only one)")
     p.add_argument("--out", type=Path, required=True, help="output folder (per-run results and combined files)")
     p.add_argument("--formats", nargs="+", default=["submission", "raw"], choices=FORMATS)
-    p.add_argument("--overlay-root", type=Path, help="copick overlay root (default: OUT/overlay)")
+    p.add_argument(
+        "--overlay-root",
+        type=Path,
+        help="copick overlay root (the overlay_root of a copick config): picks go to "
+        "OVERLAY_ROOT/ExperimentRuns/<run>/Picks/cryopoint_0_<object>.json (default: OUT/overlay)",
+    )
     cut = p.add_mutually_exclusive_group()
     cut.add_argument("--threshold", type=float, help="one score threshold for every class (default: the model's)")
     cut.add_argument("--thresholds", type=Path, help="per-class thresholds YAML (tools/tune_thresholds.py --out)")
@@ -51,12 +65,20 @@ def main(argv=None) -> int:
     p.add_argument("--voxel-size", type=float, help="Å per voxel, for files without one in their header")
     p.add_argument("--overwrite", action="store_true", help="redo runs that already finished")
     args = p.parse_args(argv)
-    inputs = runs_from_files(args.files) if args.files else runs_from_root(args.root, args.split, args.runs, args.kind)
+    if args.copick_config and args.overlay_root:
+        p.error("--overlay-root is for --root/--files; with --copick-config, picks go into the copick project")
+    if args.copick_config:
+        inputs = copick_tomogram_paths(args.copick_config, args.runs, args.kind, args.voxel_spacing)
+    elif args.files:
+        inputs = runs_from_files(args.files)
+    else:
+        inputs = runs_from_root(args.root, args.split, args.runs, args.kind)
     opts = BatchOptions(
         model=str(args.model),
         out_dir=args.out,
         formats=tuple(args.formats),
         overlay_root=args.overlay_root,
+        copick_config=args.copick_config,
         split=args.split,
         thresholds=read_thresholds(args.thresholds) if args.thresholds else args.threshold,
         devices=tuple(args.devices),

@@ -1,10 +1,22 @@
 """Reading and writing tomograms and picks in every format users bring.
 
+The copick helpers need the optional copick package (``pip install 'cryopoint[copick]'``), imported only when called.
+
 All zarr access lives in :mod:`cryopoint.io.zarr_store`; every output goes through :mod:`cryopoint.io.atomic`.
 """
 
 from cryopoint.io.atomic import atomic_dir, atomic_path, atomic_write_text, refuse_inputs
-from cryopoint.io.layout import list_runs, read_picks, read_truth, tomogram_path, write_run_picks
+from cryopoint.io.copick import copick_runs, copick_tomogram_paths, open_copick, read_copick_picks, write_copick_picks
+from cryopoint.io.layout import (
+    list_runs,
+    overlay_picks_dir,
+    read_overlay_picks,
+    read_picks,
+    read_truth,
+    tomogram_path,
+    write_overlay_picks,
+    write_run_picks,
+)
 from cryopoint.io.picks import check_picks_table, check_points_in_volume, read_copick_json, write_copick_json
 from cryopoint.io.star import read_star, write_star
 from cryopoint.io.submission import read_submission_csv, write_submission_csv
@@ -24,6 +36,9 @@ __all__ = [
     "read_picks",
     "read_truth",
     "write_run_picks",
+    "overlay_picks_dir",
+    "read_overlay_picks",
+    "write_overlay_picks",
     "read_copick_json",
     "write_copick_json",
     "check_picks_table",
@@ -32,4 +47,9 @@ __all__ = [
     "read_submission_csv",
     "write_star",
     "read_star",
+    "open_copick",
+    "copick_runs",
+    "copick_tomogram_paths",
+    "read_copick_picks",
+    "write_copick_picks",
 ]

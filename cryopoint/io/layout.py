@@ -4,6 +4,11 @@
     ROOT/<split>/overlay/ExperimentRuns/<run>/Picks/<object>.json              (the challenge's names)
     ROOT/<split>/overlay/ExperimentRuns/<run>/Picks/<user>_<session>_<object>.json  (copick's names)
 
+``ROOT/<split>/overlay`` is a copick *overlay root*: the folder a copick project config names as ``overlay_root``,
+holding ``ExperimentRuns/``. :func:`write_overlay_picks` / :func:`read_overlay_picks` take any overlay root, so
+picks written there are the picks a copick project with that ``overlay_root`` sees; :func:`write_run_picks` /
+:func:`read_picks` are the same for ``ROOT/<split>/overlay``. (Projects on other storage: :mod:`cryopoint.io.copick`.)
+
 Choosing among several picks files of one particle type (``read_picks``): files are first filtered by
 ``user_id`` / ``session_id`` when given (matched against the JSON fields, which the plain challenge files
 also carry). If more than one file per type remains, those with ``user_id == "curation"`` (ground truth)
@@ -38,6 +43,9 @@ __all__ = [
     "read_picks",
     "read_truth",
     "write_run_picks",
+    "overlay_picks_dir",
+    "read_overlay_picks",
+    "write_overlay_picks",
 ]
 
 #: ``user_id`` of curated ground-truth picks in the challenge data.
@@ -100,6 +108,11 @@ def picks_dir(root: str | os.PathLike, run: str, split: str = "train") -> Path:
             f"Run {run!r} has no picks: expected {folder}. {folder.parent} contains: {_listing(folder.parent)}."
         )
     return folder
+
+
+def overlay_picks_dir(overlay_root: str | os.PathLike, run: str) -> Path:
+    """``<overlay_root>/ExperimentRuns/<run>/Picks``: where copick keeps a run's picks under an overlay root."""
+    return Path(overlay_root) / "ExperimentRuns" / run / "Picks"
 
 
 def tomogram_path(
@@ -187,11 +200,43 @@ def read_picks(
         PicksFormatError: malformed file, or an ambiguous choice between files.
         UnknownParticleError: a file's particle type is not in the catalogue (with ``unknown="raise"``).
     """
+    return _read_picks_folder(picks_dir(root, run, split), run, user_id, session_id, unknown)
+
+
+def read_overlay_picks(
+    overlay_root: str | os.PathLike,
+    run: str,
+    user_id: str | None = None,
+    session_id: str | None = None,
+    *,
+    unknown: str = "raise",
+) -> pd.DataFrame:
+    """All picks of one run under a copick overlay root (``<overlay_root>/ExperimentRuns/<run>/Picks``).
+
+    As :func:`read_picks` (same choice between files, same table), for the overlay root a copick project config
+    names, e.g. the ``--overlay-root`` of ``tools/detect.py``.
+
+    Raises:
+        DataNotFoundError: the run has no picks folder there (lists what exists).
+    """
+    folder = overlay_picks_dir(overlay_root, run)
+    if not folder.is_dir():
+        near = _nearest_existing(folder)
+        raise DataNotFoundError(
+            f"No picks for run {run!r} under overlay root {overlay_root}: expected {folder}. "
+            f"{near} contains: {_listing(near)}."
+        )
+    return _read_picks_folder(folder, run, user_id, session_id, unknown)
+
+
+def _read_picks_folder(
+    folder: Path, run: str, user_id: str | None, session_id: str | None, unknown: str
+) -> pd.DataFrame:
     if unknown not in ("raise", "skip"):
         raise ValueError(f'unknown must be "raise" or "skip", got {unknown!r}.')
     files: dict[str, list[tuple[Path, dict]]] = {}
     tables: dict[Path, pd.DataFrame] = {}
-    for path in sorted(picks_dir(root, run, split).glob("*.json")):
+    for path in sorted(folder.glob("*.json")):
         meta, table = read_copick_json(path, run=run)
         name = meta["pickable_object_name"]
         if name not in PARTICLE_NAMES:
@@ -256,14 +301,43 @@ def write_run_picks(
     particle_types: Iterable[str] = PARTICLE_NAMES,
     overwrite: bool = False,
 ) -> list[Path]:
-    """Write a run's picks in the layout: one copick JSON per particle type, each atomically.
+    """Write a run's picks in the dataset layout (``ROOT/<split>/overlay/ExperimentRuns/<run>/Picks``).
+
+    :func:`write_overlay_picks` with the overlay root ``ROOT/<split>/overlay``; the arguments are the same.
+    """
+    return write_overlay_picks(
+        _runs_root(Path(root), split, "overlay").parent,
+        run,
+        picks,
+        user_id,
+        session_id,
+        naming=naming,
+        particle_types=particle_types,
+        overwrite=overwrite,
+    )
+
+
+def write_overlay_picks(
+    overlay_root: str | os.PathLike,
+    run: str,
+    picks: pd.DataFrame,
+    user_id: str = CURATION_USER,
+    session_id: str = "0",
+    *,
+    naming: str = "auto",
+    particle_types: Iterable[str] = PARTICLE_NAMES,
+    overwrite: bool = False,
+) -> list[Path]:
+    """Write a run's picks under a copick overlay root: one copick JSON per particle type, each atomically.
+
+    The files land in ``<overlay_root>/ExperimentRuns/<run>/Picks/``, where a copick project whose config names
+    ``overlay_root`` finds them.
 
     Args:
-        root: Dataset root.
-        run: Run name (``ROOT/<split>/overlay/ExperimentRuns/<run>/Picks``, created as needed).
+        overlay_root: The copick overlay root (holds ``ExperimentRuns/``; created as needed).
+        run: Run name.
         picks: Picks table (Å); an ``experiment`` column, if present, must equal ``run``. A ``score`` column
             is written per point.
-        split: Split folder.
         user_id: copick ``user_id`` (``"curation"`` = ground truth).
         session_id: copick ``session_id`` (``"0"`` marks machine-made picks in copick).
         naming: ``"challenge"``: ``<object>.json``; ``"copick"``: ``<user>_<session>_<object>.json``;
@@ -294,7 +368,7 @@ def write_run_picks(
     for name in types:
         get_particle(name)
     plain = naming == "challenge" or (naming == "auto" and user_id == CURATION_USER)
-    folder = _runs_root(Path(root), split, "overlay") / run / "Picks"
+    folder = overlay_picks_dir(overlay_root, run)
     targets = {t: folder / (f"{t}.json" if plain else f"{user_id}_{session_id}_{t}.json") for t in types}
     existing = [p.name for p in targets.values() if p.exists()]
     if existing and not overwrite:

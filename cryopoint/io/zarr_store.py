@@ -7,7 +7,13 @@ Stores follow OME-NGFF multiscales, as the CZII challenge ships them:
 * ``multiscales[0].datasets[i].coordinateTransformations[0].scale`` = Å per voxel of level ``i``,
   in (z, y, x) order (the challenge: 10.012444 at level 0);
 * zarr format 2 (``.zgroup``/``.zattrs``/``.zarray``, OME-NGFF 0.4, Blosc chunks) by default; format 3
-  (``zarr.json``, OME-NGFF 0.5: the metadata sits under ``attributes["ome"]``) on request.
+  (``zarr.json``, OME-NGFF 0.5: the metadata sits under ``attributes["ome"]``, arrays carry
+  ``dimension_names`` ``["z", "y", "x"]``) on request.
+
+Both zarr 2.18+ and zarr 3 are supported (copick and ome-zarr-py pin ``zarr<3``): zarr format 2 stores are read
+and written with either; format 3 stores need zarr 3, and under zarr 2 reading or writing one raises
+:class:`~cryopoint.errors.MissingDependencyError` saying so. The few calls whose API differs between the two live in
+the ``_open``/``_new_group``/``_new_array``/``_blosc`` helpers below.
 
 Level ``i`` stores only a ``scale`` (like the challenge files), which under cryopoint's convention
 (``Å = index x voxel_size``, :mod:`cryopoint.coords`) says that voxel ``j`` of level ``i`` is centred on level-0
@@ -28,7 +34,7 @@ import numpy as np
 import zarr
 
 from cryopoint.coords import as_voxel_size
-from cryopoint.errors import DataNotFoundError, VoxelSizeError
+from cryopoint.errors import DataNotFoundError, MissingDependencyError, VoxelSizeError
 from cryopoint.io.atomic import atomic_dir, refuse_inputs
 from cryopoint.io.axes import AxesLayout, zyx_layout
 from cryopoint.tomogram import Tomogram, check_volume
@@ -36,6 +42,58 @@ from cryopoint.tomogram import Tomogram, check_volume
 __all__ = ["write_ome_zarr", "read_ome_zarr", "ome_zarr_geometry", "downsample2x", "voxel_size_from_folder"]
 
 _FOLDER_SPACING = re.compile(r"^VoxelSpacing(\d+(?:\.\d+)?)$")
+
+#: The installed zarr's major version: 2 (copick's, ome-zarr-py's) or 3.
+ZARR_MAJOR = int(zarr.__version__.split(".")[0])
+_NOT_FOUND: tuple[type[Exception], ...] = tuple(
+    getattr(zarr.errors, name)
+    for name in ("NodeNotFoundError", "PathNotFoundError", "GroupNotFoundError", "ArrayNotFoundError")
+    if hasattr(zarr.errors, name)
+)
+
+
+def _needs_zarr3(what: str) -> MissingDependencyError:
+    return MissingDependencyError(
+        f"{what} is zarr format 3 (OME-NGFF 0.5), which needs zarr>=3; the installed zarr is {zarr.__version__} "
+        "(copick and ome-zarr-py pin zarr<3). Use zarr format 2 (OME-NGFF 0.4, the challenge's) or install "
+        "zarr>=3 in an environment without copick."
+    )
+
+
+def _open(path: Path) -> Any:
+    """Open a zarr group or array read-only, with either zarr version."""
+    if ZARR_MAJOR < 3 and (path / "zarr.json").is_file():
+        raise _needs_zarr3(str(path))
+    try:
+        return zarr.open(store=str(path), mode="r")
+    except (FileNotFoundError, *_NOT_FOUND) as err:
+        raise DataNotFoundError(f"{path} is not a readable zarr store: {err}") from None
+
+
+def _new_group(path: Path, zarr_format: int) -> Any:
+    if zarr_format == 3 and ZARR_MAJOR < 3:
+        raise _needs_zarr3(f"The store to write ({path})")
+    if ZARR_MAJOR < 3:
+        return zarr.open_group(store=str(path), mode="w")
+    return zarr.open_group(store=str(path), mode="w", zarr_format=zarr_format)
+
+
+def _blosc(zarr_format: int) -> Any:
+    if zarr_format == 2:
+        return numcodecs.Blosc(cname="zstd", clevel=5, shuffle=numcodecs.Blosc.BITSHUFFLE)
+    return zarr.codecs.BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle")
+
+
+def _new_array(group: Any, name: str, data: np.ndarray, chunks: tuple[int, ...], zarr_format: int) -> None:
+    """Write ``data`` as array ``name`` of ``group``: Blosc/zstd chunks, ``dimension_names`` z, y, x in format 3."""
+    if ZARR_MAJOR < 3:
+        group.create_dataset(name, data=data, chunks=chunks, dtype=data.dtype, compressor=_blosc(2))
+        return
+    extra = {"dimension_names": ("z", "y", "x")} if zarr_format == 3 else {}
+    arr = group.create_array(
+        name, shape=data.shape, chunks=chunks, dtype=data.dtype, compressors=_blosc(zarr_format), **extra
+    )
+    arr[...] = data
 
 
 def downsample2x(data: np.ndarray) -> np.ndarray:
@@ -116,22 +174,17 @@ def write_ome_zarr(
     vs = as_voxel_size(voxel_size)
     check_volume(np.asarray(data), name="volume to write")
     refuse_inputs(path, inputs)
-    if zarr_format == 2:
-        compressor = numcodecs.Blosc(cname="zstd", clevel=5, shuffle=numcodecs.Blosc.BITSHUFFLE)
-    else:
-        compressor = zarr.codecs.BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle")
+    if zarr_format == 3 and ZARR_MAJOR < 3:
+        raise _needs_zarr3(f"The store to write ({path})")
     name = Path(path).name.split(".")[0]
     with atomic_dir(path, overwrite=overwrite) as tmp:
-        group = zarr.open_group(store=str(tmp), mode="w", zarr_format=zarr_format)
+        group = _new_group(Path(tmp), zarr_format)
         level = np.asarray(data, dtype=np.float32)
         for i in range(levels):
             if i:
                 level = downsample2x(level)
             arr_chunks = tuple(max(1, min(int(c), s)) for c, s in zip(chunks, level.shape))
-            arr = group.create_array(
-                str(i), shape=level.shape, chunks=arr_chunks, dtype="float32", compressors=compressor
-            )
-            arr[...] = level
+            _new_array(group, str(i), level, arr_chunks, zarr_format)
         ms = _multiscales(vs, levels, name)
         if zarr_format == 2:
             group.attrs.update({"multiscales": [{**ms, "version": "0.4"}]})
@@ -175,10 +228,7 @@ def _axes_and_scale(attrs: dict[str, Any], level: int) -> tuple[list | None, lis
 
 def _open_level(path: Path, level: int) -> tuple[Any, dict[str, Any]]:
     """The zarr array of ``level`` and the store's attributes."""
-    try:
-        node = zarr.open(store=str(path), mode="r")
-    except (FileNotFoundError, zarr.errors.NodeNotFoundError) as err:
-        raise DataNotFoundError(f"{path} is not a readable zarr store: {err}") from None
+    node = _open(path)
     attrs = dict(node.attrs)
     if isinstance(node, zarr.Array):
         if level != 0:
