@@ -13,13 +13,14 @@ Loading always uses ``torch.load(..., weights_only=True)``: a checkpoint can nev
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from cryopoint.errors import CheckpointError, DataNotFoundError
+from cryopoint.errors import CheckpointError, ConfigError, DataNotFoundError
 from cryopoint.io.atomic import atomic_path
 from cryopoint.particles import PARTICLES
 
@@ -156,9 +157,20 @@ def sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def export_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, half: bool = True, overwrite: bool = False):
+def export_checkpoint(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    *,
+    half: bool = True,
+    overwrite: bool = False,
+    overrides: Sequence[str] = (),
+):
     """Write a checkpoint stripped for shipping: the weights :func:`cryopoint.load` uses (EMA where present),
     optionally in fp16, with config, catalogue, voxel size, thresholds and metrics; no optimizer or RNG state.
+
+    ``overrides``: dotted ``infer.*`` / ``post.*`` settings to ship as the detector's defaults (e.g.
+    ``infer.roi=[96,320,320]``), validated like a training config; weights and training settings are never
+    changed this way.
 
     Returns:
         ``dst`` as a ``Path``.
@@ -172,6 +184,13 @@ def export_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, half: b
     if dst.exists() and not overwrite:
         raise OutputExistsError(f"{dst} exists; pass overwrite=True (CLI: --overwrite) to replace it.")
     payload = load_checkpoint(src)
+    if overrides:
+        from cryopoint.config import apply_overrides, config_from_dict, config_to_dict
+
+        wrong = [o for o in overrides if not o.split("=", 1)[0].strip().startswith(("infer.", "post."))]
+        if wrong:
+            raise ConfigError(f"Only infer.* and post.* settings can be changed on export; got {wrong}.")
+        payload["config"] = config_to_dict(config_from_dict(apply_overrides(payload["config"], list(overrides))))
     state = inference_weights(payload)
     cast = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in state.items()}
     keep = ("format_version", "config", "particles", "voxel_size", "thresholds", "metrics", "step")
