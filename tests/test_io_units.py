@@ -8,13 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import zarr
-from _layout_helpers import write_picks_json
+from _layout_helpers import write_picks_json, zarr_v2_array, zarr_v2_group
 
 from cryopoint.coords import angstroms_per_unit
-from cryopoint.errors import InvalidVolumeError, PicksFormatError, VoxelSizeError
+from cryopoint.errors import InvalidVolumeError, MissingDependencyError, PicksFormatError, VoxelSizeError
 from cryopoint.io import read_copick_json, read_picks, read_tomogram, write_mrc
 from cryopoint.io.axes import zyx_layout
 from cryopoint.io.tomograms import tomogram_geometry
+from cryopoint.io.zarr_store import ZARR_MAJOR
 
 SHAPE = (6, 10, 14)  # z, y, x: all different, so a wrong axis order shows
 
@@ -26,11 +27,17 @@ def volume(rng):
 
 def _store(path, stored, axes, scales, zarr_format=2):
     """An OME-NGFF multiscales group holding ``stored`` as level 0 (and a strided level 1) with these axes."""
-    group = zarr.open_group(store=str(path), mode="w", zarr_format=zarr_format)
+    if zarr_format == 2:  # with zarr 2 or 3
+        group = zarr_v2_group(path)
+    else:
+        group = zarr.open_group(store=str(path), mode="w", zarr_format=zarr_format)
     datasets = []
     for level, scale in enumerate(scales):
         data = stored if level == 0 else stored[tuple(slice(None, None, 2) for _ in stored.shape)]
-        group.create_array(str(level), shape=data.shape, dtype="float32")[...] = data
+        if zarr_format == 2:
+            zarr_v2_array(group, str(level), np.ascontiguousarray(data, dtype=np.float32))
+        else:
+            group.create_array(str(level), shape=data.shape, dtype="float32")[...] = data
         datasets.append({"path": str(level), "coordinateTransformations": [{"type": "scale", "scale": scale}]})
     group.attrs["multiscales"] = [{"version": "0.4", "axes": axes, "datasets": datasets}]
     return path
@@ -65,9 +72,14 @@ def test_axes_stored_x_y_z_are_transposed_with_their_voxel_sizes(tmp_path, volum
     assert read_tomogram(path, voxel_size=7.0).shape == SHAPE
 
 
-def test_length_one_time_and_channel_axes_are_dropped(tmp_path, volume):
+@pytest.mark.parametrize(
+    "zarr_format",
+    [2, pytest.param(3, marks=pytest.mark.skipif(ZARR_MAJOR < 3, reason="zarr format 3 needs zarr 3 (main env)"))],
+)
+def test_length_one_time_and_channel_axes_are_dropped(tmp_path, volume, zarr_format):
     axes = [{"name": "t", "type": "time", "unit": "second"}, {"name": "c", "type": "channel"}, *_axes("zyx", "nm")]
-    path = _store(tmp_path / "tczyx.zarr", volume[None, None], axes, [[1.0, 1.0, 3.0, 2.0, 1.0]], zarr_format=3)
+    stored = volume[None, None]
+    path = _store(tmp_path / "tczyx.zarr", stored, axes, [[1.0, 1.0, 3.0, 2.0, 1.0]], zarr_format=zarr_format)
     tomo = read_tomogram(path)
     np.testing.assert_array_equal(tomo.data, volume)
     assert tomo.voxel_size == (30.0, 20.0, 10.0)
@@ -118,6 +130,15 @@ def test_geometry_of_mrc_matches_reading_it(tmp_path, volume):
         mrc.set_data(volume)
     with pytest.raises(VoxelSizeError, match="unset"):
         tomogram_geometry(tmp_path / "zero.mrc")
+
+
+@pytest.mark.skipif(ZARR_MAJOR >= 3, reason="checks zarr 2 behaviour; CI's copick step has zarr 2")
+def test_geometry_of_a_format_3_store_under_zarr_2_says_what_to_install(tmp_path):
+    store = tmp_path / "v3.zarr"  # a format 3 store someone else wrote
+    store.mkdir()
+    (store / "zarr.json").write_text(json.dumps({"zarr_format": 3, "node_type": "group", "attributes": {}}))
+    with pytest.raises(MissingDependencyError, match=r"v3\.zarr is zarr format 3.*zarr>=3"):
+        tomogram_geometry(store)
 
 
 def test_geometry_reads_no_voxels(tmp_path, volume, monkeypatch):
