@@ -76,9 +76,19 @@ def test_slices_draw_only_false_positives_above_the_marked_threshold():
     assert view.run == "TS_a"
     assert sorted(view.picks["status"]) == ["fp", "tp", "tp", "tp", "tp"]  # truth as the table counts it
     assert view.picks.loc[view.picks["status"] == "fp", "score"].tolist() == [0.95]
-    assert view.hidden_fp == 6  # the six false positives at 0.3-0.5 are not drawn
+    assert (view.below_threshold, view.beyond_cap) == (6, 0)  # the six at 0.3-0.5 are not drawn
     tuned = slice_picks(evaluate(pd.concat([preds, loud]), truth, thresholds="tune", beta=2))
-    assert tuned.hidden_fp == 0 and (tuned.picks["status"] == "fp").sum() == 1  # applied: all left are drawn
+    assert tuned.below_threshold == 0 and (tuned.picks["status"] == "fp").sum() == 1  # applied: all left drawn
+
+
+def test_slices_draw_at_most_the_most_confident_false_positives():
+    truth, preds = _ribosomes()
+    data = evaluate(preds, truth, thresholds={"ribosome": 0.3}, beta=2)  # keeps all six false positives
+    view = slice_picks(data, max_fp=4)
+    fps = view.picks[view.picks["status"] == "fp"]
+    assert fps["score"].tolist() == [0.5, 0.45, 0.4, 0.35] and (view.below_threshold, view.beyond_cap) == (0, 2)
+    unscored = slice_picks(evaluate(preds.drop(columns="score"), truth), max_fp=4)  # nothing to rank by
+    assert (unscored.picks["status"] == "fp").sum() == 6 and unscored.beyond_cap == 0
 
 
 def test_slices_show_the_run_with_misses_not_the_biggest_one():
@@ -127,3 +137,14 @@ def test_rank_correlation_carries_its_exact_chance():
     # Frequency order 24, 5, 15, 9, 21 against recall: rho = 0.1; most random orders do as well.
     rho_n = np.corrcoef([5, 1, 3, 2, 4], [1, 2, 3, 4, 5])[0, 1]
     assert f"neither clearly more nor less reliably than rare ones (ρ = {rho_n:.2f}" in text
+
+
+def test_false_positive_cost_is_measured_not_called_little():
+    # Thyroglobulin P 0.18, R 1: F4 = 17*0.18/(16*0.18+1) = 0.789, 1.0 without false positives: cost 0.21.
+    # A blob-like class with P 0.005, R 1: F4 = 0.074, so its false positives cost 0.93: not "little".
+    rows = {"thyroglobulin": (130, 2, 7, 1.0, 17 * 0.18 / (16 * 0.18 + 1)), "ribosome": (150, 1, 9, 1.0, 0.074)}
+    table = _table(rows)
+    table["precision"] = [0.18, 0.005]
+    text = analysis_paragraph(table, 0.5)
+    assert "cost little" not in text
+    assert "false positives cost thyroglobulin 0.21 of its F4 (precision 0.18); ribosome 0.93 of its F4" in text

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import textwrap
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -112,9 +113,9 @@ def fbeta_figure(
             ax.axvline(t, color="k", ls="--", lw=1)
             if len(at):
                 ax.plot([t], [at.iloc[0]], "ko", ms=5)
-                title += f"\nthreshold {t:.3g}: {f} = {at.iloc[0]:.3f}"
+                title += f"\nthreshold {t:.4g}: {f} = {at.iloc[0]:.3f}"
             else:
-                title += f"\nthreshold {t:.3g} (no prediction scores exactly that)"
+                title += f"\nthreshold {t:.4g} (no prediction scores exactly that)"
         ax.set_title(title, fontsize=10)
     handles = [
         Line2D([], [], color="C0", lw=2, label=f),
@@ -182,10 +183,10 @@ def pr_figure(curves: Mapping[str, pd.DataFrame]) -> Figure:
         notes.append("precision > 1: one prediction covers two particles (the metric's many-to-one rule)")
     if left_out:
         notes.append("not drawn: " + ", ".join(left_out))
-    if notes:
-        ax.set_title("\n".join(notes), fontsize=8, loc="left", wrap=True)
+    if notes:  # wrapped by hand to the axes' width: matplotlib's own wrapping ignores the legend beside it
+        ax.set_title("\n".join(textwrap.fill(n, 64) for n in notes), fontsize=8, loc="left")
     if ax.lines:
-        ax.legend(fontsize=8, loc="lower left")
+        fig.legend(fontsize=8, loc="outside right upper")  # beside the axes: never over a curve
     return fig
 
 

@@ -154,6 +154,10 @@ def evaluate(
     )
 
 
+#: The orthoslice figure draws at most this many false positives of its run (the most confident ones).
+MAX_SLICE_FP = 40
+
+
 @dataclass(frozen=True)
 class SlicePicks:
     """What the orthoslice figure of one run draws.
@@ -161,27 +165,35 @@ class SlicePicks:
     Attributes:
         run: The run shown.
         picks: True particles (``status`` ``"tp"`` found, ``"fn"`` missed) and false positives (``"fp"``).
-        hidden_fp: False positives of this run left out because they score below the marked threshold of
-            their class (only when the picks were scored as given, unthresholded).
+        below_threshold: False positives of this run left out because they score below the marked threshold
+            of their class (only when the picks were scored as given, unthresholded).
+        beyond_cap: False positives left out beyond the ``max_fp`` most confident ones.
+        max_fp: The cap used.
     """
 
     run: str
     picks: pd.DataFrame
-    hidden_fp: int
+    below_threshold: int
+    beyond_cap: int
+    max_fp: int
 
 
-def slice_picks(data: ReportData, runs: Collection[str] | None = None) -> SlicePicks | None:
+def slice_picks(
+    data: ReportData, runs: Collection[str] | None = None, *, max_fp: int = MAX_SLICE_FP
+) -> SlicePicks | None:
     """Choose the run to show in slices and the picks to draw on it.
 
     The run is the one with the most missed particles (then the most particles), among ``runs`` when given,
     so that the figure shows failures where there are some. Truth is drawn found or missed exactly as the
-    table counts it. False positives are all drawn when the evaluation applied thresholds; when it scored
-    the picks as given, only those at or above their class's marked (F-beta-best) threshold are drawn, so
-    that an unthresholded peak list does not bury the slices under hundreds of circles.
+    table counts it. False positives are the thresholded ones: when the evaluation applied thresholds, those
+    left; when it scored the picks as given, those at or above their class's marked (F-beta-best)
+    threshold. Of these, at most ``max_fp`` are drawn, the most confident first, so that a peak list does
+    not bury the slices under hundreds of circles; the counts left out are returned for the caption.
 
     Args:
         data: From :func:`evaluate`.
         runs: Runs that can be shown (those with a tomogram at hand); default: every run with truth.
+        max_fp: The most false positives to draw (all of them when the picks have no score to rank by).
 
     Returns:
         :class:`SlicePicks`, or None when no run can be shown.
@@ -196,8 +208,12 @@ def slice_picks(data: ReportData, runs: Collection[str] | None = None) -> SliceP
     run = per_run.sort_values(["missed", "n"], ascending=False, kind="stable").index[0]
     tp_fn = truth[truth["experiment"] == run].assign(status=lambda d: np.where(d["found"], "tp", "fn"))
     fps = data.matched_pred[(data.matched_pred["experiment"] == run) & ~data.matched_pred["hit"]]
-    shown = fps
-    if not data.markers_applied and data.markers is not None and "score" in fps:
-        shown = apply_thresholds(fps, data.markers)
+    kept = fps
+    if "score" in fps:
+        if not data.markers_applied and data.markers is not None:
+            kept = apply_thresholds(fps, data.markers)
+        shown = kept.sort_values("score", ascending=False, kind="stable").head(max_fp)
+    else:
+        shown = kept
     picks = pd.concat([tp_fn, shown.assign(status="fp")], ignore_index=True)
-    return SlicePicks(run=str(run), picks=picks, hidden_fp=len(fps) - len(shown))
+    return SlicePicks(str(run), picks, len(fps) - len(kept), len(kept) - len(shown), max_fp)

@@ -61,6 +61,10 @@ def _crop(img: np.ndarray, cy: int, cx: int, half: int) -> np.ndarray:
     return pad[cy : cy + 2 * half + 1, cx : cx + 2 * half + 1]
 
 
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
 def _caption(row: pd.Series, kind: str) -> str:
     dist = row.get("nearest_distance", np.inf)
     dist_txt = "none" if not np.isfinite(dist) else f"{dist:.0f} Å"
@@ -130,7 +134,8 @@ def plot_failure_gallery(
                 spine.set_linewidth(2.5)
     skipped = len(rows) - len(shown)
     fig.suptitle(
-        f"Failure gallery: {len(misses)} misses (dotted), {len(false_positives)} false positives (solid)"
+        f"Failure gallery: {_count(len(misses), 'miss', 'misses')} (dotted), "
+        f"{_count(len(false_positives), 'false positive', 'false positives')} (solid)"
         + (f"; {skipped} without a tomogram at hand" if skipped else ""),
         fontsize=10,
         color=TEXT_COLOR,

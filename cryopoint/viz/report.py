@@ -135,11 +135,16 @@ def analysis_paragraph(table: pd.DataFrame, overall: float, *, beta: float = 4) 
     top = [f"{n} ({v:.3f})" for n, v in loss.items() if v > 0.005][:2]
     if top:
         parts.append(f"Most of the score lost to a perfect 1.0 comes from {' and '.join(top)}, weight included.")
-    low_p = scored[(scored["precision"] < 0.5) & (scored["recall"] > 0.8)].index.tolist()
-    if low_p:
+    low_p = scored[(scored["precision"] < 0.5) & (scored["recall"] > 0.8)]
+    if len(low_p):
+        b2 = beta**2
+        clean = (1 + b2) * low_p["recall"] / (b2 + low_p["recall"])  # F-beta at the same recall, no false positive
+        costs = [
+            f"{name} {cost:.2f} of its F{beta:g} (precision {p:.2f})"
+            for name, cost, p in zip(low_p.index, clean - low_p["fbeta"], low_p["precision"])
+        ]
         parts.append(
-            f"With β = {beta:g} recall weighs {beta**2:g}x more than precision, so the many false positives of "
-            f"{', '.join(low_p)} cost little; missed particles are what matters."
+            f"With β = {beta:g} recall weighs {b2:g}x more than precision; false positives cost {'; '.join(costs)}."
         )
     unscored = table[(table["weight"] == 0) & (table["n_true"] > 0)].index.tolist()
     if unscored:
@@ -160,18 +165,23 @@ def _side_by_side(data: ReportData) -> list[str]:
 
 def _slices_caption(figures: ReportFigures) -> str:
     info = figures.slices
+    view = info.view
     text = (
-        f"Orthogonal slices of {info.run} (planes at z = {info.centre[0]}, y = {info.centre[1]}, "
+        f"Orthogonal slices of {view.run} (planes at z = {info.centre[0]}, y = {info.centre[1]}, "
         f"x = {info.centre[2]}, placed to cut the most misses): found particles solid, misses dotted, false "
         "positives dashed."
     )
-    if info.misses:
+    if info.misses == info.misses_cut == 1:
+        text += " The planes cut the one missed particle of this run."
+    elif info.misses:
         text += f" The planes cut {info.misses_cut} of the {info.misses} missed particles of this run."
-    if info.hidden_fp:
+    if view.below_threshold:
         text += (
-            f" The picks were scored as given; {info.hidden_fp} false positives below their class's best "
-            "threshold are not drawn."
+            f" The picks were scored as given; the {view.below_threshold} false positives below their class's "
+            "best threshold are not drawn."
         )
+    if view.beyond_cap:
+        text += f" Only the {view.max_fp} most confident false positives are drawn ({view.beyond_cap} more are not)."
     return text
 
 

@@ -18,7 +18,7 @@ from cryopoint.tomogram import Tomogram
 from cryopoint.viz.common import save_png
 from cryopoint.viz.confusion import plot_confusion
 from cryopoint.viz.curves import plot_fbeta_curves, plot_pr_curves
-from cryopoint.viz.evaluation import ReportData, slice_picks
+from cryopoint.viz.evaluation import ReportData, SlicePicks, slice_picks
 from cryopoint.viz.gallery import plot_failure_gallery
 from cryopoint.viz.slices import plot_orthoslices, slice_centre
 
@@ -30,18 +30,16 @@ class SliceInfo:
     """What the orthoslice figure shows, for its caption.
 
     Attributes:
-        run: The run shown.
+        view: The run and the picks drawn (:func:`cryopoint.viz.evaluation.slice_picks`).
         centre: (z, y, x) slice indices.
         misses: Missed particles in that run.
         misses_cut: How many of them the three planes cut (and so draw).
-        hidden_fp: False positives below the marked threshold, not drawn (unthresholded picks only).
     """
 
-    run: str
+    view: SlicePicks
     centre: tuple[int, int, int]
     misses: int
     misses_cut: int
-    hidden_fp: int
 
 
 @dataclass(frozen=True)
@@ -130,7 +128,7 @@ def write_report_figures(
             plot_orthoslices(tomo.data, tomo.voxel_size, view.picks, center=centre, title=view.run, out=out_png)
             missed = view.picks[view.picks["status"] == "fn"]
             cut = _cuts(missed, centre, tomo.voxel_size) if len(missed) else pd.Series(dtype=bool)
-            info = SliceInfo(view.run, centre, len(missed), int(cut.sum()), view.hidden_fp)
+            info = SliceInfo(view, centre, len(missed), int(cut.sum()))
             files["slices"] = "slices.png"
     plot_confusion(data.confusion, out / "confusion.png")
     files["confusion"] = "confusion.png"

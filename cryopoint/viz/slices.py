@@ -45,7 +45,8 @@ def _circles(ax, picks_vox: np.ndarray, picks: pd.DataFrame, panel: tuple, index
                 fill=False,
                 edgecolor=class_color(name),
                 linestyle=STATUS_STYLES.get(status, "solid"),
-                linewidth=1.2,
+                linewidth=2.2 if status == "fn" else 1.2,  # misses on top and bolder: they matter most
+                zorder=3 if status == "fn" else 2,
             )
         )
 
@@ -56,8 +57,9 @@ def slice_centre(
     """Slice indices (z, y, x) whose planes show the most missed particles.
 
     For each axis, the plane is the index that cuts the most picks with ``status == "fn"`` (a plane cuts a
-    particle when it passes within its catalogue radius of the centre), then the most picks of any status,
-    then the one nearest the volume's centre. Misses are the failures a reader looks for first, and a
+    particle when it passes within its catalogue radius of the centre), then the one that cuts them widest
+    (nearest their centres), then the one that cuts the most picks of any status, then the one nearest the
+    volume's centre. Misses are the failures a reader looks for first, and a
     plane through the middle of the volume usually shows none of them.
 
     Args:
@@ -78,8 +80,11 @@ def slice_centre(
     out = []
     for axis, n in enumerate(shape):
         planes = np.arange(n)[:, None]  # (n, 1) against (1, N) picks
-        cut = np.abs(planes - pos[None, :, axis]) * vs[axis] < radius[None, :]
-        key = np.lexsort((np.abs(np.arange(n) - centre[axis]), -cut.sum(1), -cut[:, missed].sum(1)))
+        depth = np.abs(planes - pos[None, :, axis]) * vs[axis]  # (n, N) Å from each plane
+        cut = depth < radius[None, :]
+        section = np.where(cut, np.sqrt(np.clip(1 - (depth / radius) ** 2, 0, None)), 0.0)  # 1 through a centre
+        by_misses = (-cut[:, missed].sum(1), -section[:, missed].sum(1))
+        key = np.lexsort((np.abs(np.arange(n) - centre[axis]), -cut.sum(1), by_misses[1], by_misses[0]))
         out.append(int(key[0]))
     return tuple(out)
 
