@@ -135,14 +135,11 @@ def test_report_compare_and_tuning(case, tmp_path):
 
 def test_compare_curves_keep_one_colour_per_method(monkeypatch, tmp_path):
     """A method missing from a class must not shift the colours of the others (one legend for all)."""
-    import cryopoint.viz.report as report
+    from cryopoint.viz.report_figures import compare_curves
 
-    figs = []
-    monkeypatch.setattr(report, "save_png", lambda fig, out: figs.append(fig))
     curve = pd.DataFrame({"threshold": [0.1, 0.5], "fbeta": [0.4, 0.2]})
     curves = {"a": {"ribosome": curve}, "b": {"ribosome": curve, "apo-ferritin": curve}, "c": {"apo-ferritin": curve}}
-    report._compare_curves(curves, tmp_path / "x.png")
-    (fig,) = figs
+    fig = compare_curves(curves)
     axes = {ax.get_title(): ax for ax in fig.axes}
     colours = {t: [line.get_color() for line in axes[t].get_lines()] for t in ("apo-ferritin", "ribosome")}
     assert colours == {"apo-ferritin": ["C1", "C2"], "ribosome": ["C0", "C1"]}
@@ -205,7 +202,7 @@ def test_analysis_names_ties_and_does_not_overclaim_trends():
 
 def test_one_palette_for_every_figure():
     # Slices, gallery, confusion and report share one class colour map, so a class looks the same everywhere.
-    from cryopoint.viz import common, gallery, report, slices
+    from cryopoint.viz import common, curves, gallery, slices
 
-    assert slices.class_color is gallery.class_color is report.class_color is common.class_color
+    assert slices.class_color is gallery.class_color is curves.class_color is common.class_color
     assert len(set(common.CLASS_COLORS.values())) == 6

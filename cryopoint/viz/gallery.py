@@ -13,9 +13,12 @@ from matplotlib.patches import Circle
 from cryopoint.coords import angstrom_to_voxel
 from cryopoint.particles import PARTICLE_NAMES, get_particle
 from cryopoint.tomogram import Tomogram
-from cryopoint.viz.common import class_color, display_limits, plt, save_png
+from cryopoint.viz.common import class_color, display_limits, save_png
 
-__all__ = ["select_failures", "plot_failure_gallery"]
+__all__ = ["select_failures", "plot_failure_gallery", "TEXT_COLOR"]
+
+#: Colour of every title and caption: dark on the white page, whatever the class colour.
+TEXT_COLOR = "#1a1a1a"
 
 
 def select_failures(
@@ -58,6 +61,10 @@ def _crop(img: np.ndarray, cy: int, cx: int, half: int) -> np.ndarray:
     return pad[cy : cy + 2 * half + 1, cx : cx + 2 * half + 1]
 
 
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
 def _caption(row: pd.Series, kind: str) -> str:
     dist = row.get("nearest_distance", np.inf)
     dist_txt = "none" if not np.isfinite(dist) else f"{dist:.0f} Å"
@@ -91,7 +98,10 @@ def plot_failure_gallery(
     shown = [(r, k) for r, k in rows if r["experiment"] in tomograms]
     ncol = max(1, min(6, len(shown)))
     nrow = max(1, -(-len(shown) // ncol))
-    fig, axes = plt.subplots(2 * nrow, ncol, figsize=(2.3 * ncol, 4.6 * nrow), squeeze=False)
+    # Constrained layout keeps the figure title above the panel titles; text is dark on white, and the
+    # class colour goes on the circle and the panel frame, where even yellow reads well.
+    fig = Figure(figsize=(2.3 * ncol, 4.8 * nrow + 0.4), layout="constrained")
+    axes = fig.subplots(2 * nrow, ncol, squeeze=False)
     for ax in axes.ravel():
         ax.set_axis_off()
     for i, (row, kind) in enumerate(shown):
@@ -114,18 +124,22 @@ def plot_failure_gallery(
             ax.set_title(
                 f"{row['particle_type']} ({label})\n{_caption(row, kind)}" if j == 0 else f"({label})",
                 fontsize=7,
-                color=color if j == 0 else "black",
+                color=TEXT_COLOR,
             )
             ax.set_axis_on()
             ax.set_xticks([])
             ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_edgecolor(color)
+                spine.set_linewidth(2.5)
     skipped = len(rows) - len(shown)
     fig.suptitle(
-        f"Failure gallery: {len(misses)} misses (dotted), {len(false_positives)} false positives (solid)"
+        f"Failure gallery: {_count(len(misses), 'miss', 'misses')} (dotted), "
+        f"{_count(len(false_positives), 'false positive', 'false positives')} (solid)"
         + (f"; {skipped} without a tomogram at hand" if skipped else ""),
         fontsize=10,
+        color=TEXT_COLOR,
     )
-    fig.tight_layout()
     if out is not None:
         save_png(fig, out)
     return fig

@@ -1,42 +1,37 @@
-"""The evaluation report: numbers, figures and a generated analysis, written as Markdown with PNGs.
+"""The evaluation report as Markdown: tables and a paragraph that reads the numbers, around the figures.
 
-``make_report`` is what ``tools/report.py`` calls. It reads like the evaluation section of a paper: overall
-weighted F-beta, a per-class table, an analysis paragraph derived from the numbers, threshold curves, matched
-slices, a failure gallery and a confusion figure; with several prediction sets it adds side-by-side tables.
+``make_report`` is what ``tools/report.py`` calls. It runs three separate steps: :func:`evaluate` (every
+number, no drawing), :func:`write_report_figures` (the PNGs) and :func:`render_markdown` (the text). The
+result reads like the evaluation section of a paper: overall weighted F-beta, a per-class table, an analysis
+paragraph derived from the numbers, threshold curves, matched slices, a failure gallery and a confusion
+figure; with several prediction sets it adds side-by-side tables.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib.lines import Line2D
-from scipy.stats import spearmanr
+from scipy.stats import rankdata
 
 from cryopoint.io.atomic import atomic_write_text
-from cryopoint.metric import match_points, score
-from cryopoint.particles import PARTICLES, get_particle, total_weight
-from cryopoint.post.thresholds import apply_thresholds, tune_thresholds
+from cryopoint.particles import PARTICLES, total_weight
 from cryopoint.tomogram import Tomogram
-from cryopoint.viz.common import class_color, plt, save_png
-from cryopoint.viz.confusion import confusion_matrix, plot_confusion
-from cryopoint.viz.curves import plot_fbeta_curves, plot_pr_curves
-from cryopoint.viz.gallery import plot_failure_gallery, select_failures
+from cryopoint.viz.evaluation import ReportData, class_table, evaluate
+from cryopoint.viz.report_figures import ReportFigures, write_report_figures
 
-__all__ = ["class_table", "analysis_paragraph", "make_report"]
+__all__ = ["class_table", "analysis_paragraph", "render_markdown", "make_report", "MIN_TREND_CLASSES"]
 
-
-def class_table(truth: pd.DataFrame, predictions: pd.DataFrame, *, beta: float = 4) -> tuple[float, pd.DataFrame]:
-    """Weighted F-beta and a per-class table with radius added, in catalogue order."""
-    result = score(truth, predictions, beta=beta)
-    table = result.table.copy()
-    if "particle_type" in table.columns:
-        table = table.set_index("particle_type")
-    table.insert(0, "radius", [get_particle(n).radius for n in table.index])
-    return float(result.score), table
+#: A rank correlation of recall with radius or frequency is reported only over at least this many scored
+#: classes and :data:`MIN_TREND_PARTICLES` true particles; below that it says nothing a reader can use.
+MIN_TREND_CLASSES = 4
+MIN_TREND_PARTICLES = 20
+#: A trend is named ("rises with") only when a correlation this strong arises by chance at most this often.
+TREND_CHANCE = 0.1
 
 
 def _fmt(v: float) -> str:
@@ -61,11 +56,64 @@ def _names(names: list[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
+def _rank_correlation(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Spearman ρ of ``x`` and ``y`` and the exact chance that a random order of ``y`` reaches ``|ρ|`` or more.
+
+    Exact over every ordering (one value per class, so at most 6! = 720 orderings here); with so few points
+    the usual t-approximation of the p-value is wrong.
+    """
+    rx, ry = rankdata(x), rankdata(y)
+
+    def rho(a: np.ndarray, b: np.ndarray) -> float:
+        a, b = a - a.mean(), b - b.mean()
+        norm = float(np.sqrt((a * a).sum() * (b * b).sum()))
+        return float((a * b).sum() / norm) if norm > 0 else float("nan")
+
+    r = rho(rx, ry)
+    if not np.isfinite(r) or len(rx) > 8:
+        return r, float("nan")
+    orders = [rho(rx, np.asarray(o)) for o in itertools.permutations(ry)]
+    return r, float(np.mean(np.abs(orders) >= abs(r) - 1e-12))
+
+
+def _trend_sentences(scored: pd.DataFrame, bottom: list[str]) -> list[str]:
+    """How recall tracks radius and frequency, claimed only where the counts can show it."""
+    n_cls, n_true = len(scored), int(scored["n_true"].sum())
+    if n_cls < MIN_TREND_CLASSES or n_true < MIN_TREND_PARTICLES:
+        return [
+            f"With {n_cls} scored classes and {n_true} true particles, no trend of recall with particle radius or "
+            f"frequency can be told from chance (at least {MIN_TREND_CLASSES} classes and {MIN_TREND_PARTICLES} "
+            "particles are needed to report one)."
+        ]
+    out = []
+    rho_r, p_r = _rank_correlation(scored["radius"].to_numpy(float), scored["recall"].to_numpy(float))
+    rho_n, p_n = _rank_correlation(scored["n_true"].to_numpy(float), scored["recall"].to_numpy(float))
+    if np.isfinite(rho_r):
+        clear = p_r <= TREND_CHANCE
+        trend = ("rises with" if rho_r > 0 else "falls with") if clear else "does not clearly track"
+        smallest = scored["radius"].idxmin()
+        hard_small = clear and rho_r > 0 and smallest in bottom
+        out.append(
+            f"Recall {trend} particle radius (Spearman ρ = {rho_r:.2f} over {n_cls} scored classes; random "
+            f"orders of {n_cls} classes reach |ρ| ≥ {abs(rho_r):.2f} {p_r:.0%} of the time)"
+            + (f"; the smallest particle, {smallest}, is the hardest." if hard_small else ".")
+        )
+    if np.isfinite(rho_n):
+        trend = ("more" if rho_n > 0 else "less") if p_n <= TREND_CHANCE else "neither clearly more nor less"
+        out.append(
+            f"Frequent classes are recalled {trend} reliably than rare ones (ρ = {rho_n:.2f}; random orders reach "
+            f"|ρ| ≥ {abs(rho_n):.2f} {p_n:.0%} of the time)."
+        )
+    return out
+
+
 def analysis_paragraph(table: pd.DataFrame, overall: float, *, beta: float = 4) -> str:
     """A paragraph that reads the per-class table: who is recalled well, how that tracks size and frequency.
 
     Every statement is computed from ``table`` (the per-class table of :func:`class_table`), nothing is canned
-    beyond the sentence frames.
+    beyond the sentence frames. A trend with radius or frequency is reported only over at least
+    :data:`MIN_TREND_CLASSES` scored classes and :data:`MIN_TREND_PARTICLES` true particles, with the exact
+    chance of a correlation that strong, and named only when that chance is at most :data:`TREND_CHANCE`.
     """
     scored = table[(table["weight"] > 0) & (table["n_true"] > 0)]
     if scored.empty:
@@ -81,29 +129,22 @@ def analysis_paragraph(table: pd.DataFrame, overall: float, *, beta: float = 4) 
             f"Recall is highest for {_names(top)} ({recall.max():.2f}) and lowest for {_names(bottom)} "
             f"({recall.min():.2f})."
         )
-    if len(scored) >= 3 and recall.nunique() > 1:
-        rho_r = spearmanr(scored["radius"], recall).statistic
-        rho_n = spearmanr(scored["n_true"], recall).statistic
-        if np.isfinite(rho_r):
-            trend = "rises with" if rho_r >= 0.5 else "falls with" if rho_r <= -0.5 else "does not clearly track"
-            smallest = scored["radius"].idxmin()
-            hard_small = rho_r >= 0.5 and smallest in bottom
-            parts.append(
-                f"Recall {trend} particle radius (Spearman ρ = {rho_r:.2f} over {len(scored)} scored classes)"
-                + (f"; the smallest particle, {smallest}, is the hardest." if hard_small else ".")
-            )
-        if np.isfinite(rho_n):
-            trend = "more" if rho_n >= 0.5 else "less" if rho_n <= -0.5 else "neither more nor less"
-            parts.append(f"Frequent classes are recalled {trend} reliably than rare ones (ρ = {rho_n:.2f}).")
+    if recall.nunique() > 1:
+        parts += _trend_sentences(scored, bottom)
     loss = ((1 - scored["fbeta"]) * scored["weight"] / total_weight()).sort_values(ascending=False)
     top = [f"{n} ({v:.3f})" for n, v in loss.items() if v > 0.005][:2]
     if top:
         parts.append(f"Most of the score lost to a perfect 1.0 comes from {' and '.join(top)}, weight included.")
-    low_p = scored[(scored["precision"] < 0.5) & (scored["recall"] > 0.8)].index.tolist()
-    if low_p:
+    low_p = scored[(scored["precision"] < 0.5) & (scored["recall"] > 0.8)]
+    if len(low_p):
+        b2 = beta**2
+        clean = (1 + b2) * low_p["recall"] / (b2 + low_p["recall"])  # F-beta at the same recall, no false positive
+        costs = [
+            f"{name} {cost:.2f} of its F{beta:g} (precision {p:.2f})"
+            for name, cost, p in zip(low_p.index, clean - low_p["fbeta"], low_p["precision"])
+        ]
         parts.append(
-            f"With β = {beta:g} recall weighs {beta**2:g}x more than precision, so the many false positives of "
-            f"{', '.join(low_p)} cost little; missed particles are what matters."
+            f"With β = {beta:g} recall weighs {b2:g}x more than precision; false positives cost {'; '.join(costs)}."
         )
     unscored = table[(table["weight"] == 0) & (table["n_true"] > 0)].index.tolist()
     if unscored:
@@ -111,36 +152,95 @@ def analysis_paragraph(table: pd.DataFrame, overall: float, *, beta: float = 4) 
     return " ".join(parts)
 
 
-def _compare_curves(curves: Mapping[str, Mapping[str, pd.DataFrame]], out: Path) -> None:
-    """F-beta against threshold, one panel per class, one colour per method in every panel (one legend)."""
-    names = [p.name for p in PARTICLES]
-    colors = {method: f"C{i % 10}" for i, method in enumerate(curves)}
-    fig, axes = plt.subplots(2, 3, figsize=(12, 6.5), constrained_layout=True)
-    for ax, name in zip(axes.ravel(), names):
-        missing = []
-        for method, per_class in curves.items():
-            c = per_class.get(name)
-            if c is not None and len(c):
-                ax.plot(c["threshold"], c["fbeta"], drawstyle="steps-pre", color=colors[method])
-            else:
-                missing.append(method)
-        if missing:
-            ax.text(
-                0.98,
-                0.95,
-                "no predictions: " + ", ".join(missing),
-                ha="right",
-                va="top",
-                fontsize=7,
-                transform=ax.transAxes,
-            )
-        ax.set_title(name, color=class_color(name))
-        ax.set_xlabel("score threshold (keep >=)")
-        ax.set_ylabel("F-beta")
-        ax.set_ylim(0, 1.02)
-    handles = [Line2D([], [], color=c, label=m) for m, c in colors.items()]
-    fig.legend(handles=handles, loc="outside upper center", ncols=len(handles), fontsize=9)
-    save_png(fig, out)
+def _side_by_side(data: ReportData) -> list[str]:
+    md = [
+        "| method | weighted F-beta | " + " | ".join(p.name for p in PARTICLES) + " |",
+        "|---|---|" + "---|" * len(PARTICLES),
+    ]
+    for method, res in data.methods.items():
+        cells = " | ".join(_fmt(res.table.loc[p.name, "fbeta"]) for p in PARTICLES)
+        md.append(f"| {method} | {res.score:.4f} | {cells} |")
+    return md
+
+
+def _slices_caption(figures: ReportFigures) -> str:
+    info = figures.slices
+    view = info.view
+    text = (
+        f"Orthogonal slices of {view.run} (planes at z = {info.centre[0]}, y = {info.centre[1]}, "
+        f"x = {info.centre[2]}, placed to cut the most misses): found particles solid, misses dotted, false "
+        "positives dashed."
+    )
+    if info.misses == info.misses_cut == 1:
+        text += " The planes cut the one missed particle of this run."
+    elif info.misses:
+        text += f" The planes cut {info.misses_cut} of the {info.misses} missed particles of this run."
+    if view.below_threshold:
+        text += (
+            f" The picks were scored as given; the {view.below_threshold} false positives below their class's "
+            "best threshold are not drawn."
+        )
+    if view.beyond_cap:
+        text += f" Only the {view.max_fp} most confident false positives are drawn ({view.beyond_cap} more are not)."
+    return text
+
+
+def render_markdown(data: ReportData, figures: ReportFigures, *, title: str = "cryopoint evaluation") -> str:
+    """The report's Markdown, from the evaluation and the figures written beside it (pure: writes nothing)."""
+    main, files = data.main, figures.files
+    n_runs = data.truth["experiment"].nunique()
+    f = f"F{data.beta:g}"
+    md = [
+        f"# {title}",
+        "",
+        f"**Weighted {f} = {main.score:.4f}** on {n_runs} tomogram(s), {len(data.truth)} true particles, "
+        f"{len(main.predictions)} predictions ({data.main_name}). Matches within 0.5 x particle radius, TP/FP/FN "
+        f"summed over tomograms, weights sum to {total_weight():g}.",
+    ]
+    md += [""] + [f"> {n}" for n in data.notes] + ([""] if data.notes else [])
+    md += ["## Per-class results", "", _markdown_table(main.table), "", "## Analysis", ""]
+    md.append(analysis_paragraph(main.table, main.score, beta=data.beta))
+    if len(data.methods) > 1:
+        md += ["", "## Side by side", "", *_side_by_side(data)]
+        if "compare" in files:
+            md += ["", f"![F-beta against threshold, all methods]({files['compare']})"]
+    if "fbeta" in files:
+        marker = "the threshold applied" if data.markers_applied else f"the {f}-best threshold"
+        md += [
+            "",
+            "## Thresholds",
+            "",
+            f"{f} against the score threshold per class (marker and panel title: {marker}), and "
+            "precision-recall curves:",
+            "",
+            f"![F-beta curves]({files['fbeta']})",
+            "",
+            f"![Precision-recall curves]({files['pr']})",
+        ]
+    n_miss = int((~data.matched_truth["found"]).sum())
+    n_fp = int((~data.matched_pred["hit"]).sum())
+    md += ["", "## Failures", ""]
+    md.append(f"{n_miss} true particles are missed and {n_fp} predictions hit no particle of their class.")
+    if "failures" in files:
+        md += [
+            "The gallery shows, per class, the clearest misses (no prediction nearby) and the most confident false "
+            "positives, each as an xy crop above an xz crop:",
+            "",
+            f"![Failure gallery]({files['failures']})",
+        ]
+    if "slices" in files:
+        md += ["", _slices_caption(figures), "", f"![Matched slices]({files['slices']})"]
+    md += [
+        "",
+        "## Class confusion",
+        "",
+        "Predictions counted on the true particle whose match ball they fall in; the "
+        "last row counts predictions on no particle at all:",
+        "",
+        f"![Class confusion]({files['confusion']})",
+        "",
+    ]
+    return "\n".join(md)
 
 
 def make_report(
@@ -153,7 +253,7 @@ def make_report(
     beta: float = 4,
     title: str = "cryopoint evaluation",
 ) -> Path:
-    """Write ``out_dir/report.md`` and its figures.
+    """Write ``out_dir/report.md`` and its figures: :func:`evaluate`, then the figures, then the Markdown.
 
     Args:
         predictions: One picks table, or ``{method name: picks table}`` to compare several. The first is the
@@ -163,121 +263,12 @@ def make_report(
         tomograms: Experiment → Tomogram, for slices and the failure gallery (omitted when None).
         thresholds: None evaluates the predictions as given; a mapping applies per-class thresholds;
             ``"tune"`` tunes them on these same predictions (optimistic; the report says so).
-        beta: F-beta's β.
+        beta: F-beta's β, for the scores, the tuning, the curves and their markers.
         title: Report title.
 
     Returns:
         Path of ``report.md``.
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    methods = dict(predictions) if isinstance(predictions, Mapping) else {"predictions": predictions}
-    evaluated, tuned, notes = {}, {}, []
-    for method, preds in methods.items():
-        if "score" in preds and len(preds):
-            tuned[method] = tune_thresholds(truth, preds, beta=beta)
-        if thresholds == "tune":
-            if method not in tuned:
-                raise ValueError(f"{method}: thresholds='tune' needs a 'score' column in the predictions.")
-            preds = apply_thresholds(preds, tuned[method].thresholds)
-            notes.append(f"{method}: thresholds tuned on this same set (optimistic).")
-        elif isinstance(thresholds, Mapping):
-            preds = apply_thresholds(preds, thresholds)
-        evaluated[method] = preds
-    curves = {m: t.curves for m, t in tuned.items()}
-    main_name, main = next(iter(evaluated.items()))
-    overall, table = class_table(truth, main, beta=beta)
-    n_runs = truth["experiment"].nunique()
-    md = [f"# {title}", ""]
-    md.append(
-        f"**Weighted F{beta:g} = {overall:.4f}** on {n_runs} tomogram(s), {len(truth)} true particles, "
-        f"{len(main)} predictions ({main_name}). Matches within 0.5 x particle radius, TP/FP/FN summed over "
-        f"tomograms, weights sum to {total_weight():g}."
-    )
-    md += [""] + [f"> {n}" for n in notes] + ([""] if notes else [])
-    md += [
-        "## Per-class results",
-        "",
-        _markdown_table(table),
-        "",
-        "## Analysis",
-        "",
-        analysis_paragraph(table, overall, beta=beta),
-    ]
-    if len(evaluated) > 1:
-        md += [
-            "",
-            "## Side by side",
-            "",
-            "| method | weighted F-beta | " + " | ".join(p.name for p in PARTICLES) + " |",
-            "|---|---|" + "---|" * len(PARTICLES),
-        ]
-        for method, preds in evaluated.items():
-            s, t = class_table(truth, preds, beta=beta)
-            md.append(f"| {method} | {s:.4f} | " + " | ".join(_fmt(t.loc[p.name, "fbeta"]) for p in PARTICLES) + " |")
-        if len(curves) > 1:
-            _compare_curves(curves, out / "compare_fbeta.png")
-            md += ["", "![F-beta against threshold, all methods](compare_fbeta.png)"]
-    if main_name in curves:
-        marked = (
-            thresholds if isinstance(thresholds, Mapping) else tune_thresholds(truth, methods[main_name]).thresholds
-        )
-        plot_fbeta_curves(curves[main_name], marked, out / "fbeta_curves.png")
-        plot_pr_curves(curves[main_name], out / "pr_curves.png")
-        md += [
-            "",
-            "## Thresholds",
-            "",
-            "F-beta against the score threshold per class (marker: the threshold used or "
-            "the best one), and precision-recall curves:",
-            "",
-            "![F-beta curves](fbeta_curves.png)",
-            "",
-            "![Precision-recall curves](pr_curves.png)",
-        ]
-    matched_pred, matched_truth = match_points(truth, main)
-    md += ["", "## Failures"]
-    n_miss = int((~matched_truth["found"]).sum())
-    n_fp = int((~matched_pred["hit"]).sum())
-    md.append(f"\n{n_miss} true particles are missed and {n_fp} predictions hit no particle of their class.")
-    if tomograms:
-        misses, fps = select_failures(matched_truth, matched_pred)
-        plot_failure_gallery(tomograms, misses, fps, out / "failures.png")
-        md += [
-            "The gallery shows, per class, the clearest misses (no prediction nearby) and the most confident false "
-            "positives, each as an xy crop above an xz crop:",
-            "",
-            "![Failure gallery](failures.png)",
-        ]
-        from cryopoint.viz.slices import plot_orthoslices
-
-        run = matched_truth["experiment"].value_counts().index[0]
-        if run in tomograms:
-            status = pd.concat(
-                [
-                    matched_truth[matched_truth["experiment"] == run].assign(
-                        status=lambda d: np.where(d["found"], "tp", "fn")
-                    ),
-                    matched_pred[(matched_pred["experiment"] == run) & ~matched_pred["hit"]].assign(status="fp"),
-                ],
-                ignore_index=True,
-            )
-            plot_orthoslices(tomograms[run].data, tomograms[run].voxel_size, status, title=run, out=out / "slices.png")
-            md += [
-                "",
-                f"Orthogonal slices of {run}: found particles solid, misses dotted, false positives dashed:",
-                "",
-                "![Matched slices](slices.png)",
-            ]
-    plot_confusion(confusion_matrix(truth, main), out / "confusion.png")
-    md += [
-        "",
-        "## Class confusion",
-        "",
-        "Predictions counted on the true particle whose match ball they fall in; the "
-        "last row counts predictions on no particle at all:",
-        "",
-        "![Class confusion](confusion.png)",
-        "",
-    ]
-    return atomic_write_text(out / "report.md", "\n".join(md))
+    data = evaluate(predictions, truth, thresholds=thresholds, beta=beta)
+    figures = write_report_figures(data, out_dir, tomograms=tomograms)
+    return atomic_write_text(Path(out_dir) / "report.md", render_markdown(data, figures, title=title))

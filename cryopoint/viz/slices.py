@@ -18,7 +18,7 @@ from cryopoint.particles import PARTICLE_NAMES, get_particle
 from cryopoint.tomogram import check_volume
 from cryopoint.viz.common import class_color, display_limits
 
-__all__ = ["plot_orthoslices", "class_color", "STATUS_STYLES"]
+__all__ = ["plot_orthoslices", "slice_centre", "class_color", "STATUS_STYLES"]
 
 #: Line style per match status (as produced by the metric's per-pick report): hit, false alarm, miss.
 STATUS_STYLES: dict[str, str] = {"tp": "solid", "fp": "dashed", "fn": "dotted"}
@@ -45,9 +45,48 @@ def _circles(ax, picks_vox: np.ndarray, picks: pd.DataFrame, panel: tuple, index
                 fill=False,
                 edgecolor=class_color(name),
                 linestyle=STATUS_STYLES.get(status, "solid"),
-                linewidth=1.2,
+                linewidth=2.2 if status == "fn" else 1.2,  # misses on top and bolder: they matter most
+                zorder=3 if status == "fn" else 2,
             )
         )
+
+
+def slice_centre(
+    picks: pd.DataFrame, shape: Sequence[int], voxel_size: float | Sequence[float]
+) -> tuple[int, int, int]:
+    """Slice indices (z, y, x) whose planes show the most missed particles.
+
+    For each axis, the plane is the index that cuts the most picks with ``status == "fn"`` (a plane cuts a
+    particle when it passes within its catalogue radius of the centre), then the one that cuts them widest
+    (nearest their centres), then the one that cuts the most picks of any status, then the one nearest the
+    volume's centre. Misses are the failures a reader looks for first, and a
+    plane through the middle of the volume usually shows none of them.
+
+    Args:
+        picks: Picks table with ``particle_type``, ``x, y, z`` (Å) and optional ``status``.
+        shape: (Z, Y, X) of the volume.
+        voxel_size: Å per voxel, one value or (z, y, x).
+
+    Returns:
+        (z, y, x) voxel indices for :func:`plot_orthoslices`'s ``center``.
+    """
+    vs = as_voxel_size(voxel_size)
+    centre = [s // 2 for s in shape]
+    if picks is None or picks.empty:
+        return tuple(centre)
+    pos = angstrom_to_voxel(picks[["x", "y", "z"]].to_numpy(float), vs)  # (N, 3) z, y, x
+    radius = np.array([get_particle(n).radius for n in picks["particle_type"]])  # Å
+    missed = (picks["status"] == "fn").to_numpy() if "status" in picks else np.zeros(len(picks), bool)
+    out = []
+    for axis, n in enumerate(shape):
+        planes = np.arange(n)[:, None]  # (n, 1) against (1, N) picks
+        depth = np.abs(planes - pos[None, :, axis]) * vs[axis]  # (n, N) Å from each plane
+        cut = depth < radius[None, :]
+        section = np.where(cut, np.sqrt(np.clip(1 - (depth / radius) ** 2, 0, None)), 0.0)  # 1 through a centre
+        by_misses = (-cut[:, missed].sum(1), -section[:, missed].sum(1))
+        key = np.lexsort((np.abs(np.arange(n) - centre[axis]), -cut.sum(1), by_misses[1], by_misses[0]))
+        out.append(int(key[0]))
+    return tuple(out)
 
 
 def plot_orthoslices(
