@@ -198,9 +198,9 @@ def train_fold(cfg) -> tuple[Path, float, float]:
 def component_picks(ckpt: Path, root: Path, runs: list[str], device: str) -> pd.DataFrame:
     """Connected-component centroids of a segmentation model's held-out runs (the NMS alternative)."""
     from cryopoint.api import load
-    from cryopoint.data.components import component_centroids
     from cryopoint.infer import predict_heatmaps
     from cryopoint.io import read_tomogram, tomogram_path
+    from cryopoint.post.components import component_centroids
 
     det = load(ckpt)
     model = det.model.to(device).eval()

@@ -6,17 +6,16 @@ import pytest
 import torch
 
 import cryopoint.post.nms as nms
+from cryopoint.coords import full_to_stride, stride_to_full
 from cryopoint.errors import ConfigError, InvalidVolumeError
 from cryopoint.particles import PARTICLE_NAMES
 from cryopoint.post.nms import (
     PEAK_COLUMNS,
     find_peaks,
-    full_to_stride,
     kernel_size,
     local_maxima,
     local_maxima_torch,
     reference_local_maxima,
-    stride_to_full,
 )
 
 
