@@ -1,7 +1,7 @@
 """Helpers shared by the benchmark scripts: peak memory of a block, and a one-line machine description.
 
-The scripts run as ``python benchmarks/NAME.py``, so this module is importable as ``bench_common`` (the
-script's folder is first on ``sys.path``).
+``benchmarks`` is a package: run each script from the repository root as ``python -m benchmarks.NAME``,
+and import these helpers as ``from benchmarks.bench_common import ...`` (no ``sys.path`` changes anywhere).
 """
 
 from __future__ import annotations

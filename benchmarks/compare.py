@@ -5,9 +5,9 @@ folds, the same crop size and the same number of training steps for the two netw
 out-of-fold (OOF) predictions, tunes per-class thresholds on them, and writes
 ``benchmarks/results/compare.md`` (+ ``.json``)::
 
-    python benchmarks/compare.py                    # --budget cpu (default): ~46 min on 2 cores
-    python benchmarks/compare.py --budget gpu       # full-size tomograms, long schedules
-    python benchmarks/compare.py --budget smoke     # seconds; what the test runs
+    python -m benchmarks.compare                    # --budget cpu (default): ~46 min on 2 cores
+    python -m benchmarks.compare --budget gpu       # full-size tomograms, long schedules
+    python -m benchmarks.compare --budget smoke     # seconds; what the test runs
 
 Two scores per method: thresholds tuned on all pooled OOF predictions (the challenge's CV habit; optimistic,
 since the thresholds see the answers) and cross-fold thresholds (each fold scored with thresholds tuned on
@@ -35,10 +35,9 @@ import torch
 from rich.console import Console
 from scipy import ndimage
 
+from benchmarks.bench_common import PeakRSS, machine
+from benchmarks.compare_report import verdict, write_report
 from cryopoint.particles import PARTICLE_NAMES
-
-from bench_common import PeakRSS, machine
-from compare_report import verdict, write_report
 
 REPO = Path(__file__).resolve().parents[1]
 console = Console()
@@ -198,9 +197,9 @@ def train_fold(cfg) -> tuple[Path, float, float]:
 def component_picks(ckpt: Path, root: Path, runs: list[str], device: str) -> pd.DataFrame:
     """Connected-component centroids of a segmentation model's held-out runs (the NMS alternative)."""
     from cryopoint.api import load
-    from cryopoint.data.components import component_centroids
     from cryopoint.infer import predict_heatmaps
     from cryopoint.io import read_tomogram, tomogram_path
+    from cryopoint.post.components import component_centroids
 
     det = load(ckpt)
     model = det.model.to(device).eval()
@@ -319,7 +318,7 @@ def main(argv: list[str] | None = None) -> Path:
     def scored(raw: dict) -> dict:
         return {**raw, **evaluate(raw["preds"], truth, folds)}
 
-    command = "python benchmarks/compare.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python -m benchmarks.compare " + " ".join(argv if argv is not None else sys.argv[1:])
     pre_title, tr_title = "Preprocessing: Gaussian low-pass before normalisation", "Transfer"
     results, extras, commands, notes = {}, {pre_title: {}, tr_title: {}}, [command], list(args.note)
     if args.extend:

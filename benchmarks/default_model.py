@@ -7,8 +7,8 @@ of these sources is in its training data (it saw only ``randomized`` runs, which
 generator code). Then one full 184 x 630 x 630 tomogram goes through ``cryopoint.detect`` on the CPU for
 time and peak memory (``--no-full`` skips it)::
 
-    python benchmarks/default_model.py                  # ~10 min on 2 cores
-    python benchmarks/default_model.py --no-full
+    python -m benchmarks.default_model                  # ~10 min on 2 cores
+    python -m benchmarks.default_model --no-full
 
 Writes ``benchmarks/results/default_model.md`` and ``.json``.
 """
@@ -25,10 +25,9 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
+from benchmarks.bench_common import machine
+from benchmarks.generalization import BUDGETS, SOURCES, blob_scores, predict, scores, source_root, split_names
 from cryopoint.particles import PARTICLE_NAMES, get_particle
-
-from bench_common import machine
-from generalization import BUDGETS, SOURCES, blob_scores, predict, scores, source_root, split_names
 
 REPO = Path(__file__).resolve().parents[1]
 SCORED = [n for n in PARTICLE_NAMES if get_particle(n).weight > 0]
@@ -94,7 +93,7 @@ def main(argv: list[str] | None = None) -> Path:
         full = queue.get()
         proc.join()
     meta = {
-        "command": "python benchmarks/default_model.py " + " ".join(argv or []),
+        "command": "python -m benchmarks.default_model " + " ".join(argv or []),
         "checkpoint": str(ckpt),
         "sha256": sha256(ckpt),
         "budget": args.budget,

@@ -17,9 +17,9 @@ runs). A fine-tuning curve on H's training runs compares the randomized model fi
 (``train.init_from``) with training from scratch at 100 / 300 / 600 steps (one schedule of the longest
 length each, evaluated at those steps, thresholds tuned on H's test runs for both arms alike)::
 
-    python benchmarks/generalization.py                 # --budget cpu: ~55 min on 2 cores
-    python benchmarks/generalization.py --budget gpu    # full-size tomograms, long schedules
-    python benchmarks/generalization.py --budget smoke  # a minute; what the test runs
+    python -m benchmarks.generalization                 # --budget cpu: ~55 min on 2 cores
+    python -m benchmarks.generalization --budget gpu    # full-size tomograms, long schedules
+    python -m benchmarks.generalization --budget smoke  # a minute; what the test runs
 
 Writes ``benchmarks/results/generalization.md``, ``.json`` and ``.png``.
 """
@@ -38,9 +38,8 @@ import numpy as np
 import pandas as pd
 from rich.console import Console
 
+from benchmarks.bench_common import machine
 from cryopoint.particles import PARTICLE_NAMES
-
-from bench_common import machine
 
 REPO = Path(__file__).resolve().parents[1]
 console = Console()
@@ -330,7 +329,7 @@ def main(argv: list[str] | None = None) -> Path:
         results[held] = row
 
     meta = {
-        "command": "python benchmarks/generalization.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python -m benchmarks.generalization " + " ".join(argv if argv is not None else sys.argv[1:]),
         "budget_name": args.budget,
         "budget": dataclasses.asdict(b),
         "sources": {s: {"overrides": o, "description": d} for s, (o, d) in SOURCES.items()},
@@ -341,7 +340,7 @@ def main(argv: list[str] | None = None) -> Path:
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": machine("cpu"),
     }
-    from generalization_report import write_report
+    from benchmarks.generalization_report import write_report
 
     path = write_report(results, meta, args.out)
     console.print(f"Wrote {path}")

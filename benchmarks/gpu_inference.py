@@ -1,6 +1,6 @@
 """GPU inference speed of the r34 recipe on a full 184 x 630 x 630 tomogram (CUDA only).
 
-    python benchmarks/gpu_inference.py            # writes benchmarks/results/gpu_inference.md
+    python -m benchmarks.gpu_inference            # writes benchmarks/results/gpu_inference.md
 
 Times, per variant, the sliding-window heatmaps (bf16 autocast) and the CUDA max-pool NMS, after one warm-up
 run; reports seconds per tomogram, peak GPU memory and peak host RSS. Weights are random (speed does not depend on
@@ -84,7 +84,7 @@ def main() -> None:
         f"# GPU inference: {cfg.model.encoder} heatmap25d, full tomogram {tuple(args.shape)}",
         "",
         f"Device: {gpu}; torch {torch.__version__}; bf16 autocast; median of {args.repeat} after a warm-up; random "
-        f"weights; peak host RSS {host_gb:.2f} GB. Command: `python benchmarks/gpu_inference.py`.",
+        f"weights; peak host RSS {host_gb:.2f} GB. Command: `python -m benchmarks.gpu_inference`.",
         "",
         "| variant | heatmaps (s) | NMS on GPU (s) | total s / tomogram | peak GPU GB |",
         "|---|---|---|---|---|",

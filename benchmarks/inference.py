@@ -15,9 +15,9 @@ Variants (the checkpoint's thresholds throughout):
 * the same windows through ONNX Runtime (``infer.runtime=onnxruntime``, the ``cryopoint[onnx]`` extra); its
   one-off export (cached per window shape) is timed separately, in the row's ``export s``.
 
-    python benchmarks/inference.py                         # the shipped model, CPU (~15 min on 2 cores)
-    python benchmarks/inference.py --shape 96 320 320      # a quick look
-    python benchmarks/inference.py --checkpoint runs/x/best.pt --out /tmp/inference
+    python -m benchmarks.inference                         # the shipped model, CPU (~15 min on 2 cores)
+    python -m benchmarks.inference --shape 96 320 320      # a quick look
+    python -m benchmarks.inference --checkpoint runs/x/best.pt --out /tmp/inference
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from bench_common import machine
+from benchmarks.bench_common import machine
 
 RESULTS = Path(__file__).parent / "results"
 BIG = {"roi": [96, 320, 320], "overlap": 0.0}

@@ -8,8 +8,8 @@ when the full volume would take minutes) and, when CUDA is available (or with ``
 device path (the torch sparse cascade) beside a dense separable max-pool on the same device. Peak sets are
 compared with the reference. Writes ``benchmarks/results/nms.md``.
 
-    python benchmarks/nms.py                       # full size, ~1 min of CPU
-    python benchmarks/nms.py --shape 64 160 160    # quick look
+    python -m benchmarks.nms                       # full size, ~1 min of CPU
+    python -m benchmarks.nms --shape 64 160 160    # quick look
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from rich.console import Console
 from rich.table import Table
 
+from benchmarks.bench_common import PeakRSS
 from cryopoint.io.atomic import atomic_write_text
 from cryopoint.particles import PARTICLES
 from cryopoint.post.nms import (
@@ -36,8 +37,6 @@ from cryopoint.post.nms import (
     local_maxima_torch,
     reference_local_maxima,
 )
-
-from bench_common import PeakRSS
 
 VOXEL = 10.012444
 # mean particles per (184, 630, 630) training run, per class (task.md's totals / 7), and false blobs
@@ -183,7 +182,7 @@ def main(argv=None) -> None:
     console.print(table)
     console.print(cuda_note)
     lines = [
-        "# 3D NMS benchmark (`python benchmarks/nms.py`)",
+        "# 3D NMS benchmark (`python -m benchmarks.nms`)",
         "",
         f"Heatmaps (6, {', '.join(map(str, args.shape))}) float32, min_score {args.min_score}, windows "
         f"{[k[0] for k in kernels]} (kernel_factor 0.5); {n_peaks} reference peaks. "

@@ -1,7 +1,7 @@
 """Synthetic tomogram generator: time and peak memory per tomogram, against an FFT baseline in the same run.
 
-    python benchmarks/synth.py                # full size (184, 630, 630) both presets, small test volume, 1 written run
-    python benchmarks/synth.py --threads 2    # FFT threads (the target is 2 cores)
+    python -m benchmarks.synth                # full size (184, 630, 630) both presets, small test volume, 1 written run
+    python -m benchmarks.synth --threads 2    # FFT threads (the target is 2 cores)
 
 Each case runs in a fresh process so that its peak RSS is its own. The baseline is one forward + one inverse
 real FFT of a full-size float32 volume (the simulator does three FFTs), so the ratio column says how many
@@ -118,7 +118,7 @@ def main() -> None:
     for col in ("case", "preset", "source", "shape", "time (s)", "x FFT round trip", "peak RSS (MiB)", "notes"):
         table.add_column(col, justify="right" if col[0] in "tx p" else "left")
     lines = [
-        "# Synthetic generator benchmark (`python benchmarks/synth.py`)",
+        "# Synthetic generator benchmark (`python -m benchmarks.synth`)",
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores visible, {args.threads} FFT threads. Each case in "
         "a fresh process (peak RSS = the whole process, Python and imports included). Targets: full size <= 60 s and "

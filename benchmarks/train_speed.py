@@ -5,8 +5,8 @@ training crop, on this machine's CPU (fp32) and, when CUDA is available, on the 
 engine's setting). Each configuration runs in a fresh process, so the peak-memory figures do not see each
 other. Writes ``benchmarks/results/train_speed.md`` and ``.json``::
 
-    python benchmarks/train_speed.py                 # CPU (and GPU if present), 3 timed steps each
-    python benchmarks/train_speed.py --steps 10 --models resnet18 resnet18:2
+    python -m benchmarks.train_speed                 # CPU (and GPU if present), 3 timed steps each
+    python -m benchmarks.train_speed --steps 10 --models resnet18 resnet18:2
 
 A model is ``ENCODER`` (slab 5, every depth position encoded) or ``ENCODER:2`` (``slab_step=2``, slab 4: the
 encoder runs on every other depth position); the ratio column is against plain ``resnet18`` in the same run.
@@ -129,7 +129,7 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="CPU threads (torch.set_num_threads)")
     ap.add_argument("--out", type=Path, default=RESULTS / "train_speed.md")
     args = ap.parse_args(argv)
-    args.command = " ".join(["python benchmarks/train_speed.py", *(sys.argv[1:] if argv is None else argv)])
+    args.command = " ".join(["python -m benchmarks.train_speed", *(sys.argv[1:] if argv is None else argv)])
     console = Console(width=120)
     notes = [
         f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores visible, "

@@ -207,11 +207,12 @@ class InferConfig:
     """Sliding-window inference used for validation (and stored as the detector's default).
 
     ``fast_cpu``: on a CPU, run an inference copy of the network with BatchNorm folded into the convolutions and
-    NHWC (channels_last) layout (:mod:`cryopoint.model.optimize`): same scores to float rounding, ~2x faster.
+    NHWC (channels_last) layout (:mod:`cryopoint.model.optimize`): same scores to float rounding, faster.
     ``cpu_bf16``: on a CPU, compute in bfloat16 under autocast (faster where the CPU has bf16 instructions;
-    heatmaps differ by up to ~0.01). On CUDA, bf16 autocast is always on. ``runtime``: what runs the network on
+    heatmaps differ slightly). On CUDA, bf16 autocast is always on. ``runtime``: what runs the network on
     a CPU: ``torch``, ``onnxruntime`` (the ``cryopoint[onnx]`` extra; exported once per window shape and cached)
-    or ``auto`` (ONNX Runtime where installed, else PyTorch). Measured: ``benchmarks/results/inference.md``.
+    or ``auto`` (ONNX Runtime where installed, else PyTorch). Speed and score of each variant:
+    ``benchmarks/results/inference.md``.
     """
 
     roi: list[int] = field(default_factory=lambda: [64, 128, 128])

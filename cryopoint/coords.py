@@ -7,6 +7,9 @@ Convention (used everywhere in cryopoint):
 * ``Å = index x voxel_size`` along each axis: the centre of voxel 0 is at 0 Å. There is no half-voxel
   offset; a slip of half a voxel would cost 5 Å, a sixth of apo-ferritin's match distance.
 * ``voxel_size`` is always given per array axis, ``(z, y, x)``, in Å.
+* A map at output stride ``s`` (a heatmap, a target, a segmentation) has voxel ``i`` centred on
+  full-resolution voxel ``i x s + (s - 1) / 2``, the centre of the ``s`` voxels it pools
+  (:func:`stride_to_full` / :func:`full_to_stride`). Targets are drawn and peaks are read with this pair.
 
 Files that say their positions or scales are in other length units are converted with
 :func:`angstroms_per_unit`; :func:`looks_like_voxels` catches Å columns that hold voxel indices.
@@ -29,6 +32,8 @@ __all__ = [
     "angstroms_per_unit",
     "outside_volume",
     "looks_like_voxels",
+    "stride_to_full",
+    "full_to_stride",
 ]
 
 #: Columns holding Å positions in every picks table (x, y, z order, as in picks files).
@@ -83,6 +88,25 @@ def angstrom_to_voxel(xyz: np.ndarray, voxel_size: float | Sequence[float]) -> n
     vs = np.asarray(as_voxel_size(voxel_size))
     xyz = np.asarray(xyz, dtype=np.float64).reshape(-1, 3)
     return xyz[:, ::-1] / vs
+
+
+def stride_to_full(idx, stride: int):
+    """Index (any float or array) on a map at output stride ``stride`` → full-resolution voxel index.
+
+    >>> stride_to_full(3, 2)
+    6.5
+    """
+    return idx * stride + (stride - 1) / 2
+
+
+def full_to_stride(idx, stride: int):
+    """Full-resolution voxel index → (fractional) index at output stride ``stride``; inverse of
+    :func:`stride_to_full`.
+
+    >>> full_to_stride(6.5, 2)
+    3.0
+    """
+    return (idx - (stride - 1) / 2) / stride
 
 
 # Å per unit: the OME-NGFF (UDUNITS-2) length names, their plurals and British spellings, and short forms.

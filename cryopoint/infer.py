@@ -7,7 +7,7 @@ by the summed weights (the scheme of MONAI's ``sliding_window_inference``, writt
 
 Memory: the full-size canvas lives on the host at the model's output stride; only ``batch_size`` windows
 at a time are on the compute device. A 184 x 630 x 630 tomogram with six classes at stride 2 needs a
-~0.2 GB canvas; see ``benchmarks/inference.py`` for measured peaks.
+~0.2 GB canvas; measured peaks are in ``benchmarks/results/inference.md``.
 """
 
 from __future__ import annotations
@@ -318,7 +318,7 @@ def predict_peaks(
             cpu_bf16=infer["cpu_bf16"],
             runtime=runtime,
         )
-        # on CUDA the heatmaps stay on the device (sparse torch NMS); on the CPU the numpy path is ~2x faster
+        # on CUDA the heatmaps stay on the device (sparse torch NMS); on the CPU the numpy path is faster
         on_gpu = torch.device(device).type == "cuda"
         peaks = find_peaks(
             torch.from_numpy(heatmaps).to(device) if on_gpu else heatmaps,

@@ -89,7 +89,7 @@ def test_bad_volume():
 def test_binned_detection_keeps_the_full_resolution_frame(bin_factor):
     # A ball centred on a response voxel's centre (full voxel j*b + (b-1)/2) must come back there, not
     # (b-1)/2 voxels further: the peak finder already maps response voxels onto the full-resolution grid.
-    from cryopoint.post.nms import stride_to_full
+    from cryopoint.coords import stride_to_full
 
     c = stride_to_full(24 // bin_factor, bin_factor)
     shape = (48, 48, 48)

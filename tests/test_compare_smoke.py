@@ -1,9 +1,6 @@
 """benchmarks/compare.py: scoring helpers on hand-made tables, and the whole benchmark at smoke budget."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,23 +8,11 @@ import pytest
 
 from cryopoint.particles import PARTICLE_NAMES, PARTICLES
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "compare.py"
-
 
 @pytest.fixture(scope="module")
 def compare():
-    # The script imports its sibling modules (bench_common, compare_report) as `python benchmarks/compare.py`
-    # would find them: from its own folder, first on the path.
-    with pytest.MonkeyPatch.context() as mp:
-        mp.syspath_prepend(str(SCRIPT.parent))
-        yield _load()
+    from benchmarks import compare as module  # a package module: `python -m benchmarks.compare`
 
-
-def _load():
-    spec = importlib.util.spec_from_file_location("compare_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(module)
     return module
 
 

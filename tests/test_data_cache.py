@@ -3,11 +3,14 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import cryopoint.synth
 from cryopoint.data import cache
 from cryopoint.data.cache import default_cache_dir, ensure_synthetic_dataset, params_hash
+from cryopoint.data.normalize import normalize_volume
+from cryopoint.io import write_mrc
 
 
 class FakeGenerator:
@@ -141,3 +144,39 @@ def test_simulator_sources_cover_the_synth_package():
     names = {p.name for p in cache._simulator_sources()}
     assert {"shapes.py", "imaging.py", "sample.py", "params.py", "zarr_store.py"} <= names
     assert all(p.is_file() for p in cache._simulator_sources())
+
+
+def test_one_hashing_rule_for_every_cache(tmp_path):
+    """source_digest keys both caches: file name and bytes count, so renaming or editing code invalidates."""
+    a, b = tmp_path / "a.py", tmp_path / "b.py"
+    a.write_text("X = 1\n")
+    b.write_text("X = 1\n")
+    assert cache.source_digest([a]) != cache.source_digest([b])  # same bytes, other file
+    before = cache.source_digest([a, b])
+    a.write_text("X = 2\n")
+    assert cache.source_digest([a, b]) != before
+    assert cache.simulator_version() == cache.source_digest(cache._simulator_sources())
+
+
+def test_volume_cache_is_keyed_by_the_normalisation_code(tmp_path, monkeypatch):
+    """A cached volume made by older normalisation code is not reused; the source file is never written."""
+    data = np.random.default_rng(0).normal(size=(8, 12, 12)).astype(np.float32)
+    src = tmp_path / "tomo.mrc"
+    write_mrc(src, data, 10.0)
+    source_bytes = src.read_bytes()
+    code = tmp_path / "normalize.py"
+    code.write_text("v1\n")
+    monkeypatch.setattr(cache, "_normalize_sources", lambda: [code])
+    vols = tmp_path / "volumes"
+    first, vs = cache.load_volume(src, vols)
+    assert isinstance(first, np.memmap) and vs == pytest.approx((10.0, 10.0, 10.0))
+    np.testing.assert_allclose(first, normalize_volume(data), rtol=1e-6)
+    again, _ = cache.load_volume(src, vols)
+    assert again.filename == first.filename and len(list(vols.glob("*.npy"))) == 1
+    code.write_text("v2\n")
+    cache.load_volume(src, vols)
+    assert len(list(vols.glob("*.npy"))) == 2 and len(list(vols.glob("*.json"))) == 2
+    assert src.read_bytes() == source_bytes
+    in_memory, vs_mem = cache.load_volume(src)
+    assert not isinstance(in_memory, np.memmap) and vs_mem == vs
+    np.testing.assert_array_equal(in_memory, np.asarray(first))

@@ -1,24 +1,16 @@
 """benchmarks/generalization.py at the smoke budget: every source, setting, class and curve step is reported."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
+from benchmarks import generalization as module
 from cryopoint.particles import PARTICLE_NAMES
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "generalization.py"
 
 
 @pytest.mark.slow
-def test_smoke_budget_writes_a_complete_table(tmp_path, monkeypatch):
-    monkeypatch.syspath_prepend(str(SCRIPT.parent))  # the script's sibling modules, as `python SCRIPT` finds them
-    spec = importlib.util.spec_from_file_location("generalization_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
+def test_smoke_budget_writes_a_complete_table(tmp_path):
     out = tmp_path / "results" / "generalization"
     md = module.main(
         ["--budget", "smoke", "--out", str(out), "--work", str(tmp_path / "work"), "--cache-dir", str(tmp_path / "c")]

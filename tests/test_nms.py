@@ -6,17 +6,16 @@ import pytest
 import torch
 
 import cryopoint.post.nms as nms
+from cryopoint.coords import full_to_stride, stride_to_full
 from cryopoint.errors import ConfigError, InvalidVolumeError
 from cryopoint.particles import PARTICLE_NAMES
 from cryopoint.post.nms import (
     PEAK_COLUMNS,
     find_peaks,
-    full_to_stride,
     kernel_size,
     local_maxima,
     local_maxima_torch,
     reference_local_maxima,
-    stride_to_full,
 )
 
 
@@ -252,3 +251,20 @@ def test_torch_cascade_gathers_in_chunks(rng, monkeypatch):
     monkeypatch.setattr(nms, "_GATHER_CHUNK", 50)  # a few survivors per block
     np.testing.assert_array_equal(local_maxima_torch(torch.from_numpy(vol), (7, 7, 7), 0.05).numpy(), whole)
     np.testing.assert_array_equal(whole, reference_local_maxima(vol, (7, 7, 7), 0.05))
+
+
+def test_one_dispatch_routes_by_input_type_and_device(monkeypatch):
+    """find_peaks reaches a backend only through _class_peaks: numpy for arrays and CPU tensors, torch elsewhere."""
+    calls = []
+    real_numpy = nms._class_peaks_numpy
+    monkeypatch.setattr(nms, "_class_peaks_numpy", lambda v, *a: calls.append(("numpy", type(v))) or real_numpy(v, *a))
+    empty = (np.zeros((0, 3)), np.zeros(0))
+    monkeypatch.setattr(nms, "_class_peaks_torch", lambda v, *a: calls.append(("torch", v.device.type)) or empty)
+    h = planted()
+    a, b = find_peaks(h, voxel_size=10.0), find_peaks(torch.from_numpy(h), voxel_size=10.0)
+    assert calls == [("numpy", np.ndarray)] * 12  # CPU tensors take the numpy code too
+    pd.testing.assert_frame_equal(a, b)
+    calls.clear()
+    # A meta tensor stands in for an accelerator (no data, so it could never pass through the numpy code).
+    assert find_peaks(torch.empty(h.shape, device="meta"), voxel_size=10.0).empty
+    assert calls == [("torch", "meta")] * 6

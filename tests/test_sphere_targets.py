@@ -73,7 +73,7 @@ def test_bad_inputs():
 
 def test_sphere_labels_to_components_recovers_points(rng):
     from cryopoint.coords import voxel_to_angstrom
-    from cryopoint.data.components import component_centroids
+    from cryopoint.post.components import component_centroids
 
     vs = 10.0
     points = np.array([[10.0, 12.0, 12.0], [10.0, 12.0, 40.0], [20.0, 40.0, 20.0], [12.0, 44.0, 46.0]])
@@ -95,7 +95,7 @@ def test_sphere_labels_to_components_recovers_points(rng):
 
 
 def test_components_merge_touching_particles_and_filter_specks():
-    from cryopoint.data.components import component_centroids
+    from cryopoint.post.components import component_centroids
 
     # Two touching beta-galactosidase balls form one component: the known weakness versus NMS.
     lab = draw_sphere_labels(
@@ -113,10 +113,10 @@ def test_components_merge_touching_particles_and_filter_specks():
 
 
 def test_stride_grid_matches_the_peak_finder():
-    # At stride 2, output voxel j is centred on full voxel 2j + 0.5 (cryopoint.post.nms.stride_to_full): a ball
+    # At stride 2, output voxel j is centred on full voxel 2j + 0.5 (cryopoint.coords.stride_to_full): a ball
     # centred there is symmetric about output voxel j along every axis. The old j * s mapping shifted it by half
     # an output voxel, which makes the profiles lopsided.
-    from cryopoint.post.nms import stride_to_full
+    from cryopoint.coords import stride_to_full
 
     centre = np.array([[stride_to_full(8, 2)] * 3])
     ball = draw_sphere_labels((17, 17, 17), centre, np.array([3]), voxel_size=10.0, stride=2, radius_fraction=0.5) > 0

@@ -39,8 +39,7 @@ filtering (band-pass), intensity mapping (gamma curve, non-linearity), local nor
 re-standardisation of the crop to its input's median and spread (see :func:`random_appearance`).
 
 Gaussian filters are dense separable matrix products (one ``(n, n)`` matrix per axis, reflecting borders
-folded in), so any sigma costs the same three small matrix multiplications: a 32 x 64 x 64 crop goes
-through every operation in a few milliseconds.
+folded in), so any sigma costs the same three small matrix multiplications.
 """
 
 from __future__ import annotations

@@ -1,15 +1,18 @@
-"""The cache folder and the embedded synthetic dataset, generated on first use and reused afterwards.
+"""Every cache cryopoint keeps: the embedded synthetic datasets and the normalised training volumes.
 
 Layout::
 
     <cache>/synthetic/<preset>-<hash>/            # a dataset in the challenge layout (train/..., test/...)
     <cache>/synthetic/<preset>-<hash>/cryopoint_synthetic.json   # its parameters; written last
-    <cache>/volumes/<hash>.npy                    # normalised tomograms (cryopoint.data.dataset.load_runs)
+    <cache>/volumes/<hash>.npy                    # a normalised tomogram, memory-mapped (load_volume)
+    <cache>/volumes/<hash>.json                   # its source and voxel size; written last
 
-``<hash>`` is a hash of every parameter that changes the content and of the simulator's source code (the
-``cryopoint/synth`` package and the writers it uses), so neither a changed request nor an upgraded simulator
-ever reuses a stale folder. Generation happens in a temporary sibling folder that is renamed into place only
-once complete: an interrupted generation leaves no folder under the final name and is never reused.
+One hashing rule for both: ``<hash>`` is :func:`params_hash` of every parameter that changes the content,
+including :func:`source_digest` of the code that makes it (the ``cryopoint/synth`` package and the writers it
+uses for datasets, the normalisation module for volumes) and, for volumes, the source tomogram's identity
+(:func:`source_fingerprint`). Neither a changed request, a changed input nor upgraded code ever reuses a stale
+entry. Entries are written under a temporary name and renamed into place only once complete, with the file
+that marks completion written last: an interrupted write is never reused.
 """
 
 from __future__ import annotations
@@ -17,19 +20,32 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import numpy as np
 from rich.console import Console
 
-from cryopoint.io.atomic import atomic_dir
+from cryopoint import io as cpio
+from cryopoint.data import normalize
+from cryopoint.io.atomic import atomic_dir, atomic_path, atomic_write_text
 
-__all__ = ["default_cache_dir", "ensure_synthetic_dataset", "params_hash", "simulator_version"]
+__all__ = [
+    "default_cache_dir",
+    "ensure_synthetic_dataset",
+    "load_volume",
+    "params_hash",
+    "simulator_version",
+    "source_digest",
+    "source_fingerprint",
+]
 
 #: Environment variable that overrides the cache location.
 CACHE_ENV = "CRYOPOINT_CACHE"
 #: Bump when the cached synthetic layout changes in a way the parameters do not capture.
 SYNTHETIC_CACHE_VERSION = 1
+#: Bump when the cached-volume file format changes.
+VOLUME_CACHE_VERSION = 1
 _PARAMS_FILE = "cryopoint_synthetic.json"
 
 _console = Console(stderr=True)
@@ -55,18 +71,91 @@ def params_hash(params: dict, length: int = 16) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
+def source_digest(paths: Iterable[str | os.PathLike]) -> str:
+    """Digest of source files (each file's name and bytes, in the given order): the code part of a cache key.
+
+    Every cache keys the code that makes its content with this one rule, so editing that code invalidates
+    exactly the entries it made.
+
+    >>> import tempfile; f = Path(tempfile.mkdtemp()) / "a.py"; _ = f.write_text("x = 1")
+    >>> before = source_digest([f]); _ = f.write_text("x = 2"); before != source_digest([f])
+    True
+    """
+    digest = hashlib.sha256()
+    for path in map(Path, paths):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def _simulator_sources() -> list[Path]:
     """The source files whose code decides what a synthetic dataset holds: the simulator and its writers."""
     package = Path(__file__).resolve().parents[1]
     return sorted((package / "synth").glob("*.py")) + [package / "io" / "zarr_store.py", package / "io" / "picks.py"]
 
 
+def _normalize_sources() -> list[Path]:
+    """The source files whose code decides what a cached volume holds: the normalisation."""
+    return [Path(normalize.__file__).resolve()]
+
+
 def simulator_version() -> str:
     """Digest of the simulator's source code: any change to it gives synthetic datasets a new cache folder."""
-    digest = hashlib.sha256()
-    for path in _simulator_sources():
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()[:16]
+    return source_digest(_simulator_sources())
+
+
+def source_fingerprint(path: str | os.PathLike) -> dict:
+    """Identity of an input on disk: resolved path, and the newest mtime, total size and count of its files.
+
+    A folder (OME-Zarr) counts every file under it, so rewriting any chunk changes the fingerprint.
+    """
+    path = Path(path)
+    files = [path] if path.is_file() else [Path(d) / f for d, _, names in os.walk(path) for f in names]
+    stats = [f.stat() for f in files]
+    return {
+        "path": str(path.resolve()),
+        "mtime_ns": max((s.st_mtime_ns for s in stats), default=0),
+        "bytes": sum(s.st_size for s in stats),
+        "files": len(stats),
+    }
+
+
+def load_volume(
+    path: str | os.PathLike, cache_dir: str | os.PathLike | None = None
+) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """Read and normalise one tomogram, through the ``.npy`` volume cache when ``cache_dir`` is given.
+
+    Args:
+        path: The tomogram (any format :func:`cryopoint.io.read_tomogram` reads).
+        cache_dir: Folder of cached volumes (e.g. ``default_cache_dir() / "volumes"``); ``None`` reads and
+            normalises in memory every time.
+
+    Returns:
+        ``(volume, voxel_size)``: the normalised float32 volume ``(Z, Y, X)``, memory-mapped read-only from
+        the cache when ``cache_dir`` is given, and its voxel size ``(z, y, x)`` in Å. The cache key holds the
+        source's :func:`source_fingerprint`, the normalisation code's :func:`source_digest` and
+        :data:`VOLUME_CACHE_VERSION`; the source is never written to.
+    """
+    path = Path(path)
+    if cache_dir is None:
+        tomo = cpio.read_tomogram(path)
+        return normalize.normalize_volume(tomo.data), tomo.voxel_size
+    cache_dir = Path(cache_dir)
+    key = params_hash(
+        {
+            "source": source_fingerprint(path),
+            "normalize": source_digest(_normalize_sources()),
+            "format": VOLUME_CACHE_VERSION,
+        }
+    )
+    npy, meta = cache_dir / f"{key}.npy", cache_dir / f"{key}.json"
+    if not (npy.is_file() and meta.is_file()):
+        tomo = cpio.read_tomogram(path)
+        with atomic_path(npy) as tmp:
+            np.save(tmp, normalize.normalize_volume(tomo.data))
+        # Written last: its presence marks a complete cache entry.
+        atomic_write_text(meta, json.dumps({"source": str(path), "voxel_size": list(tomo.voxel_size)}) + "\n")
+    voxel_size = tuple(json.loads(meta.read_text())["voxel_size"])
+    return np.load(npy, mmap_mode="r"), voxel_size  # type: ignore[return-value]
 
 
 def ensure_synthetic_dataset(

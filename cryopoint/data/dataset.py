@@ -9,13 +9,10 @@ so the workers see the new epoch).
 
 from __future__ import annotations
 
-import hashlib
 import inspect
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -24,22 +21,17 @@ from rich.progress import track
 
 from cryopoint import io as cpio
 from cryopoint.coords import ANGSTROM_COLUMNS, angstrom_to_voxel, as_voxel_size
-from cryopoint.data import normalize
-from cryopoint.data.cache import params_hash
+from cryopoint.data.cache import load_volume
 from cryopoint.data.sampling import CropSampler, extract_crop, points_near_crop
 from cryopoint.data.sphere_targets import draw_sphere_labels
 from cryopoint.data.targets import draw_heatmaps
 from cryopoint.data.transforms import random_augment
 from cryopoint.errors import ConfigError, DataNotFoundError, PointsOutsideVolumeError
-from cryopoint.io.atomic import atomic_path, atomic_write_text
 from cryopoint.io.picks import check_points_in_volume
 from cryopoint.particles import PARTICLES, get_particle
 from cryopoint.tomogram import Tomogram
 
 __all__ = ["RunData", "load_runs", "CropDataset"]
-
-#: Bump when the cached-volume file format changes.
-_VOLUME_CACHE_VERSION = 1
 
 
 @dataclass
@@ -102,42 +94,6 @@ class _MemmapRef:
     shape: tuple[int, ...]
 
 
-def _source_fingerprint(path: Path) -> dict:
-    """Identity of a tomogram on disk: resolved path, and the newest mtime, total size and count of its files."""
-    files = [path] if path.is_file() else [Path(d) / f for d, _, names in os.walk(path) for f in names]
-    stats = [f.stat() for f in files]
-    return {
-        "path": str(path.resolve()),
-        "mtime_ns": max((s.st_mtime_ns for s in stats), default=0),
-        "bytes": sum(s.st_size for s in stats),
-        "files": len(stats),
-    }
-
-
-def _normalize_version() -> str:
-    """Digest of the normalisation module's source: any change to it invalidates cached volumes."""
-    return hashlib.sha256(Path(normalize.__file__).read_bytes()).hexdigest()[:16]
-
-
-def _load_volume(path: Path, cache_dir: Path | None) -> tuple[np.ndarray, tuple[float, float, float]]:
-    """Read and normalise one tomogram, through the ``.npy`` cache when ``cache_dir`` is given."""
-    if cache_dir is None:
-        tomo = cpio.read_tomogram(path)
-        return normalize.normalize_volume(tomo.data), tomo.voxel_size
-    key = params_hash(
-        {"source": _source_fingerprint(path), "normalize": _normalize_version(), "format": _VOLUME_CACHE_VERSION}
-    )
-    npy, meta = cache_dir / f"{key}.npy", cache_dir / f"{key}.json"
-    if not (npy.is_file() and meta.is_file()):
-        tomo = cpio.read_tomogram(path)
-        with atomic_path(npy) as tmp:
-            np.save(tmp, normalize.normalize_volume(tomo.data))
-        # Written last: its presence marks a complete cache entry.
-        atomic_write_text(meta, json.dumps({"source": str(path), "voxel_size": list(tomo.voxel_size)}) + "\n")
-    voxel_size = tuple(json.loads(meta.read_text())["voxel_size"])
-    return np.load(npy, mmap_mode="r"), voxel_size  # type: ignore[return-value]
-
-
 def load_runs(
     root: str | os.PathLike,
     runs: Sequence[str] | None = None,
@@ -154,8 +110,8 @@ def load_runs(
         split: ``"train"`` or ``"test"`` (picks are read for both; the split must have them).
         kind: Tomogram kind, e.g. ``"denoised"``, ``"wbp"``.
         cache_dir: Where to keep normalised volumes as ``.npy`` files that are memory-mapped on later loads
-            (keyed by the source path, its files' mtimes and sizes, and the normalisation code). ``None`` =
-            keep the volumes in memory.
+            (:func:`cryopoint.data.cache.load_volume`: keyed by the source path, its files' mtimes and sizes,
+            and the normalisation code). ``None`` = keep the volumes in memory.
 
     Returns:
         One :class:`RunData` per run, in the order of ``runs``. Picks whose centre lies outside their
@@ -175,10 +131,9 @@ def load_runs(
             f"Unknown run(s) {', '.join(map(repr, unknown))} in {root} ({split}); "
             f"known runs: {', '.join(sorted(known))}."
         )
-    cache = Path(cache_dir) if cache_dir is not None else None
     out = []
     for name in track(names, description=f"Loading {len(names)} {kind} tomogram(s)", transient=True):
-        volume, voxel_size = _load_volume(Path(cpio.tomogram_path(root, name, split=split, kind=kind)), cache)
+        volume, voxel_size = load_volume(cpio.tomogram_path(root, name, split=split, kind=kind), cache_dir)
         picks = cpio.read_picks(root, name, split=split)
         inside = check_points_in_volume(picks, Tomogram(volume, voxel_size, name=name), on_outside="drop")
         if len(picks) and not len(inside):

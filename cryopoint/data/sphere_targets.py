@@ -7,7 +7,7 @@ centre (in Å), so neighbouring particles stay separate components.
 
 Grid convention (shared with :mod:`cryopoint.data.targets` and the peak finder): output voxel ``j`` of a
 grid at ``stride`` s is centred on full-resolution voxel ``j * s + (s - 1) / 2``
-(:func:`cryopoint.post.nms.stride_to_full`).
+(:func:`cryopoint.coords.stride_to_full`).
 """
 
 from __future__ import annotations
@@ -16,10 +16,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from cryopoint.coords import as_voxel_size
+from cryopoint.coords import as_voxel_size, full_to_stride
 from cryopoint.errors import UnknownParticleError
 from cryopoint.particles import NUM_CLASSES, PARTICLES
-from cryopoint.post.nms import full_to_stride
 
 __all__ = ["draw_sphere_labels"]
 

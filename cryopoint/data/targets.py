@@ -11,7 +11,7 @@ finder look for) while the shape around it still encodes the sub-voxel position.
 ``truncate x sigma`` around it, so cost grows with the number of particles, not the crop size; particles
 outside the crop but within that reach still leave their tails on its border.
 
-Stride convention (the peak finder's :func:`cryopoint.post.nms.full_to_stride`, used here): output voxel ``i``
+Stride convention (:func:`cryopoint.coords.full_to_stride`, shared with the peak finder): output voxel ``i``
 covers full-resolution voxels ``i*s .. i*s + s - 1`` and its centre sits at ``i*s + (s - 1) / 2``.
 """
 
@@ -21,10 +21,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from cryopoint.coords import as_voxel_size
+from cryopoint.coords import as_voxel_size, full_to_stride
 from cryopoint.errors import PicksFormatError, UnknownParticleError
 from cryopoint.particles import PARTICLES, ParticleType, get_particle
-from cryopoint.post.nms import full_to_stride
 
 __all__ = ["DEFAULT_SIGMA_FACTOR", "sigma_for", "draw_heatmaps"]
 

@@ -199,10 +199,11 @@ class Heatmap25D(nn.Module):
         """Encode slab images ``((B D/t), k, H, W)`` into per-stage features pooled along depth, finest first.
 
         Each stage's features are averaged over groups of ``g/t`` consecutive depth positions (a reshape and a
-        mean: ~5x faster than ``avg_pool3d`` on a CPU). The images go through the encoder in chunks of whole
-        pooling groups of at most :data:`ENCODE_PIXELS` pixels, so a large inference window never holds the
-        full-resolution activations of all its slabs at once; a training crop is a single chunk. Every sample's
-        depth is a multiple of every group size, so no group straddles two samples or two chunks.
+        mean, which a CPU runs faster than ``avg_pool3d``; inference speed: ``benchmarks/results/inference.md``).
+        The images go through the encoder in chunks of whole pooling groups of at most :data:`ENCODE_PIXELS`
+        pixels, so a large inference window never holds the full-resolution activations of all its slabs at
+        once; a training crop is a single chunk. Every sample's depth is a multiple of every group size, so no
+        group straddles two samples or two chunks.
         """
         t = self.slab_step
         groups = [g // t for g in self.depth_factors]

@@ -11,7 +11,7 @@ is never touched):
 Which convolution a BatchNorm follows is read from module registration order (the convention of timm's
 ResNets and of ``nn.Sequential``), which a network is free to break; so the folded encoder is checked against
 the original on a small probe input, and the original is kept (with a warning) when they disagree.
-Measured effect: ``benchmarks/inference.py``.
+Measured effect (speed and score against the plain model): ``benchmarks/results/inference.md``.
 """
 
 from __future__ import annotations

@@ -17,19 +17,29 @@ float heatmaps). This is ``maximum_filter(h, size=k, mode="constant", cval=-inf)
 gives ``k = 7``, the ribosome (150 Å) ``k = 17``.
 
 **Stride mapping.** A heatmap with output stride ``s`` has voxel ``i`` centred on full-resolution voxel
-``i x s + (s - 1) / 2`` (the centre of the ``s`` full-resolution voxels it pools), see
-:func:`stride_to_full` / :func:`full_to_stride`; target drawing uses the same pair. Full-resolution
+``i x s + (s - 1) / 2`` (the centre of the ``s`` full-resolution voxels it pools), by
+:func:`cryopoint.coords.stride_to_full`; target drawing uses the inverse, ``full_to_stride``. Full-resolution
 voxels map to Å with ``cryopoint.coords`` (``Å = index x voxel_size``).
 
-**Backends.** CPU (numpy or CPU tensors): only voxels ``>= min_score`` can be peaks, and heatmaps are mostly
-near zero, so the candidates are found in one pass and tested sparsely: first against their 6 face
-neighbours (which removes almost every voxel of a smooth blob), then the few survivors against their whole
-window, shell by shell (clipping a neighbour's index to the volume keeps it inside the same window, so the
-test is exact). When more than ``DENSE_FRACTION`` of the voxels are candidates, or the survivors would still
-need more than ``DENSE_WORK`` neighbour tests per voxel of the volume (noise-like heatmaps), the dense
-reference is used instead (same answer). CUDA tensors: the same cascade written in torch
-(:func:`local_maxima_torch`), so only the peak list leaves the GPU; its dense fallback is separable max-pooling,
-one 1D pass per axis. CPU tensors take the numpy code, about 2x faster on a CPU than the torch cascade.
+**Backends.** :func:`find_peaks` is the one entry point; per class, :func:`_class_peaks` is the one place
+that picks a backend, by the input's type and device:
+
+========================================  ======================================  ==================================
+input                                     sparse cascade                          dense fallback (same answer)
+========================================  ======================================  ==================================
+numpy array, or torch tensor on the CPU   :func:`local_maxima` (numpy)            :func:`reference_local_maxima`
+torch tensor on another device (CUDA)     :func:`local_maxima_torch`              :func:`_dense_local_maxima_torch`
+========================================  ======================================  ==================================
+
+The sparse cascade: only voxels ``>= min_score`` can be peaks, and heatmaps are mostly near zero, so the
+candidates are found in one pass and tested sparsely: first against their 6 face neighbours (which removes
+almost every voxel of a smooth blob), then the few survivors against their whole window (clipping a
+neighbour's index to the volume keeps it inside the same window, so the test is exact). The numpy code tests
+the window shell by shell; the torch code tests it in one chunked gather, with a fixed number of host syncs,
+so only the peak list leaves the GPU. Either hands over to its dense filter by one rule
+(:func:`_too_many_candidates`, :func:`_too_many_tests`, constants ``DENSE_FRACTION`` and ``DENSE_WORK``):
+noise-like heatmaps, where the sparse tests would cost more. CPU tensors take the numpy code because it is
+the faster of the two on a CPU (both are timed in ``benchmarks/results/nms.md``).
 """
 
 from __future__ import annotations
@@ -42,49 +52,47 @@ import torch
 import torch.nn.functional as F
 from scipy.ndimage import maximum_filter
 
-from cryopoint.coords import as_voxel_size, voxel_to_angstrom
+from cryopoint.coords import as_voxel_size, stride_to_full, voxel_to_angstrom
 from cryopoint.errors import ConfigError, InvalidVolumeError
 from cryopoint.particles import PARTICLE_NAMES, get_particle
 
-__all__ = [
-    "find_peaks",
-    "kernel_size",
-    "local_maxima",
-    "local_maxima_torch",
-    "reference_local_maxima",
-    "refine_subvoxel",
-    "stride_to_full",
-    "full_to_stride",
-    "PEAK_COLUMNS",
-]
+# The backends (local_maxima, local_maxima_torch, their dense fallbacks) are importable for tests and
+# benchmarks/nms.py, but callers go through find_peaks, which picks one (see the module docstring).
+__all__ = ["find_peaks", "kernel_size", "reference_local_maxima", "refine_subvoxel", "PEAK_COLUMNS"]
 
 #: Columns of the table :func:`find_peaks` returns (a picks table without ``experiment``).
 PEAK_COLUMNS = ("particle_type", "z_vox", "y_vox", "x_vox", "x", "y", "z", "score")
-#: Above this fraction of candidate voxels the sparse CPU test hands over to the dense filter.
-DENSE_FRACTION = 0.05
-#: ... and so does it when the neighbour tests left would exceed this many per voxel of the volume.
-DENSE_WORK = 2.0
 _NAN_MESSAGE = "Heatmap contains NaN values; check the model output (NaN input or diverged weights)."
-_GATHER_CHUNK = 1 << 22  # neighbour gathers per block, bounds temporary memory to ~100 MB
+
+# When a sparse cascade hands over to its dense filter. Both are cost heuristics: every path returns the same
+# peaks, so they only move time. Chosen values, not the optimum of a sweep; benchmarks/results/nms.md times
+# the sparse path on full-size realistic heatmaps, and tests/test_nms.py pins which path noise and smooth
+# blobs take (test_dense_fallback_is_taken_for_noise_not_for_blobs).
+
+#: Candidate share (voxels ``>= min_score`` / all voxels) above which the dense filter is used at once.
+#: A trained model's heatmaps sit far below it (sparse peaks whose tails drop under ``min_score`` within a
+#: few voxels); noise-like volumes (about half their voxels above a mid threshold) are far above it, and
+#: their sparse gathers would cost more than one dense pass.
+DENSE_FRACTION = 0.05
+#: Neighbour tests still to run, per voxel of the volume, above which the dense filter is used instead. A
+#: dense filter costs a few passes over every voxel (separable: one 1D max per axis, whatever the window), while
+#: each sparse test is a random-access gather; with more than a couple of those per voxel left, dense is cheaper.
+DENSE_WORK = 2.0
+#: Neighbour gathers per block of the window tests: bounds the temporaries (4 Mi x 3 int64 neighbour indices,
+#: ~100 MB) whatever the number of survivors.
+_GATHER_CHUNK = 1 << 22
+#: Voxels compared per block when listing candidates: the reused 1 MiB boolean mask stays in the CPU cache.
+_CANDIDATE_CHUNK = 1 << 20
 
 
-def stride_to_full(idx, stride: int):
-    """Heatmap index (any float/array) at output stride ``stride`` → full-resolution voxel index.
-
-    >>> stride_to_full(3, 2)
-    6.5
-    """
-    return idx * stride + (stride - 1) / 2
+def _too_many_candidates(candidates: int, voxels: int) -> bool:
+    """Whether a cascade with ``candidates`` of ``voxels`` should not start (``DENSE_FRACTION``)."""
+    return candidates > DENSE_FRACTION * voxels
 
 
-def full_to_stride(idx, stride: int):
-    """Full-resolution voxel index → (fractional) heatmap index at output stride ``stride``; inverse of
-    :func:`stride_to_full`.
-
-    >>> full_to_stride(6.5, 2)
-    3.0
-    """
-    return (idx - (stride - 1) / 2) / stride
+def _too_many_tests(tests: int, voxels: int) -> bool:
+    """Whether ``tests`` neighbour tests left cost more than a dense filter over ``voxels`` (``DENSE_WORK``)."""
+    return tests > DENSE_WORK * voxels
 
 
 def kernel_size(radius: float, voxel_size, stride: int = 1, kernel_factor: float = 0.5) -> tuple[int, int, int]:
@@ -122,7 +130,7 @@ def _shell_offsets(half: np.ndarray, r: int) -> np.ndarray:
     return grid[np.abs(grid).max(1) == r]
 
 
-def _candidates(flat: np.ndarray, min_score: float, chunk: int = 1 << 20) -> np.ndarray:
+def _candidates(flat: np.ndarray, min_score: float, chunk: int = _CANDIDATE_CHUNK) -> np.ndarray:
     """Flat indices of the voxels ``>= min_score``, in cache-sized chunks through one reused mask buffer.
 
     ``not (v < min_score)`` also selects NaN voxels, so NaN is caught here without a separate pass.
@@ -142,7 +150,9 @@ def _candidates(flat: np.ndarray, min_score: float, chunk: int = 1 << 20) -> np.
 
 
 def local_maxima(volume: np.ndarray, kernel: Sequence[int], min_score: float) -> np.ndarray:
-    """Peaks of one class volume on the CPU (see the module docstring for the exact definition).
+    """Peaks of one class volume on the CPU: the numpy backend of :func:`find_peaks` (module docstring).
+
+    The sparse cascade; hands over to :func:`reference_local_maxima` where that is cheaper.
 
     Args:
         volume: ``(Z, Y, X)`` float array.
@@ -160,7 +170,7 @@ def local_maxima(volume: np.ndarray, kernel: Sequence[int], min_score: float) ->
     shape = np.asarray(volume.shape, dtype=np.int64)
     flat = np.ascontiguousarray(volume).reshape(-1)
     idx = _candidates(flat, min_score)
-    if idx.size > DENSE_FRACTION * flat.size:
+    if _too_many_candidates(idx.size, flat.size):
         return reference_local_maxima(volume, kernel, min_score)
     vals = flat[idx]
     coords = np.stack(np.unravel_index(idx, volume.shape), 1).astype(np.int64)
@@ -175,7 +185,7 @@ def local_maxima(volume: np.ndarray, kernel: Sequence[int], min_score: float) ->
             idx, vals, coords = idx[keep], vals[keep], coords[keep]
     remaining = int(np.prod(2 * half + 1)) - 1  # window offsets still to test
     for r in range(1, int(half.max()) + 1):  # whole window, shell by shell, on the few survivors
-        if idx.size * remaining > DENSE_WORK * flat.size:  # noise-like heatmap: the dense filter is cheaper
+        if _too_many_tests(idx.size * remaining, flat.size):  # noise-like heatmap: the dense filter is cheaper
             return reference_local_maxima(volume, kernel, min_score)
         off = _shell_offsets(half, r)
         remaining -= len(off)
@@ -189,13 +199,13 @@ def local_maxima(volume: np.ndarray, kernel: Sequence[int], min_score: float) ->
 
 
 def local_maxima_torch(volume: torch.Tensor, kernel: Sequence[int], min_score: float) -> torch.Tensor:
-    """Peaks of one class volume on the tensor's device (the CUDA path): the sparse cascade in torch.
+    """Peaks of one class volume on the tensor's device: the torch backend of :func:`find_peaks` (CUDA).
 
     The algorithm of :func:`local_maxima`, shaped for a GPU: candidates ``>= min_score`` (one pass), all 6
     face-neighbour tests, then every survivor's whole window in one chunked gather. Nothing but the peak
     list leaves the device, and there are four host syncs per class whatever the window (the CPU code tests
     shell by shell, which pays off only where each filter is cheap). Volumes where the sparse tests would
-    cost more than a dense filter (``DENSE_FRACTION`` / ``DENSE_WORK``) take
+    cost more than a dense filter (the rule of :func:`_too_many_candidates` / :func:`_too_many_tests`) take
     :func:`_dense_local_maxima_torch` (same answer).
 
     Args:
@@ -218,7 +228,7 @@ def local_maxima_torch(volume: torch.Tensor, kernel: Sequence[int], min_score: f
     idx = torch.nonzero(~(flat < min_score)).squeeze(1)  # `not <` keeps NaN voxels: checked below
     vals = flat[idx]
     has_nan = vals.isnan().any()  # read with a later sync; NaN fails every `<=` test meanwhile
-    if idx.numel() > DENSE_FRACTION * flat.numel():
+    if _too_many_candidates(idx.numel(), flat.numel()):
         _raise_on_nan(has_nan)
         return _dense_local_maxima_torch(volume, kernel, min_score)
     shape = torch.tensor([nz, ny, nx], device=dev)
@@ -235,7 +245,7 @@ def local_maxima_torch(volume: torch.Tensor, kernel: Sequence[int], min_score: f
     if not half.any():  # a one-voxel window: every candidate is a peak
         return coords
     off = np.concatenate([_shell_offsets(half, r) for r in range(1, half.max() + 1)])  # the window minus its centre
-    if len(coords) * len(off) > DENSE_WORK * flat.numel():  # noise-like heatmap: the dense pool is cheaper
+    if _too_many_tests(len(coords) * len(off), flat.numel()):  # noise-like heatmap: the dense pool is cheaper
         return _dense_local_maxima_torch(volume, kernel, min_score)
     off = torch.from_numpy(off).to(dev)
     keep = torch.empty(len(coords), dtype=torch.bool, device=dev)
@@ -302,6 +312,31 @@ def refine_subvoxel(volume: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def _class_peaks(vol, kernel, min_score, top_k, refine) -> tuple[np.ndarray, np.ndarray]:
+    """Peaks of one class: ``(coords (N, 3) float64 heatmap voxels, scores (N,))``, best first.
+
+    The one backend dispatch (table in the module docstring): a tensor on an accelerator stays there
+    (:func:`_class_peaks_torch`); numpy arrays and CPU tensors take the numpy code (:func:`_class_peaks_numpy`).
+    """
+    if isinstance(vol, torch.Tensor) and vol.device.type != "cpu":
+        return _class_peaks_torch(vol, kernel, min_score, top_k, refine)
+    arr = vol.numpy() if isinstance(vol, torch.Tensor) else vol
+    if arr.dtype not in (np.float32, np.float64):  # ints, bools, float16: scipy's fallback needs these two
+        arr = arr.astype(np.float32)
+    return _class_peaks_numpy(arr, kernel, min_score, top_k, refine)
+
+
+def _class_peaks_numpy(arr: np.ndarray, kernel, min_score, top_k, refine) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_class_peaks` on the CPU, for a float32 or float64 array."""
+    coords = local_maxima(arr, kernel, min_score)
+    scores = arr[coords[:, 0], coords[:, 1], coords[:, 2]].astype(np.float64)
+    order = np.argsort(-scores, kind="stable")[:top_k]
+    coords, scores = coords[order], scores[order]
+    if refine:
+        return refine_subvoxel(torch.from_numpy(arr), torch.from_numpy(coords)).numpy(), scores
+    return coords.astype(np.float64), scores
+
+
 def _class_peaks_torch(vol: torch.Tensor, kernel, min_score, top_k, refine) -> tuple[np.ndarray, np.ndarray]:
     """:func:`_class_peaks` on the tensor's device; only the (N, 3) peaks and scores are copied to the host."""
     coords = local_maxima_torch(vol, kernel, min_score)
@@ -310,22 +345,6 @@ def _class_peaks_torch(vol: torch.Tensor, kernel, min_score, top_k, refine) -> t
     coords, scores = coords[order], scores[order]
     pos = refine_subvoxel(vol, coords) if refine else coords.to(torch.float64)
     return pos.cpu().numpy(), scores.double().cpu().numpy()
-
-
-def _class_peaks(vol, kernel, min_score, top_k, refine) -> tuple[np.ndarray, np.ndarray]:
-    """Peaks of one class: ``(coords (N, 3) float64 heatmap voxels, scores (N,))``, best first."""
-    if isinstance(vol, torch.Tensor) and vol.device.type != "cpu":
-        return _class_peaks_torch(vol, kernel, min_score, top_k, refine)
-    arr = vol.numpy() if isinstance(vol, torch.Tensor) else vol
-    if arr.dtype not in (np.float32, np.float64):  # ints, bools, float16: scipy's fallback needs these two
-        arr = arr.astype(np.float32)
-    coords = local_maxima(arr, kernel, min_score)
-    scores = arr[coords[:, 0], coords[:, 1], coords[:, 2]].astype(np.float64)
-    order = np.argsort(-scores, kind="stable")[:top_k]
-    coords, scores = coords[order], scores[order]
-    if refine:
-        return refine_subvoxel(torch.from_numpy(arr), torch.from_numpy(coords)).numpy(), scores
-    return coords.astype(np.float64), scores
 
 
 def find_peaks(
@@ -343,7 +362,8 @@ def find_peaks(
 
     Args:
         heatmaps: ``(C, Z, Y, X)`` scores, a torch tensor (CPU or CUDA; CUDA stays on the device until the
-            peaks are found) or a numpy array; channel ``i`` is ``class_names[i]``.
+            peaks are found) or a numpy array; channel ``i`` is ``class_names[i]``. The input's type and
+            device choose the backend (module docstring); every backend returns the same peaks.
         voxel_size: Full-resolution voxel size in Å, one value or ``(z, y, x)``.
         stride: Output stride of the heatmap (full-resolution voxels per heatmap voxel).
         kernel_factor: Window half-width as a fraction of the particle radius (see module docstring).

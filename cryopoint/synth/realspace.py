@@ -23,7 +23,7 @@ image at a time, so its artefacts come from the process rather than from a formu
    back-projecting the residual between measured and re-projected images.
 
 Cost: one projection and one back-projection per tilt, each a sparse-matrix product over the volume
-(~0.05 s per tilt on two cores for 184 x 630 x 630); a full tomogram's 41 tilts take a few seconds. The
+(time per tomogram and path: ``benchmarks/results/synth.md``). The
 result is the raw WBP in arbitrary units with protein dark; :mod:`cryopoint.synth.looks` makes the other
 reconstruction kinds from it.
 """
@@ -82,7 +82,7 @@ def projection_matrix(nz: int, nx: int, angle_deg: float) -> scipy.sparse.csr_ma
     Detector column ``u`` (centred like x) collects, from every z slice, the value at
     ``x = (u - z sin θ) / cos θ`` by linear interpolation, times the path length ``1 / cos θ`` (voxels).
     Tilting is about y, so one matrix serves every y row: with the volume laid out as ``(Z * X, Y)``, one
-    sparse-dense product projects all rows at once (~0.05 s for 184 x 630 x 630 on two cores).
+    sparse-dense product projects all rows at once.
     """
     theta = np.radians(angle_deg)
     c, s = np.cos(theta), np.sin(theta)

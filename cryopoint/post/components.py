@@ -15,9 +15,8 @@ import pandas as pd
 import torch
 from scipy import ndimage
 
-from cryopoint.coords import ANGSTROM_COLUMNS, VOXEL_COLUMNS, as_voxel_size, voxel_to_angstrom
+from cryopoint.coords import ANGSTROM_COLUMNS, VOXEL_COLUMNS, as_voxel_size, stride_to_full, voxel_to_angstrom
 from cryopoint.particles import PARTICLES
-from cryopoint.post.nms import stride_to_full
 
 __all__ = ["component_centroids"]
 
