@@ -152,6 +152,34 @@ def test_one_worker_process_per_device(store, ckpt, tmp_path):
 
 
 @pytest.mark.slow
+def test_a_worker_process_dying_fails_its_run_alone(tmp_path, monkeypatch):
+    """A worker killed mid-run (no exception, no message) fails that run with a recorded reason; runs it had
+    finished before it died, and the other worker's runs, stay ok (a dead process can take its last "done"
+    message with it: the run's own record decides); the batch neither hangs nor loses data, and a rerun
+    retries only the failed run."""
+    import cryopoint.batch
+    from tests._batch_helpers import CRASH_RUN, crashing_worker
+
+    root = tmp_path / "data"
+    runs = ("TS_a", "TS_b", CRASH_RUN, "TS_d")
+    write_challenge_store(root, runs=runs, shape=SHAPE, split="test", picks=pd.DataFrame())
+    monkeypatch.setattr(cryopoint.batch, "_worker", crashing_worker)
+    out = tmp_path / "out"
+    opts = BatchOptions(model="blob", out_dir=out, devices=("cpu", "cpu"), formats=("submission", "raw"))
+    summary = run_batch(runs_from_root(root, "test"), opts).set_index("run")
+    assert summary.loc[CRASH_RUN, "status"] == "failed" and "worker process died" in summary.loc[CRASH_RUN, "error"]
+    assert _status(out, CRASH_RUN)["status"] == "failed" and "rerun" in _status(out, CRASH_RUN)["error"]
+    good = [r for r in runs if r != CRASH_RUN]
+    assert list(summary.loc[good, "status"]) == ["ok"] * len(good)
+    assert set(pd.read_csv(out / "peaks.csv")["experiment"]) == set(good)
+
+    monkeypatch.undo()  # the crash was transient: a rerun does the failed run only
+    again = run_batch(runs_from_root(root, "test"), BatchOptions(model="blob", out_dir=out, formats=("raw",)))
+    assert dict(zip(again["run"], again["status"])) == {**dict.fromkeys(good, "skipped"), CRASH_RUN: "ok"}
+    assert set(pd.read_csv(out / "peaks.csv")["experiment"]) == set(runs)
+
+
+@pytest.mark.slow
 def test_smoke_train_then_detect_and_score(tmp_path):
     """Train the smoke config, then detect on a held-out synthetic run via the API and the CLI, and score."""
     from cryopoint.api import detect
