@@ -229,7 +229,36 @@ def _worker(rank: int, device: str, opts: BatchOptions, tasks: Any, results: Any
         results.put(("done", rank, run, status, None))
 
 
+def _stamp(path: Path) -> tuple[int, int] | None:
+    """Identity of a file version (each atomic rewrite is a new inode), or None when absent."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
+def _lost_run_status(run: str, opts: BatchOptions, before: tuple[int, int] | None) -> dict[str, Any]:
+    """Status of a run whose worker process died without reporting it.
+
+    A worker killed right after finishing a run can take that run's "done" message with it, so the run's own
+    record decides when this batch rewrote it (``before``: its stamp when the batch started); otherwise the
+    run failed, and that is recorded in its status file like any other failure.
+    """
+    path = _status_path(opts.out_dir, run)
+    if _finished(opts.out_dir, run) and _stamp(path) != before:
+        return json.loads(path.read_text())
+    status = {
+        "run": run,
+        "status": "failed",
+        "error": "worker process died (killed, e.g. out of memory) before this run finished; rerun to retry it",
+    }
+    atomic_write_text(path, json.dumps(status, indent=1))
+    return status
+
+
 def _run_parallel(todo: dict, opts: BatchOptions, on_event: Callable[..., None], made: dict) -> None:
+    before = {run: _stamp(_status_path(opts.out_dir, run)) for run in todo}
     ctx = torch.multiprocessing.get_context("spawn")
     tasks, results = ctx.Queue(), ctx.Queue()
     for item in todo.items():
@@ -245,8 +274,8 @@ def _run_parallel(todo: dict, opts: BatchOptions, on_event: Callable[..., None],
             kind, rank, run, a, b = results.get(timeout=5)
         except queue.Empty:
             if not any(w.is_alive() for w in workers):
-                for run in sorted(remaining):  # every worker died (e.g. CUDA out of memory): report, do not hang
-                    on_event("done", 0, run, {"run": run, "status": "failed", "error": "worker process died"}, None)
+                for run in sorted(remaining):  # every worker is gone (some died, e.g. out of memory): do not hang
+                    on_event("done", 0, run, _lost_run_status(run, opts, before[run]), None)
                 break
             continue
         on_event(kind, rank, run, a, b)

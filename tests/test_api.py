@@ -181,9 +181,15 @@ def test_model_from_environment_else_the_shipped_default(monkeypatch, ckpt, rng,
 
 
 def test_blob_baseline_needs_no_checkpoint(rng):
-    data = -spot_volume((16, 48, 48), (8, 24, 24), sigma=3.0, amplitude=5.0) + 0.01 * rng.standard_normal((16, 48, 48))
-    picks = detect(data.astype(np.float32), "blob", voxel_size=10.0)
+    centre = (8, 20, 30)  # (z, y, x) voxels, distinct per axis so that a swapped axis shows
+    data = -spot_volume((16, 48, 48), centre, sigma=3.0, amplitude=5.0) + 0.01 * rng.standard_normal((16, 48, 48))
+    picks = detect(data.astype(np.float32), "blob", voxel_size=12.0)
     assert list(picks.columns) == COLUMNS and len(picks) > 0
+    best = picks.loc[picks["score"].idxmax()]
+    # The strongest pick is the planted dark spot (the blob baseline works on 2x-binned voxels: within a voxel).
+    np.testing.assert_allclose(best[["z_vox", "y_vox", "x_vox"]].to_numpy(float), centre, atol=1.0)
+    xyz = best[["x", "y", "z"]].to_numpy(float)
+    np.testing.assert_allclose(xyz, best[["x_vox", "y_vox", "z_vox"]].to_numpy(float) * 12.0)  # Å at the input's size
 
 
 def test_input_errors_are_actionable(ckpt, rng):

@@ -49,3 +49,16 @@ def test_missing_and_foreign(tmp_path):
     torch.save({"state_dict": {}}, tmp_path / "foreign.pt")
     with pytest.raises(CheckpointError, match="missing"):
         load_checkpoint(tmp_path / "foreign.pt")
+
+
+def test_newer_format_is_refused_with_what_to_do(tmp_path):
+    from cryopoint.api import load
+    from cryopoint.checkpoint import FORMAT_VERSION
+
+    path = save_checkpoint(tmp_path / "future.pt", {**_payload(), "format_version": FORMAT_VERSION + 1})
+    with pytest.raises(CheckpointError, match=rf"format {FORMAT_VERSION + 1}, newer than this cryopoint.*upgrade"):
+        load_checkpoint(path)
+    with pytest.raises(CheckpointError, match="upgrade cryopoint"):
+        load(path)  # the public entry point refuses it too, before building anything
+    save_checkpoint(path, {**_payload(), "format_version": FORMAT_VERSION})
+    assert load_checkpoint(path)["format_version"] == FORMAT_VERSION  # the current format still loads

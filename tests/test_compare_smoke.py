@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from cryopoint.particles import PARTICLE_NAMES, PARTICLES
+from tests._independent_metric import counts_by_hand, score_by_hand
 
 
 @pytest.fixture(scope="module")
@@ -110,13 +111,31 @@ def test_smoke_budget_end_to_end(compare, tmp_path):
     payload = json.loads(out.with_suffix(".json").read_text())
     assert payload["budget_name"] == "smoke" and payload["budget"]["steps"] == 2
     for res in payload["results"].values():
-        assert 0.0 <= res["score"] <= 1.0 and res["infer_s_per_tomo"] > 0
-        assert set(res["per_class"]) == set(PARTICLE_NAMES)
+        assert res["infer_s_per_tomo"] > 0 and set(res["per_class"]) == set(PARTICLE_NAMES)
     assert payload["results"]["unet3d + NMS"]["params"] > 0
     # Each computed row's pooled out-of-fold picks are saved for tools/report.py, scores included.
-    from cryopoint.io import read_submission_csv
+    from cryopoint.io import read_submission_csv, read_truth
 
     saved = {p.stem: read_submission_csv(p) for p in (tmp_path / "work" / "predictions").glob("*.csv")}
     assert {"blob-log", "unet3d-nms", "unet3d-components", "heatmap25d", "blob-low-pass-1-voxel"} <= set(saved)
     assert "heatmap25d-encoder-from-easy-then-realistic" in saved and "blob-no-low-pass" not in saved
     assert "score" in saved["blob-log"] and saved["blob-log"]["experiment"].nunique() == payload["budget"]["runs"]
+
+    # The reported numbers are recomputed by hand (tests/_independent_metric.py) from the saved picks, the
+    # reported thresholds and the dataset's truth: every out-of-fold pick is there and scored right.
+    truth = read_truth(payload["data_root"])
+    assert len(truth) > 0
+    assert payload["truth_counts"] == {n: int((truth["particle_type"] == n).sum()) for n in PARTICLE_NAMES}
+    rows = {"blob (LoG)": "blob-log", "unet3d + NMS": "unet3d-nms", "heatmap25d": "heatmap25d"}
+    rows["unet3d + components"] = "unet3d-components"
+    for method, stem in rows.items():
+        res, picks = payload["results"][method], pd.read_csv(tmp_path / "work" / "predictions" / f"{stem}.csv")
+        assert set(picks["experiment"]) <= set(truth["experiment"]), method
+        kept = picks[picks["score"] >= picks["particle_type"].map(res["thresholds"]).fillna(-np.inf)]
+        counts = counts_by_hand(truth, kept)
+        for name in PARTICLE_NAMES:
+            mine = (counts.loc[name, "tp"], counts.loc[name, "n_pred"] - counts.loc[name, "tp"])
+            assert (res["per_class"][name]["tp"], res["per_class"][name]["fp"]) == mine, (method, name)
+            assert res["per_class"][name]["tp"] + res["per_class"][name]["fn"] == payload["truth_counts"][name]
+        assert res["score"] == pytest.approx(score_by_hand(truth, kept)), method
+        assert f"| {method} | **{res['score']:.3f}** |" in text, method

@@ -22,19 +22,35 @@ def test_schedule_shape():
         WarmupCosine(0, 0, 0.0)
 
 
+def _adamw_step(opt, sched):
+    for group in opt.param_groups:
+        for p in group["params"]:
+            p.grad = torch.ones_like(p)
+    opt.step()
+    sched.step()
+
+
 def test_scheduler_drives_optimizer_and_resumes():
-    p = nn.Parameter(torch.zeros(1))
-    opt = torch.optim.AdamW([p], lr=1.0)
+    f = WarmupCosine(20, 5, 0.0)
+    opt = torch.optim.AdamW([nn.Parameter(torch.zeros(1))], lr=2.0)
     sched = build_scheduler(opt, 20, 5, 0.0)
-    for _ in range(7):
-        opt.step()
-        sched.step()
-    state = sched.state_dict()
-    opt2 = torch.optim.AdamW([nn.Parameter(torch.zeros(1))], lr=1.0)
-    sched2 = build_scheduler(opt2, 20, 5, 0.0)
-    sched2.load_state_dict(state)
-    assert opt.param_groups[0]["lr"] == pytest.approx(WarmupCosine(20, 5, 0.0)(7))
-    assert sched2.get_last_lr() == sched.get_last_lr()
+    for s in range(7):
+        assert opt.param_groups[0]["lr"] == pytest.approx(2.0 * f(s)), s  # step s trains with f(s)
+        _adamw_step(opt, sched)
+    # Resume as the trainer does (fresh optimizer and scheduler, then both states). The fresh scheduler gets other
+    # settings on purpose: the state must carry the schedule itself, not only the step count.
+    weights = opt.param_groups[0]["params"][0].detach().clone()  # the model state, restored separately
+    opt2 = torch.optim.AdamW([nn.Parameter(weights)], lr=2.0)
+    sched2 = build_scheduler(opt2, 50, 0, 0.5)
+    opt2.load_state_dict(opt.state_dict())
+    sched2.load_state_dict(sched.state_dict())
+    assert opt2.param_groups[0]["lr"] == pytest.approx(2.0 * f(7))  # the next step trains at the resumed rate
+    for s in range(7, 22):
+        _adamw_step(opt, sched)
+        _adamw_step(opt2, sched2)
+        assert opt2.param_groups[0]["lr"] == pytest.approx(2.0 * f(s + 1)) == opt.param_groups[0]["lr"], s
+    assert opt2.param_groups[0]["lr"] == 0.0  # past total_steps: the cosine stays at min_ratio
+    torch.testing.assert_close(opt2.param_groups[0]["params"][0], opt.param_groups[0]["params"][0])
 
 
 def test_ema_tracks_weights_and_copies_int_buffers():

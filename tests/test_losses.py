@@ -1,3 +1,5 @@
+import sys
+
 import pytest
 import torch
 
@@ -85,6 +87,23 @@ def test_bad_weights_and_names():
     assert get_loss("mse") is weighted_mse_loss
 
 
-def test_dice_ce_is_resolved_lazily():
-    fn = get_loss("dice_ce")
-    assert callable(fn) and fn.__name__ == "dice_ce_loss"
+def test_dice_ce_is_resolved_lazily(monkeypatch):
+    """The segmentation loss module is imported on first use, not with the registry, and the registry entry
+    (called directly, as the trainer may) computes exactly that loss. A fresh copy of the registry module runs
+    with the loss module unloaded; monkeypatch puts the loaded one back afterwards."""
+    import importlib.util
+
+    import cryopoint.engine
+
+    monkeypatch.delitem(sys.modules, "cryopoint.engine.seg_losses", raising=False)
+    monkeypatch.delattr(cryopoint.engine, "seg_losses", raising=False)
+    spec = importlib.util.find_spec("cryopoint.engine.losses")
+    fresh = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fresh)
+    assert "cryopoint.engine.seg_losses" not in sys.modules, "imported with the registry"
+    fn = fresh.get_loss("dice_ce")
+    seg_losses = sys.modules["cryopoint.engine.seg_losses"]
+    assert fn is seg_losses.dice_ce_loss
+    torch.manual_seed(0)
+    logits, target = torch.randn(2, 7, 4, 8, 8), torch.randint(0, 7, (2, 4, 8, 8))
+    torch.testing.assert_close(fresh.LOSSES["dice_ce"](logits, target, None), fn(logits, target, None))

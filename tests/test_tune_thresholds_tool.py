@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from _figures import assert_png
 from _layout_helpers import write_challenge_store
 from _tool_helpers import run_tool
-from PIL import Image
 
 from cryopoint.checkpoint import catalogue_payload, load_checkpoint, save_checkpoint
 from cryopoint.post.thresholds import tune_thresholds
@@ -60,7 +60,7 @@ def test_tool_writes_yaml_checkpoint_and_plot(store, tmp_path):
     assert doc["runs"] == ["TS_a", "TS_b"]
     assert min(doc["thresholds"].values()) >= 0.5  # every miss scored below every hit
     assert load_checkpoint(ckpt)["thresholds"] == pytest.approx(expected.thresholds)
-    assert Image.open(png).size[0] > 400
+    assert_png(png)
 
 
 def test_recalibrating_the_shipped_model_goes_into_a_copy(store, tmp_path, monkeypatch):
@@ -116,5 +116,7 @@ def test_curve_figures(store, tmp_path):
     assert res.curves["ribosome"].empty  # an empty panel is drawn, not an error
     a = plot_fbeta_curves(res.curves, res.thresholds, tmp_path / "f.png")
     b = plot_pr_curves(res.curves, tmp_path / "sub" / "pr.png")
-    assert Image.open(a).size == (1512, 768) and Image.open(b).size[0] > 300
+    assert a == tmp_path / "f.png" and b == tmp_path / "sub" / "pr.png"  # the folder is created
+    assert_png(a)  # valid and non-blank; the exact pixel size is matplotlib's business
+    assert_png(b)
     assert not list(tmp_path.glob(".*tmp*"))  # atomic: no temporary files left behind

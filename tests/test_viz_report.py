@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
+from _figures import assert_png
 
 from cryopoint.tomogram import Tomogram
 from cryopoint.viz.confusion import confusion_matrix, plot_confusion
@@ -19,10 +19,7 @@ VS = 10.0
 
 
 def _png_size(path: Path) -> tuple[int, int]:
-    assert path.is_file() and path.stat().st_size > 1000, f"{path} missing or empty"
-    with Image.open(path) as im:
-        assert im.format == "PNG"
-        return im.size
+    return assert_png(path)
 
 
 @pytest.fixture
@@ -54,6 +51,27 @@ def case():
     return truth, preds, tomos
 
 
+# The case's per-class table and score worked out by hand (F-beta with beta = 4: 17 P R / (16 P + R)):
+# ribosome P = 2/3, R = 1; apo-ferritin P = 1, R = 1/2; every other class scores 0; weights sum to 7.
+HAND_F = {"ribosome": 17 * (2 / 3) / (16 * 2 / 3 + 1), "apo-ferritin": 17 * 0.5 / (16 + 0.5)}
+HAND_OVERALL = (HAND_F["ribosome"] * 1 + HAND_F["apo-ferritin"] * 1) / 7  # 0.2124
+HAND_ROWS = [  # class | radius | weight | true | predicted | TP | FP | FN | precision | recall | F-beta
+    "| apo-ferritin | 60 | 1 | 2 | 1 | 1 | 0 | 1 | 1.000 | 0.500 | 0.515 |",
+    "| beta-amylase | 65 | 0 | 0 | 0 | 0 | 0 | 0 | 0.000 | 0.000 | 0.000 |",
+    "| beta-galactosidase | 90 | 2 | 0 | 1 | 0 | 1 | 0 | 0.000 | 0.000 | 0.000 |",
+    "| ribosome | 150 | 1 | 2 | 3 | 2 | 1 | 0 | 0.667 | 1.000 | 0.971 |",
+    "| thyroglobulin | 130 | 2 | 1 | 0 | 0 | 0 | 1 | 0.000 | 0.000 | 0.000 |",
+    "| virus-like-particle | 135 | 1 | 0 | 0 | 0 | 0 | 0 | 0.000 | 0.000 | 0.000 |",
+]
+
+
+def _hand_table() -> pd.DataFrame:
+    """HAND_ROWS as the table ``analysis_paragraph`` reads."""
+    cells = [[c.strip() for c in row.strip("|").split("|")] for row in HAND_ROWS]
+    cols = ["radius", "weight", "n_true", "n_pred", "tp", "fp", "fn", "precision", "recall", "fbeta"]
+    return pd.DataFrame([[float(v) for v in c[1:]] for c in cells], index=[c[0] for c in cells], columns=cols)
+
+
 def test_class_table_numbers(case):
     truth, preds, _ = case
     overall, table = class_table(truth, preds)
@@ -63,20 +81,16 @@ def test_class_table_numbers(case):
     assert (apo["tp"], apo["fp"], apo["fn"]) == (1, 0, 1)
     assert table.loc["thyroglobulin", "fn"] == 1 and table.loc["thyroglobulin", "recall"] == 0
     assert table.loc["ribosome", "radius"] == 150
-    # F-beta by hand: ribosome P=2/3 R=1; apo P=1 R=1/2; beta-gal P=0 (one FP) -> 0; thyro 0; VLP empty -> 0.
-    f = lambda p, r: 17 * p * r / (16 * p + r)  # noqa: E731
-    expected = (f(2 / 3, 1) * 1 + f(1, 0.5) * 1) / 7
-    assert overall == pytest.approx(expected)
+    assert table.loc["ribosome", "fbeta"] == pytest.approx(HAND_F["ribosome"])
+    assert overall == pytest.approx(HAND_OVERALL)
 
 
-def test_analysis_paragraph_reads_the_numbers(case):
-    truth, preds, _ = case
-    overall, table = class_table(truth, preds)
-    text = analysis_paragraph(table, overall)
-    assert f"{overall:.3f}" in text
-    assert "highest for ribosome (1.00)" in text
-    assert "lowest for" in text and "(0.00)" in text
-    assert "Most of the score lost" in text
+def test_analysis_paragraph_reads_the_numbers():
+    text = analysis_paragraph(_hand_table(), HAND_OVERALL)
+    assert "The weighted F4 score is 0.212." in text
+    assert "highest for ribosome (1.00)" in text and "lowest for thyroglobulin (0.00)" in text
+    # Score lost to 1.0, weight included: thyroglobulin 2 x (1 - 0) / 7, apo-ferritin 1 x (1 - 0.515) / 7.
+    assert "Most of the score lost to a perfect 1.0 comes from thyroglobulin (0.286) and apo-ferritin (0.069)" in text
 
 
 def test_confusion_counts(case):
@@ -115,9 +129,11 @@ def test_report_contains_the_right_numbers(case, tmp_path):
     truth, preds, tomos = case
     path = make_report(preds, truth, tmp_path / "rep", tomograms=tomos)
     text = path.read_text()
-    overall, table = class_table(truth, preds)
-    assert f"**Weighted F4 = {overall:.4f}**" in text
-    assert "| ribosome | 150 | 1 | 2 | 3 | 2 | 1 | 0 | 0.667 | 1.000 |" in text
+    assert f"{HAND_OVERALL:.4f}" == "0.2124"
+    assert "**Weighted F4 = 0.2124** on 2 tomogram(s), 5 true particles, 5 predictions" in text
+    for row in HAND_ROWS:
+        assert row in text
+    assert "comes from thyroglobulin (0.286) and apo-ferritin (0.069)" in text
     for fig in ("fbeta_curves.png", "pr_curves.png", "failures.png", "confusion.png", "slices.png"):
         assert f"]({fig})" in text
         _png_size(tmp_path / "rep" / fig)
@@ -200,9 +216,36 @@ def test_analysis_names_ties_and_does_not_overclaim_trends():
     assert "hardest" not in text
 
 
-def test_one_palette_for_every_figure():
-    # Slices, gallery, confusion and report share one class colour map, so a class looks the same everywhere.
-    from cryopoint.viz import common, curves, gallery, slices
+def test_one_palette_for_every_figure(case, monkeypatch):
+    """A class is drawn in the same colour in every figure (slices, failure gallery, comparison curves): read
+    the colours back from the drawn figures, not from the modules."""
+    from matplotlib.colors import to_hex
+    from matplotlib.patches import Circle, Ellipse
 
-    assert slices.class_color is gallery.class_color is curves.class_color is common.class_color
-    assert len(set(common.CLASS_COLORS.values())) == 6
+    from cryopoint.metric import match_points
+    from cryopoint.viz.common import CLASS_COLORS
+    from cryopoint.viz.report_figures import compare_curves
+    from cryopoint.viz.slices import plot_orthoslices
+
+    assert len(set(CLASS_COLORS.values())) == 6 and "#999999" not in CLASS_COLORS.values()  # grey: unknown
+    truth, preds, tomos = case
+
+    def drawn(fig, kind):
+        return {to_hex(p.get_edgecolor()) for ax in fig.axes for p in ax.patches if isinstance(p, kind)}
+
+    for name in ("ribosome", "apo-ferritin"):  # both cross TS_a's central slices
+        fig = plot_orthoslices(
+            tomos["TS_a"].data, VS, truth[(truth["experiment"] == "TS_a") & (truth.particle_type == name)]
+        )
+        assert drawn(fig, Ellipse) == {CLASS_COLORS[name]}, name
+
+    mp, mt = match_points(truth, preds)
+    misses, fps = select_failures(mt, mp)
+    fig = plot_failure_gallery(tomos, misses, fps)
+    shown = set(misses["particle_type"]) | set(fps["particle_type"])
+    assert drawn(fig, Circle) == {CLASS_COLORS[n] for n in shown}
+
+    curve = pd.DataFrame({"threshold": [0.1, 0.5], "fbeta": [0.4, 0.2]})
+    fig = compare_curves({"a": {"ribosome": curve, "thyroglobulin": curve}})
+    titles = {ax.get_title(): to_hex(ax.title.get_color()) for ax in fig.axes if ax.get_title()}
+    assert titles["ribosome"] == CLASS_COLORS["ribosome"] and titles["thyroglobulin"] == CLASS_COLORS["thyroglobulin"]

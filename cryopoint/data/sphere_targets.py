@@ -54,9 +54,11 @@ def draw_sphere_labels(
         UnknownParticleError: a label is outside the catalogue.
         ValueError: shapes do not match, ``stride < 1`` or ``radius_fraction <= 0``.
 
-    >>> lab = draw_sphere_labels((9, 9, 9), np.array([[4.0, 4.0, 4.0]]), np.array([3]), voxel_size=10.0)
-    >>> int(lab[4, 4, 4]), int(lab[0, 0, 0])
-    (4, 0)
+    A ribosome (label 3, radius 150 Å) at 10 Å/voxel gets a ball of 0.5 x 150 Å = 7.5 voxels:
+
+    >>> lab = draw_sphere_labels((21, 21, 21), np.array([[10.0, 10.0, 10.0]]), np.array([3]), voxel_size=10.0)
+    >>> int(lab[10, 10, 10]), int(lab[10, 10, 17]), int(lab[10, 10, 18])
+    (4, 4, 0)
     """
     out_shape = tuple(int(s) for s in out_shape)
     if len(out_shape) != 3:
