@@ -11,13 +11,8 @@ import pandas as pd
 import pytest
 
 from cryopoint.batch import FORMATS, BatchOptions, run_batch, runs_from_files, runs_from_root
-<<<<<<< HEAD
 from cryopoint.io import read_overlay_picks, read_star, read_submission_csv
-from cryopoint.particles import PARTICLE_NAMES
-=======
-from cryopoint.io import read_picks, read_star, read_submission_csv
 from tests._independent_metric import counts_by_hand, score_by_hand
->>>>>>> tests15
 from tests._layout_helpers import CHALLENGE_VOXEL_SIZE, write_challenge_store, write_zarr_v2_tomogram
 from tests.test_api import save_tiny_checkpoint
 from tools.detect import main
