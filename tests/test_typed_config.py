@@ -91,13 +91,13 @@ def _default(fn, name):
 
 
 def test_function_defaults_are_the_config_defaults():
-    from cryopoint.data.components import component_centroids
     from cryopoint.data.sphere_targets import draw_sphere_labels
     from cryopoint.data.targets import draw_heatmaps
     from cryopoint.data.transforms import random_augment
     from cryopoint.infer import predict_heatmaps, sliding_window
     from cryopoint.model.heatmap25d import Heatmap25D
     from cryopoint.model.unet3d import UNet3D
+    from cryopoint.post.components import component_centroids
     from cryopoint.post.nms import find_peaks
 
     assert _default(find_peaks, "top_k") == PostConfig.top_k  # was 1000 against the config's 2000
