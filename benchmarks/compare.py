@@ -203,13 +203,13 @@ def component_picks(ckpt: Path, root: Path, runs: list[str], device: str) -> pd.
 
     det = load(ckpt)
     model = det.model.to(device).eval()
-    fraction = det.config["data"]["target_options"].get("radius_fraction", 0.5)
+    fraction = det.config.data.target_options.radius_fraction  # a segmentation model's sphere-target option
     picks = []
     for run in runs:
         tomo = read_tomogram(tomogram_path(root, run))
         with torch.inference_mode():
             heat, stride = predict_heatmaps(
-                model, tomo, roi=det.roi, batch_size=det.section("infer")["batch_size"], device=device
+                model, tomo, roi=det.roi, batch_size=det.config.infer.batch_size, device=device
             )
         cc = component_centroids(heat, voxel_size=tomo.voxel_size, stride=stride, radius_fraction=fraction)
         picks.append(cc.assign(experiment=run))

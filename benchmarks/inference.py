@@ -20,6 +20,7 @@ with 96 x 320 x 320 windows at overlap 0 (2 x 2 x 2 windows, 1.07x the tomogram'
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import multiprocessing as mp
 import tempfile
@@ -74,9 +75,8 @@ def _run_variant(args: argparse.Namespace, folder: Path, overrides: dict, device
 
     torch.set_num_threads(args.threads)
     detector = load(args.checkpoint)
-    infer = detector.section("infer")
-    infer.update({k: v for k, v in overrides.items() if v is not None})
-    detector.config = {**detector.config, "infer": infer}
+    infer = dataclasses.replace(detector.config.infer, **{k: v for k, v in overrides.items() if v is not None})
+    detector.config.infer = infer
     volume = np.load(folder / "volume.npy", mmap_mode="r")
     truth = pd.read_csv(folder / "truth.csv")
     before = _peak_rss_gb()
@@ -86,15 +86,15 @@ def _run_variant(args: argparse.Namespace, folder: Path, overrides: dict, device
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     export_seconds = 0.0
-    if infer["runtime"] != "torch" and device == "cpu":  # export once (cached) before timing, as a user's 2nd call
+    if infer.runtime != "torch" and device == "cpu":  # export once (cached) before timing, as a user's 2nd call
         from cryopoint.infer import predict_heatmaps
         from cryopoint.tomogram import Tomogram
 
         start = time.perf_counter()
-        roi = [min(r, n) for r, n in zip(infer["roi"], volume.shape)]
+        roi = [min(r, n) for r, n in zip(infer.roi, volume.shape)]
         with torch.inference_mode():
             predict_heatmaps(detector.model, Tomogram(np.zeros(roi, np.float32), args.voxel_size), roi=roi,
-                             normalized=True, runtime=infer["runtime"])  # fmt: skip
+                             normalized=True, runtime=infer.runtime)  # fmt: skip
         export_seconds = time.perf_counter() - start
     start = time.perf_counter()
     picks = detect(volume, detector, voxel_size=args.voxel_size, device=device,
@@ -110,8 +110,8 @@ def _run_variant(args: argparse.Namespace, folder: Path, overrides: dict, device
         "before_gb": before,
         "peak_gpu_gb": torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None,
         "windows": windows[-1] if windows else 0,
-        "roi": [int(r) for r in infer["roi"]],
-        "overlap": float(infer["overlap"]),
+        "roi": [int(r) for r in infer.roi],
+        "overlap": float(infer.overlap),
         "picks": int(len(picks)),
         "score": float(result.score),
     })  # fmt: skip

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 import os
@@ -23,6 +24,7 @@ from scipy import ndimage
 from torch import nn
 
 from cryopoint.checkpoint import inference_weights, load_checkpoint
+from cryopoint.config import Config, config_from_dict
 from cryopoint.coords import VOXEL_COLUMNS, angstrom_to_voxel, as_voxel_size
 from cryopoint.errors import (
     AdjustedSettingWarning,
@@ -76,7 +78,9 @@ class Detector:
 
     Attributes:
         model: The network, in eval mode, on the CPU until ``detect`` moves it.
-        config: The resolved training config (plain nested dict).
+        config: The resolved training config, typed and checked as training checks it
+            (:func:`cryopoint.config.config_from_dict`): ``config.infer`` and ``config.post`` are the settings
+            ``detect`` uses unless told otherwise.
         particles: The catalogue the model was trained with (``{name, radius, weight, label}`` dicts).
         voxel_size: Å per voxel (z, y, x) of the training data.
         thresholds: Tuned per-class score thresholds (empty when none were tuned).
@@ -84,30 +88,28 @@ class Detector:
     """
 
     model: nn.Module
-    config: dict[str, Any]
+    config: Config
     particles: list[dict[str, Any]]
     voxel_size: tuple[float, float, float]
     thresholds: dict[str, float] = field(default_factory=dict)
     path: Path | None = None
 
-    def section(self, name: str) -> dict[str, Any]:
-        """The checkpoint's ``infer`` or ``post`` config section over the config's own defaults (one home)."""
-        from dataclasses import asdict
-
-        from cryopoint.config import InferConfig, PostConfig
-
-        defaults = {"infer": InferConfig, "post": PostConfig}[name]()
-        return {**asdict(defaults), **(self.config.get(name) or {})}
+    def __post_init__(self) -> None:
+        if not isinstance(self.config, Config):
+            raise TypeError(
+                f"Detector.config must be a cryopoint.config.Config; got {type(self.config).__name__} "
+                "(build one from a nested dict with cryopoint.config.config_from_dict)."
+            )
 
     @property
     def roi(self) -> tuple[int, int, int]:
         """Sliding-window size in voxels (z, y, x): the config's ``infer.roi``."""
-        return tuple(int(r) for r in self.section("infer")["roi"])  # type: ignore[return-value]
+        return tuple(int(r) for r in self.config.infer.roi)  # type: ignore[return-value]
 
     @property
     def default_thresholds(self) -> dict[str, float]:
         """Per-class thresholds ``detect`` applies by default: tuned ones, else ``post.default_threshold``."""
-        fallback = float(self.section("post")["default_threshold"])
+        fallback = float(self.config.post.default_threshold)
         return {name: float(self.thresholds.get(name, fallback)) for name in PARTICLE_NAMES}
 
     def detect(self, tomogram: Any, **kwargs: Any) -> pd.DataFrame:
@@ -120,15 +122,18 @@ def load(checkpoint: str | os.PathLike) -> Detector:
 
     EMA weights are used when the checkpoint has them (they are the ones validated during training).
     ``"default"`` loads the model shipped with cryopoint (``docs/models.md``). Weights stored in fp16 (the
-    shipped model) are cast to the network's fp32 parameters.
+    shipped model) are cast to the network's fp32 parameters. The checkpoint's config is checked as a
+    training config is (:func:`cryopoint.config.config_from_dict`); keys that older cryopoint versions did
+    not write take their defaults, and renamed keys are mapped.
 
     >>> detector = cryopoint.load("runs/quickstart/best.pt")  # doctest: +SKIP
     >>> detector.voxel_size, detector.thresholds  # doctest: +SKIP
 
     Raises:
         DataNotFoundError: no file at ``checkpoint``.
-        CheckpointError: not a cryopoint checkpoint, a different particle catalogue, or weights that do
-            not fit the architecture its config describes.
+        CheckpointError: not a cryopoint checkpoint, a different particle catalogue, a config this version
+            cannot read (the message names the dotted key), or weights that do not fit the architecture its
+            config describes.
     """
     from cryopoint.model import build_model
     from cryopoint.weights import resolve_checkpoint
@@ -143,7 +148,11 @@ def load(checkpoint: str | os.PathLike) -> Detector:
         raise CheckpointError(
             f"{checkpoint} was trained for particles {names}; this cryopoint's catalogue is {list(PARTICLE_NAMES)}."
         )
-    model_kwargs = dict(payload["config"].get("model") or {})
+    try:
+        config = config_from_dict(payload["config"])
+    except ConfigError as exc:
+        raise CheckpointError(f"{checkpoint}: its config cannot be used: {exc}") from exc
+    model_kwargs = dataclasses.asdict(config.model)
     if model_kwargs.get("pretrained"):  # the checkpoint holds every weight; the training machine's file is not needed
         model_kwargs["pretrained"] = ""
     model = build_model(**model_kwargs)
@@ -154,7 +163,7 @@ def load(checkpoint: str | os.PathLike) -> Detector:
         raise CheckpointError(f"{checkpoint}: weights do not fit the model its config describes ({exc}).") from exc
     return Detector(
         model=model.eval(),
-        config=payload["config"],
+        config=config,
         particles=payload["particles"],
         voxel_size=as_voxel_size(payload["voxel_size"]),
         thresholds={str(k): float(v) for k, v in (payload.get("thresholds") or {}).items()},
@@ -327,14 +336,12 @@ def _run_model(
             )
             roi = wider
     given = {"roi": roi, "overlap": overlap, "batch_size": batch_size, "tta": tta}
-    infer = {**detector.section("infer"), **{k: v for k, v in given.items() if v is not None}}
+    infer = dataclasses.replace(detector.config.infer, **{k: v for k, v in given.items() if v is not None})
     model = detector.model
     was_training, old_device = model.training, next(model.parameters()).device
     try:
         model.eval().to(device)
-        peaks, _ = predict_peaks(
-            model, work, infer=infer, post=detector.section("post"), device=device, progress=progress
-        )
+        peaks, _ = predict_peaks(model, work, infer=infer, post=detector.config.post, device=device, progress=progress)
     finally:
         model.train(was_training).to(old_device)
     return peaks

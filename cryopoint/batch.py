@@ -130,11 +130,11 @@ def made_with(opts: BatchOptions, detector: Detector | str) -> dict[str, Any]:
     """
     if isinstance(detector, str):
         return {"model": detector, "voxel_size": opts.voxel_size}
-    infer = detector.section("infer")
+    infer = detector.config.infer
     return {
         "model": f"sha256:{sha256(detector.path)}",
-        "roi": [int(r) for r in (opts.roi or infer["roi"])],
-        "tta": bool(infer["tta"] if opts.tta is None else opts.tta),
+        "roi": [int(r) for r in (opts.roi or infer.roi)],
+        "tta": bool(infer.tta if opts.tta is None else opts.tta),
         "voxel_size": opts.voxel_size,
     }
 

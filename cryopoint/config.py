@@ -10,7 +10,17 @@ is expected, and a string such as ``"3e-4"`` (which YAML 1.1 reads as text, not 
 a float field when it parses as one.
 
 ``cfg.model`` holds exactly the keyword arguments of :func:`cryopoint.model.build_model`, so a model is
-rebuilt from a checkpoint's config with ``build_model(**cfg["model"])``.
+rebuilt from a config with ``build_model(**dataclasses.asdict(cfg.model))``.
+
+This module is the one home of the defaults: functions that take the same settings as keyword arguments
+(model constructors, target drawers, the sliding window, the peak finder) default to these dataclasses'
+values (``top_k: int = PostConfig.top_k``) rather than retyping them.
+
+Combinations that cannot work are refused when the config is built, naming the dotted key and what would
+fit: each model section declares the kind of target its network learns (``target_kind``), and
+:data:`TARGET_KINDS` maps each kind to its target options section (``data.target_options``) and to the
+losses (``train.loss``) that fit it. Old configs and checkpoints still load: missing keys take their
+defaults and renamed keys (:data:`RENAMED_KEYS`) are mapped to their new names.
 """
 
 from __future__ import annotations
@@ -20,12 +30,11 @@ import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
 from cryopoint.errors import ConfigError, DataNotFoundError
-from cryopoint.io.atomic import atomic_write_text
 
 __all__ = [
     "Config",
@@ -33,6 +42,12 @@ __all__ = [
     "Heatmap25DConfig",
     "UNet3DConfig",
     "MODEL_CONFIGS",
+    "TargetOptions",
+    "HeatmapTargetOptions",
+    "SegmentationTargetOptions",
+    "TargetKind",
+    "TARGET_KINDS",
+    "RENAMED_KEYS",
     "DataConfig",
     "AugmentConfig",
     "TrainConfig",
@@ -46,10 +61,21 @@ __all__ = [
 ]
 
 
+#: Decoder widths of ``heatmap25d``, coarsest level first; finer levels beyond the list keep halving (at least 8).
+DEFAULT_DECODER_CHANNELS: tuple[int, ...] = (256, 128, 64, 32, 16)
+#: Encoder widths of ``unet3d``, one per level, finest first.
+DEFAULT_UNET_CHANNELS: tuple[int, ...] = (16, 32, 64, 128)
+
+
 @dataclass
 class ModelConfig:
-    """Base of the model sections: ``arch`` picks the architecture and with it the section's other keys."""
+    """Base of the model sections: ``arch`` picks the architecture and with it the section's other keys.
 
+    ``target_kind`` (not a key: fixed by the architecture) is the kind of target the network learns, a key of
+    :data:`TARGET_KINDS`; the model class's own ``target_kind`` attribute is this value.
+    """
+
+    target_kind: ClassVar[str] = "heatmap"
     arch: str = "heatmap25d"
 
 
@@ -57,12 +83,13 @@ class ModelConfig:
 class Heatmap25DConfig(ModelConfig):
     """Keyword arguments of the ``heatmap25d`` architecture (:class:`cryopoint.model.heatmap25d.Heatmap25D`)."""
 
+    target_kind: ClassVar[str] = "heatmap"
     arch: str = "heatmap25d"
     encoder: str = "resnet34"
     slab: int = 5
     slab_step: int = 1
     output_stride: int = 2
-    decoder_channels: list[int] = field(default_factory=lambda: [256, 128, 64, 32, 16])
+    decoder_channels: list[int] = field(default_factory=lambda: list(DEFAULT_DECODER_CHANNELS))
     depth_pool: list[int] = field(default_factory=list)
     prior: float = 0.01
     pretrained: str = ""
@@ -70,16 +97,87 @@ class Heatmap25DConfig(ModelConfig):
 
 @dataclass
 class UNet3DConfig(ModelConfig):
-    """Keyword arguments of the ``unet3d`` segmentation baseline (:class:`cryopoint.model.unet3d.UNet3D`)."""
+    """Keyword arguments of the ``unet3d`` segmentation baseline (:class:`cryopoint.model.unet3d.UNet3D`).
 
+    ``prior`` was called ``prior_prob`` before; configs and checkpoints with the old name still load.
+    """
+
+    target_kind: ClassVar[str] = "segmentation"
     arch: str = "unet3d"
-    channels: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
+    channels: list[int] = field(default_factory=lambda: list(DEFAULT_UNET_CHANNELS))
     output_stride: int = 1
-    prior_prob: float = 0.01
+    prior: float = 0.01
 
 
 #: Model section type per architecture name (``model.arch``).
 MODEL_CONFIGS: dict[str, type[ModelConfig]] = {"heatmap25d": Heatmap25DConfig, "unet3d": UNet3DConfig}
+
+#: Keys renamed since configs were first written: ``(section, old name) -> new name``. A config or checkpoint
+#: with an old name loads as if it used the new one (both at once is an error).
+RENAMED_KEYS: dict[tuple[str, str], str] = {("model", "prior_prob"): "prior"}
+
+
+@dataclass
+class TargetOptions:
+    """Base of the ``data.target_options`` sections: the keyword arguments of the target drawer."""
+
+
+@dataclass
+class HeatmapTargetOptions(TargetOptions):
+    """Gaussian heatmap targets (:func:`cryopoint.data.targets.draw_heatmaps`).
+
+    ``sigma_factor``: Gaussian sigma as a fraction of the particle radius. 0.5 puts the Gaussian at
+    exp(-1/2) ~ 0.61 at the challenge's match distance (0.5 x radius), so the whole scoring tolerance lies on
+    the informative slope of the peak, and two non-overlapping particles (centres >= 2 radii = 4 sigma apart)
+    keep separate peaks (overlap < 4e-4). ``truncate``: each Gaussian is drawn out to this many sigmas.
+    """
+
+    sigma_factor: float = 0.5
+    truncate: float = 3.0
+
+    def __post_init__(self) -> None:
+        if not (self.sigma_factor > 0 and self.truncate > 0):
+            raise ConfigError(
+                "data.target_options.sigma_factor and .truncate must be positive (e.g. 0.5 and 3); "
+                f"got {self.sigma_factor} and {self.truncate}."
+            )
+
+
+@dataclass
+class SegmentationTargetOptions(TargetOptions):
+    """Sphere-label targets (:func:`cryopoint.data.sphere_targets.draw_sphere_labels`).
+
+    ``radius_fraction``: ball radius as a fraction of each particle's catalogue radius (the challenge's
+    segmentation entries used 0.4-0.5).
+    """
+
+    radius_fraction: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not self.radius_fraction > 0:
+            raise ConfigError(
+                f"data.target_options.radius_fraction must be > 0 (e.g. 0.5); got {self.radius_fraction}."
+            )
+
+
+@dataclass(frozen=True)
+class TargetKind:
+    """What goes with one kind of target: its options section and the losses (``train.loss``) that fit it."""
+
+    options: type[TargetOptions]
+    losses: tuple[str, ...]
+
+
+#: Target kind (a model section's ``target_kind``) -> its ``data.target_options`` section and fitting losses.
+#: Every loss of :data:`cryopoint.engine.losses.LOSSES` is listed under exactly one kind.
+TARGET_KINDS: dict[str, TargetKind] = {
+    "heatmap": TargetKind(HeatmapTargetOptions, ("mse", "focal")),
+    "segmentation": TargetKind(SegmentationTargetOptions, ("dice_ce",)),
+}
+
+
+#: Axes a training crop may be flipped along (0 = z, 1 = y, 2 = x): all three.
+DEFAULT_FLIP_AXES: tuple[int, ...] = (0, 1, 2)
 
 
 @dataclass
@@ -104,7 +202,7 @@ class AugmentConfig:
     """
 
     enabled: bool = True
-    flip_axes: list[int] = field(default_factory=lambda: [0, 1, 2])
+    flip_axes: list[int] = field(default_factory=lambda: list(DEFAULT_FLIP_AXES))
     rot90: bool = True
     transpose: bool = True
     scale: float = 0.1
@@ -133,9 +231,11 @@ class DataConfig:
 
     ``root`` empty means: use the embedded synthetic dataset (``synth_*`` fields), generated on first use
     into the cache folder (``cache_dir``, default ``$CRYOPOINT_CACHE`` or ``~/.cache/cryopoint``) and reused.
-    ``target_options`` go to the target drawer (``sigma_factor`` for heatmaps, ``radius_fraction`` for
-    segmentation). With ``cache_volumes`` the normalised tomograms are kept as memory-mapped ``.npy`` files
-    in the cache.
+    ``target_options`` go to the target drawer; their section follows the model's target kind
+    (:data:`TARGET_KINDS`): :class:`HeatmapTargetOptions` (``sigma_factor``, ``truncate``) for heatmaps,
+    :class:`SegmentationTargetOptions` (``radius_fraction``) for segmentation. ``None`` (only before the
+    :class:`Config` is built) means the kind's defaults. With ``cache_volumes`` the normalised tomograms are
+    kept as memory-mapped ``.npy`` files in the cache.
     """
 
     root: str = ""
@@ -153,7 +253,7 @@ class DataConfig:
     crop: list[int] = field(default_factory=lambda: [32, 128, 128])
     samples_per_epoch: int = 256
     positive_fraction: float = 0.6
-    target_options: dict[str, float] = field(default_factory=dict)
+    target_options: TargetOptions | None = None
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     cache_volumes: bool = True
     num_workers: int = 0
@@ -165,9 +265,12 @@ class TrainConfig:
 
     ``steps`` counts optimiser steps; ``batch_size`` is per process (per GPU under ``torchrun``).
     ``warmup_steps`` of linear warmup, then cosine decay to ``min_lr_ratio x lr``. ``grad_clip`` is the
-    maximum gradient norm (0 = off). ``ema_decay`` 0 makes the EMA a plain copy. ``class_weights``: one
-    per catalogue class (empty = all 1). Every ``val_every`` steps (and at the end) the EMA model is
-    validated and ``last.pt`` written; ``log_every`` steps the mean loss goes to ``metrics.jsonl``.
+    maximum gradient norm (0 = off). ``ema_decay`` 0 makes the EMA a plain copy. ``loss``: a name of
+    :data:`cryopoint.engine.losses.LOSSES` that fits the model's targets (:data:`TARGET_KINDS`); empty
+    means the first that fits (``mse`` for heatmaps, ``dice_ce`` for segmentation), filled in when the
+    :class:`Config` is built. ``class_weights``: one per catalogue class (empty = all 1). Every
+    ``val_every`` steps (and at the end) the EMA model is validated and ``last.pt`` written; ``log_every``
+    steps the mean loss goes to ``metrics.jsonl``.
     ``device``: ``auto`` (CUDA if present), ``cpu``, ``cuda``; ``amp`` enables bf16 autocast on CUDA only.
     ``threads``: torch CPU threads (0 = torch's default). The run folder is ``out_dir/name`` (``name``
     defaults to the config file's stem; an existing folder gets ``-2``, ``-3``, ...); ``resume``
@@ -185,7 +288,7 @@ class TrainConfig:
     min_lr_ratio: float = 0.01
     grad_clip: float = 1.0
     ema_decay: float = 0.99
-    loss: str = "mse"
+    loss: str = ""
     class_weights: list[float] = field(default_factory=list)
     val_every: int = 500
     log_every: int = 10
@@ -245,13 +348,30 @@ class PostConfig:
 
 @dataclass
 class Config:
-    """The whole training configuration."""
+    """The whole training configuration (and, in a checkpoint, the detector's own settings).
+
+    Building one fills in what depends on the model's target kind: ``data.target_options`` (its defaults when
+    None; options of another kind are refused) and an empty ``train.loss`` (the kind's first loss).
+    """
 
     model: ModelConfig = field(default_factory=Heatmap25DConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     infer: InferConfig = field(default_factory=InferConfig)
     post: PostConfig = field(default_factory=PostConfig)
+
+    def __post_init__(self) -> None:
+        kind = TARGET_KINDS[self.model.target_kind]
+        if not self.train.loss:
+            self.train.loss = kind.losses[0]
+        if self.data.target_options is None:
+            self.data.target_options = kind.options()
+        elif type(self.data.target_options) is not kind.options:
+            raise ConfigError(
+                f"data.target_options is a {type(self.data.target_options).__name__}, but model.arch "
+                f"{self.model.arch!r} learns {self.model.target_kind} targets: use {kind.options.__name__} "
+                f"(keys: {', '.join(f.name for f in dataclasses.fields(kind.options))})."
+            )
 
 
 def _type_name(tp: Any) -> str:
@@ -318,14 +438,46 @@ def _build(cls: type, data: dict, prefix: str = "") -> Any:
 
 
 def config_from_dict(data: dict | None) -> Config:
-    """Build a :class:`Config` from a nested dict; missing keys take their defaults.
+    """Build a :class:`Config` from a nested dict; missing keys take their defaults, old names are mapped.
+
+    Training configs and checkpoint configs (:func:`cryopoint.load`) both come through here, so a detector
+    holds a config checked exactly as training checks it.
 
     Raises:
-        ConfigError: unknown key or wrong type (the message names the dotted key).
+        ConfigError: unknown key, wrong type, invalid value or a combination that cannot work (the message
+            names the dotted key and what would fit).
     """
-    cfg = _build(Config, data or {})
+    data = _renamed(dict(data or {}))
+    targets = None
+    if isinstance(data.get("data"), dict) and "target_options" in data["data"]:
+        data["data"] = dict(data["data"])
+        targets = data["data"].pop("target_options")  # its section depends on the model: converted below
+    cfg = _build(Config, data)
+    if targets is not None:
+        cfg.data.target_options = _target_options(targets, cfg.model)
     _validate(cfg)
     return cfg
+
+
+def _renamed(data: dict) -> dict:
+    """``data`` with the old key names of :data:`RENAMED_KEYS` replaced by the new ones."""
+    for (section, old), new in RENAMED_KEYS.items():
+        part = data.get(section)
+        if isinstance(part, dict) and old in part:
+            if new in part:
+                raise ConfigError(f"{section}.{old} is the old name of {section}.{new}; give only {section}.{new}.")
+            data[section] = {(new if k == old else k): v for k, v in part.items()}
+    return data
+
+
+def _target_options(value: Any, model: ModelConfig) -> TargetOptions:
+    """``data.target_options`` as the section of the model's target kind (unknown keys name the valid ones)."""
+    kind = TARGET_KINDS[model.target_kind]
+    try:
+        return _convert(value, kind.options, "data.target_options")
+    except ConfigError as exc:
+        where = f"model.arch {model.arch!r} learns {model.target_kind} targets"
+        raise ConfigError(f"{str(exc).rstrip('.')} ({where}).") from None
 
 
 def config_to_dict(cfg: Config) -> dict[str, Any]:
@@ -395,6 +547,8 @@ def load_config(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] 
 
 def save_config(cfg: Config, path: str | os.PathLike) -> Path:
     """Write the resolved config as YAML (atomically); ``load_config`` reads it back to an equal config."""
+    from cryopoint.io.atomic import atomic_write_text
+
     return atomic_write_text(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
 
 
@@ -416,3 +570,19 @@ def _validate(cfg: Config) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message + ".")
+    _check_loss(cfg)
+
+
+def _check_loss(cfg: Config) -> None:
+    """``train.loss`` must fit the target kind of ``model.arch`` (a heatmap loss on labels broadcasts garbage)."""
+    kind = cfg.model.target_kind
+    fits = TARGET_KINDS[kind].losses
+    if cfg.train.loss in fits:
+        return
+    known = [name for k in TARGET_KINDS.values() for name in k.losses]
+    if cfg.train.loss not in known:
+        raise ConfigError(f"Unknown train.loss {cfg.train.loss!r}; options: {', '.join(known)}.")
+    raise ConfigError(
+        f"train.loss={cfg.train.loss!r} does not fit model.arch={cfg.model.arch!r}, which learns {kind} targets; "
+        f"use train.loss={' or '.join(fits)} (or a model.arch whose targets fit {cfg.train.loss!r})."
+    )

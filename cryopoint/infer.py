@@ -13,13 +13,14 @@ at a time are on the compute device. A 184 x 630 x 630 tomogram with six classes
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
+from cryopoint.config import InferConfig, PostConfig
 from cryopoint.data.normalize import normalize_volume
 from cryopoint.errors import ConfigError, InvalidVolumeError
 from cryopoint.tomogram import Tomogram, check_volume
@@ -73,14 +74,14 @@ def sliding_window(
     volume: np.ndarray,
     *,
     roi: Sequence[int],
-    overlap: float = 0.25,
+    overlap: float = InferConfig.overlap,
     output_stride: int = 1,
     out_channels: int,
-    batch_size: int = 4,
+    batch_size: int = InferConfig.batch_size,
     device: str | torch.device = "cpu",
-    blend: str = "gaussian",
+    blend: str = InferConfig.blend,
     progress: Callable[[int, int], None] | None = None,
-    cpu_bf16: bool = False,
+    cpu_bf16: bool = InferConfig.cpu_bf16,
 ) -> np.ndarray:
     """Run ``predict`` over overlapping windows of ``volume`` and blend the results on the host.
 
@@ -171,15 +172,15 @@ def predict_heatmaps(
     tomogram: Tomogram,
     *,
     roi: Sequence[int],
-    overlap: float = 0.25,
-    batch_size: int = 4,
+    overlap: float = InferConfig.overlap,
+    batch_size: int = InferConfig.batch_size,
     device: str | torch.device = "cpu",
-    tta: bool = False,
-    blend: str = "gaussian",
+    tta: bool = InferConfig.tta,
+    blend: str = InferConfig.blend,
     progress: Callable[[int, int], None] | None = None,
     normalized: bool = False,
-    cpu_bf16: bool = False,
-    runtime: str = "torch",
+    cpu_bf16: bool = InferConfig.cpu_bf16,
+    runtime: str = InferConfig.runtime,
 ) -> tuple[np.ndarray, int]:
     """Per-class heatmaps of a whole tomogram: normalise, slide ``model`` over it, blend probabilities.
 
@@ -273,13 +274,13 @@ def predict_peaks(
     model: nn.Module,
     tomogram: Tomogram,
     *,
-    infer: Mapping,
-    post: Mapping,
+    infer: InferConfig,
+    post: PostConfig,
     device: str | torch.device = "cpu",
     progress: Callable[[int, int], None] | None = None,
     normalized: bool = False,
 ) -> tuple[pd.DataFrame, int]:
-    """Every peak above ``post["min_score"]`` of one tomogram: the one inference path of cryopoint.
+    """Every peak above ``post.min_score`` of one tomogram: the one inference path of cryopoint.
 
     Validation during training, :func:`cryopoint.detect`, the batch CLI and the benchmarks all come here, so
     the scores that thresholds are tuned on are the scores ``detect`` reproduces (TTA included).
@@ -287,8 +288,8 @@ def predict_peaks(
     Args:
         model: A cryopoint model, in eval mode, on ``device``.
         tomogram: Volume and voxel size.
-        infer: ``roi``, ``overlap``, ``batch_size``, ``tta``, ``blend`` (the config's ``infer`` section).
-        post: ``kernel_factor``, ``min_score``, ``top_k`` (the config's ``post`` section).
+        infer: The config's ``infer`` section (window, overlap, batch, TTA, blend, CPU runtime settings).
+        post: The config's ``post`` section (``kernel_factor``, ``min_score``, ``top_k``).
         device: Compute device; the heatmaps stay there for the peak finder.
         progress: As in :func:`sliding_window`.
         normalized: As in :func:`predict_heatmaps`.
@@ -300,22 +301,22 @@ def predict_peaks(
     from cryopoint.model.optimize import inference_copy
     from cryopoint.post.nms import find_peaks
 
-    runtime = resolve_runtime(infer["runtime"], device)
+    runtime = resolve_runtime(infer.runtime, device)
 
     with torch.inference_mode():
         heatmaps, stride = predict_heatmaps(
             # same scores, faster on a CPU; ONNX Runtime does its own folding on the network as trained
-            inference_copy(model, device) if infer["fast_cpu"] and runtime == "torch" else model,
+            inference_copy(model, device) if infer.fast_cpu and runtime == "torch" else model,
             tomogram,
-            roi=infer["roi"],
-            overlap=infer["overlap"],
-            batch_size=infer["batch_size"],
+            roi=infer.roi,
+            overlap=infer.overlap,
+            batch_size=infer.batch_size,
             device=device,
-            tta=infer["tta"],
-            blend=infer["blend"],
+            tta=infer.tta,
+            blend=infer.blend,
             progress=progress,
             normalized=normalized,
-            cpu_bf16=infer["cpu_bf16"],
+            cpu_bf16=infer.cpu_bf16,
             runtime=runtime,
         )
         # on CUDA the heatmaps stay on the device (sparse torch NMS); on the CPU the numpy path is faster
@@ -324,8 +325,8 @@ def predict_peaks(
             torch.from_numpy(heatmaps).to(device) if on_gpu else heatmaps,
             voxel_size=tomogram.voxel_size,
             stride=stride,
-            kernel_factor=post["kernel_factor"],
-            min_score=post["min_score"],
-            top_k=post["top_k"],
+            kernel_factor=post.kernel_factor,
+            min_score=post.min_score,
+            top_k=post.top_k,
         )
     return peaks, stride

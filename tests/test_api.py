@@ -13,6 +13,7 @@ from torch import nn
 import cryopoint
 from cryopoint.api import COLUMNS, MODEL_ENV, Detector, detect, load
 from cryopoint.checkpoint import catalogue_payload, save_checkpoint
+from cryopoint.config import config_from_dict
 from cryopoint.errors import (
     AdjustedSettingWarning,
     CheckpointError,
@@ -79,7 +80,9 @@ class SpotModel(nn.Module):
 
 
 def spot_detector(voxel_size=10.0):
-    config = {"infer": {"roi": [16, 24, 24], "batch_size": 2}, "post": {"min_score": 0.5, "default_threshold": 0.5}}
+    config = config_from_dict(
+        {"infer": {"roi": [16, 24, 24], "batch_size": 2}, "post": {"min_score": 0.5, "default_threshold": 0.5}}
+    )
     return Detector(SpotModel().eval(), config, catalogue_payload(), (voxel_size,) * 3)
 
 

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
+from cryopoint.config import HeatmapTargetOptions, SegmentationTargetOptions
 from cryopoint.coords import voxel_to_angstrom
 from cryopoint.data.dataset import CropDataset, RunData, load_runs
 from cryopoint.data.sampling import CropSampler, extract_crop, points_near_crop
@@ -151,7 +152,7 @@ def test_segmentation_items_are_int64_labels(runs):
         samples_per_epoch=8,
         positive_fraction=1.0,
         augment=False,
-        target_kwargs={"radius_fraction": 0.5},
+        target_options=SegmentationTargetOptions(radius_fraction=0.5),
     )
     targets = [ds[i]["target"] for i in range(8)]
     assert all(t.shape == (4, 8, 8) and t.dtype == torch.int64 for t in targets)
@@ -227,7 +228,7 @@ def test_particles_just_outside_the_crop_contribute_their_tails():
         positive_fraction=0.0,
         samples_per_epoch=1,
         augment=False,
-        target_kwargs={"sigma_factor": 0.1},
+        target_options=HeatmapTargetOptions(sigma_factor=0.1),
     )
     assert far[0]["target"].max() == 0.0, "a narrow Gaussian 5 voxels away does not reach the crop"
 

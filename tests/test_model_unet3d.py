@@ -31,7 +31,7 @@ def test_output_shape_any_size(stride, size):
 
 
 def test_heatmaps_are_softmax_without_background_and_start_at_prior():
-    model = UNet3D(channels=(4, 8), prior_prob=0.02)
+    model = UNet3D(channels=(4, 8), prior=0.02)
     with torch.no_grad():
         logits = model(torch.randn(1, 1, 8, 8, 8))
     probs = model.heatmaps(logits)
@@ -62,7 +62,7 @@ def test_bad_configuration_and_input():
         UNet3D(channels=(4, 8), output_stride=2)
     with pytest.raises(ConfigError, match="at least two"):
         UNet3D(channels=(4,))
-    with pytest.raises(ConfigError, match="prior_prob"):
-        UNet3D(prior_prob=0.5)
+    with pytest.raises(ConfigError, match="prior"):
+        UNet3D(prior=0.5)
     with pytest.raises(InvalidVolumeError, match=r"\(B, C, D, H, W\)"):
         UNet3D(channels=(4, 8))(torch.zeros(1, 8, 8, 8))

@@ -1,9 +1,12 @@
 """The ONNX Runtime path (``infer.runtime``): the same heatmaps and peaks as PyTorch, exported once, clear errors."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 
+from cryopoint.config import InferConfig, PostConfig
 from cryopoint.errors import ConfigError
 from cryopoint.infer import predict_heatmaps, predict_peaks, resolve_runtime
 from cryopoint.model import onnx_runtime
@@ -13,9 +16,8 @@ from cryopoint.tomogram import Tomogram
 needs_ort = pytest.mark.skipif(
     not onnx_runtime.available(), reason="onnxruntime/onnx not installed (the cryopoint[onnx] extra; dev installs it)"
 )
-INFER = {"roi": (16, 64, 64), "overlap": 0.25, "batch_size": 2, "tta": False, "blend": "gaussian",
-         "fast_cpu": True, "cpu_bf16": False}  # fmt: skip
-POST = {"kernel_factor": 0.5, "min_score": 0.0, "top_k": 50}
+INFER = InferConfig(roi=[16, 64, 64], overlap=0.25, batch_size=2, tta=False, fast_cpu=True, cpu_bf16=False)
+POST = PostConfig(kernel_factor=0.5, min_score=0.0, top_k=50)
 
 
 @pytest.fixture
@@ -41,8 +43,8 @@ def test_onnxruntime_gives_the_pytorch_heatmaps_and_peaks(model, tmp_path, monke
     exported = list((tmp_path / "onnx").glob("*.onnx"))
     assert len(exported) == 1  # one window shape: one export
 
-    peaks_torch, _ = predict_peaks(model, tomo, infer={**INFER, "runtime": "torch"}, post=POST, normalized=True)
-    peaks_ort, _ = predict_peaks(model, tomo, infer={**INFER, "runtime": "onnxruntime"}, post=POST, normalized=True)
+    peaks_torch, _ = predict_peaks(model, tomo, infer=replace(INFER, runtime="torch"), post=POST, normalized=True)
+    peaks_ort, _ = predict_peaks(model, tomo, infer=replace(INFER, runtime="onnxruntime"), post=POST, normalized=True)
     assert len(peaks_torch) > 10
     cols = ["particle_type", "x", "y", "z"]
     assert peaks_ort[cols].equals(peaks_torch[cols])

@@ -9,10 +9,9 @@ so the workers see the new epoch).
 
 from __future__ import annotations
 
-import inspect
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -20,6 +19,7 @@ import torch
 from rich.progress import track
 
 from cryopoint import io as cpio
+from cryopoint.config import TARGET_KINDS, HeatmapTargetOptions, TargetOptions
 from cryopoint.coords import ANGSTROM_COLUMNS, angstrom_to_voxel, as_voxel_size
 from cryopoint.data.cache import load_volume
 from cryopoint.data.sampling import CropSampler, extract_crop, points_near_crop
@@ -159,7 +159,9 @@ class CropDataset(torch.utils.data.Dataset):
         output_stride: The model's output stride; targets have shape ``crop_size // output_stride``.
         target_kind: ``"heatmap"`` (Gaussian heatmaps, ``(C, D', H', W')`` float32) or ``"segmentation"``
             (sphere labels, ``(D', H', W')`` int64, 0 = background).
-        target_kwargs: Extra arguments of the target drawer (e.g. ``sigma_factor`` or ``radius_fraction``).
+        target_options: The target drawer's settings, the ``data.target_options`` section of ``target_kind``
+            (:class:`~cryopoint.config.HeatmapTargetOptions` or :class:`~cryopoint.config.SegmentationTargetOptions`;
+            ``None``: its defaults).
         positive_fraction: Probability that a crop is centred near a particle.
         samples_per_epoch: Dataset length.
         augment: Apply :func:`cryopoint.data.transforms.random_augment` (flips, xy quarter turns and
@@ -169,8 +171,8 @@ class CropDataset(torch.utils.data.Dataset):
         seed: Base seed.
         class_weights: Relative class weights for choosing positive crops (``None`` = uniform over the
             classes present).
-        halo: Voxels around the crop whose particles still reach the target; ``None`` = derived from the
-            drawer's arguments (``truncate x sigma_factor x`` largest radius for heatmaps,
+        halo: Voxels around the crop whose particles still reach the target; ``None`` = derived from
+            ``target_options`` (``truncate x sigma_factor x`` largest radius for heatmaps,
             ``radius_fraction x`` largest radius for spheres) plus one voxel.
         pad_value: Image value where a crop extends past a volume smaller than the crop.
 
@@ -186,7 +188,7 @@ class CropDataset(torch.utils.data.Dataset):
         crop_size: Sequence[int],
         output_stride: int = 1,
         target_kind: str = "heatmap",
-        target_kwargs: dict | None = None,
+        target_options: TargetOptions | None = None,
         positive_fraction: float = 0.5,
         samples_per_epoch: int = 1000,
         augment: bool = True,
@@ -206,12 +208,19 @@ class CropDataset(torch.utils.data.Dataset):
                 f"crop_size {self.crop_size} must be divisible by output_stride {output_stride} (>= 1); "
                 f"e.g. use crop_size {fixed}."
             )
-        if target_kind not in ("heatmap", "segmentation"):
-            raise ConfigError(f"target_kind must be 'heatmap' or 'segmentation'; got {target_kind!r}.")
+        if target_kind not in TARGET_KINDS:
+            raise ConfigError(f"target_kind must be one of {', '.join(map(repr, TARGET_KINDS))}; got {target_kind!r}.")
+        options_type = TARGET_KINDS[target_kind].options
+        if target_options is None:
+            target_options = options_type()
+        elif type(target_options) is not options_type:
+            raise ConfigError(
+                f"{target_kind} targets take {options_type.__name__} options; got {type(target_options).__name__}."
+            )
         if samples_per_epoch < 1:
             raise ConfigError(f"samples_per_epoch must be >= 1; got {samples_per_epoch}.")
         self.target_kind = target_kind
-        self.target_kwargs = dict(target_kwargs or {})
+        self.target_options = target_options
         self.samples_per_epoch = int(samples_per_epoch)
         self.augment = bool(augment)
         square = self.crop_size[1] == self.crop_size[2]
@@ -244,12 +253,10 @@ class CropDataset(torch.utils.data.Dataset):
 
     def _target_reach(self) -> float:
         """How far (Å) the target drawn for a particle extends from its centre, for the largest class."""
-        defaults = {k: p.default for k, p in inspect.signature(self._draw).parameters.items()}
-        kwargs = {**defaults, **self.target_kwargs}
-        radius = max(kwargs.get("radii") or [p.radius for p in PARTICLES])
-        if self.target_kind == "heatmap":
-            return float(kwargs["truncate"] * kwargs["sigma_factor"] * radius)
-        return float(kwargs["radius_fraction"] * radius)
+        options, radius = self.target_options, max(p.radius for p in PARTICLES)
+        if isinstance(options, HeatmapTargetOptions):
+            return float(options.truncate * options.sigma_factor * radius)
+        return float(options.radius_fraction * radius)
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose samples ``__getitem__`` returns (call before iterating each epoch)."""
@@ -276,9 +283,8 @@ class CropDataset(torch.utils.data.Dataset):
         if self.augment:
             image, points = random_augment(image, points, rng, **self.augment_kwargs)
         out_shape = tuple(s // self.output_stride for s in self.crop_size)
-        target = self._draw(
-            out_shape, points, labels, voxel_size=run.voxel_size, stride=self.output_stride, **self.target_kwargs
-        )
+        options = asdict(self.target_options)
+        target = self._draw(out_shape, points, labels, voxel_size=run.voxel_size, stride=self.output_stride, **options)
         return {
             "image": torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None],
             "target": torch.from_numpy(np.ascontiguousarray(target, dtype=self._target_dtype)),

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from cryopoint.config import SegmentationTargetOptions
 from cryopoint.coords import as_voxel_size, full_to_stride
 from cryopoint.errors import UnknownParticleError
 from cryopoint.particles import NUM_CLASSES, PARTICLES
@@ -30,7 +31,7 @@ def draw_sphere_labels(
     *,
     voxel_size: float | Sequence[float],
     stride: int = 1,
-    radius_fraction: float = 0.5,
+    radius_fraction: float = SegmentationTargetOptions.radius_fraction,
 ) -> np.ndarray:
     """Draw a label volume with one solid ball per particle.
 

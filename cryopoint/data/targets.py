@@ -21,16 +21,16 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from cryopoint.config import HeatmapTargetOptions
 from cryopoint.coords import as_voxel_size, full_to_stride
 from cryopoint.errors import PicksFormatError, UnknownParticleError
 from cryopoint.particles import PARTICLES, ParticleType, get_particle
 
 __all__ = ["DEFAULT_SIGMA_FACTOR", "sigma_for", "draw_heatmaps"]
 
-#: sigma = 0.5 x radius: the Gaussian falls to exp(-1/2) ~ 0.61 at the challenge's match distance
-#: (0.5 x radius), so the whole scoring tolerance lies on the informative slope of the peak, and two
-#: non-overlapping particles (centres >= 2 radii = 4 sigma apart) keep separate peaks (overlap < 4e-4).
-DEFAULT_SIGMA_FACTOR = 0.5
+#: sigma as a fraction of the radius, ``data.target_options.sigma_factor``'s default: why 0.5 is said where
+#: it is decided, :class:`cryopoint.config.HeatmapTargetOptions`.
+DEFAULT_SIGMA_FACTOR = HeatmapTargetOptions.sigma_factor
 
 
 def sigma_for(
@@ -71,7 +71,7 @@ def draw_heatmaps(
     stride: int = 1,
     sigma_factor: float = DEFAULT_SIGMA_FACTOR,
     radii: Sequence[float] | None = None,
-    truncate: float = 3.0,
+    truncate: float = HeatmapTargetOptions.truncate,
 ) -> np.ndarray:
     """Draw per-class Gaussian heatmaps for points given in full-resolution voxels.
 

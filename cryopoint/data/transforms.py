@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from cryopoint.config import DEFAULT_FLIP_AXES, AugmentConfig
 from cryopoint.data.appearance import check_knobs, random_appearance
 
 __all__ = ["flip", "rot90_xy", "transpose_xy", "random_augment"]
@@ -54,19 +55,19 @@ def random_augment(
     points_zyx: np.ndarray,
     rng: np.random.Generator,
     *,
-    flip_axes: Sequence[int] = (0, 1, 2),
-    rot90: bool = True,
-    transpose: bool = True,
-    scale: float = 0.1,
-    shift: float = 0.1,
-    noise: float = 0.05,
-    blur: float = 0.0,
-    sharpen: float = 0.0,
-    gamma: float = 0.0,
-    noise_color: float = 0.0,
-    bandpass: float = 0.0,
-    nonlinearity: float = 0.0,
-    local_norm: float = 0.0,
+    flip_axes: Sequence[int] = DEFAULT_FLIP_AXES,  # defaults: data.augment's (cryopoint.config.AugmentConfig)
+    rot90: bool = AugmentConfig.rot90,
+    transpose: bool = AugmentConfig.transpose,
+    scale: float = AugmentConfig.scale,
+    shift: float = AugmentConfig.shift,
+    noise: float = AugmentConfig.noise,
+    blur: float = AugmentConfig.blur,
+    sharpen: float = AugmentConfig.sharpen,
+    gamma: float = AugmentConfig.gamma,
+    noise_color: float = AugmentConfig.noise_color,
+    bandpass: float = AugmentConfig.bandpass,
+    nonlinearity: float = AugmentConfig.nonlinearity,
+    local_norm: float = AugmentConfig.local_norm,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Apply one random draw of every augmentation to a volume and its points.
 

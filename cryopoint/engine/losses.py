@@ -1,4 +1,4 @@
-"""Training losses for heatmap models, in a plain dict registry.
+"""Training losses for heatmap models, and the registry of every training loss (``train.loss``).
 
 Every loss has the signature ``loss(logits, target, class_weights) -> scalar tensor`` where ``logits`` and
 ``target`` are ``(B, C, D, H, W)`` (target in [0, 1], peak exactly 1.0 at particle centres) and
@@ -6,19 +6,21 @@ Every loss has the signature ``loss(logits, target, class_weights) -> scalar ten
 their overall scale does not change the learning rate. Losses are computed in float32 whatever the autocast
 dtype of the logits.
 
-``"dice_ce"`` (segmentation targets, used by the 3D U-Net baseline) lives in another module and is imported
-on first use, so this module does not depend on it.
+``"dice_ce"`` (segmentation targets, used by the 3D U-Net baseline) lives in another module. The registry is a
+:class:`~cryopoint.lazy.LazyRegistry`, as the model registry is: every entry is imported on first use, so
+this module does not depend on the segmentation losses. Which losses fit which targets is
+:data:`cryopoint.config.TARGET_KINDS`; the config refuses a loss that does not fit the model.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Mapping
 
 import torch
 import torch.nn.functional as F
 
 from cryopoint.errors import ConfigError
+from cryopoint.lazy import LazyRegistry
 
 __all__ = ["LOSSES", "get_loss", "weighted_mse_loss", "focal_loss"]
 
@@ -94,29 +96,15 @@ def focal_loss(
     return -(per_class * w).sum() / num_pos
 
 
-class _LazyLoss:
-    """A registry entry imported on first call: ``"package.module:function"``."""
-
-    def __init__(self, target: str) -> None:
-        self.target = target
-
-    def resolve(self) -> LossFn:
-        module, _, name = self.target.partition(":")
-        try:
-            return getattr(importlib.import_module(module), name)
-        except (ImportError, AttributeError) as exc:
-            raise ConfigError(f"Loss {self.target!r} is not available ({exc}).") from exc
-
-    def __call__(self, logits: torch.Tensor, target: torch.Tensor, class_weights: torch.Tensor | None = None):
-        return self.resolve()(logits, target, class_weights)
-
-
 #: Loss registry: ``train.loss`` in the config picks an entry by name.
-LOSSES: dict[str, LossFn] = {
-    "mse": weighted_mse_loss,
-    "focal": focal_loss,
-    "dice_ce": _LazyLoss("cryopoint.engine.seg_losses:dice_ce_loss"),
-}
+LOSSES = LazyRegistry(
+    "train.loss",
+    {
+        "mse": "cryopoint.engine.losses:weighted_mse_loss",
+        "focal": "cryopoint.engine.losses:focal_loss",
+        "dice_ce": "cryopoint.engine.seg_losses:dice_ce_loss",
+    },
+)
 
 
 def get_loss(name: str, registry: Mapping[str, LossFn] = LOSSES) -> LossFn:
@@ -125,8 +113,6 @@ def get_loss(name: str, registry: Mapping[str, LossFn] = LOSSES) -> LossFn:
     Raises:
         ConfigError: unknown name (the message lists the registered ones).
     """
-    try:
-        fn = registry[name]
-    except KeyError:
-        raise ConfigError(f"Unknown loss {name!r} (train.loss). Options: {', '.join(sorted(registry))}.") from None
-    return fn.resolve() if isinstance(fn, _LazyLoss) else fn
+    if name not in registry:
+        raise ConfigError(f"Unknown loss {name!r} (train.loss). Options: {', '.join(sorted(registry))}.")
+    return registry[name]

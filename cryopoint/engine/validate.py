@@ -71,8 +71,6 @@ def validate(model: nn.Module, runs: Sequence[RunData], cfg: Config, device: tor
     Returns:
         A :class:`ValResult`.
     """
-    from dataclasses import asdict
-
     from cryopoint.infer import predict_peaks
     from cryopoint.metric import score
     from cryopoint.post.thresholds import apply_thresholds, tune_thresholds
@@ -84,9 +82,7 @@ def validate(model: nn.Module, runs: Sequence[RunData], cfg: Config, device: tor
     for run in runs:
         # the one inference path (TTA included), on the volume load_runs already normalised
         tomo = Tomogram(run.volume, run.voxel_size, name=run.name)
-        peaks, _ = predict_peaks(
-            model, tomo, infer=asdict(cfg.infer), post=asdict(cfg.post), device=device, normalized=True
-        )
+        peaks, _ = predict_peaks(model, tomo, infer=cfg.infer, post=cfg.post, device=device, normalized=True)
         found.append(peaks.assign(experiment=run.name))
     predictions = pd.concat(found, ignore_index=True)
     predictions = predictions[["experiment", *[c for c in predictions.columns if c != "experiment"]]]

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from cryopoint.config import DEFAULT_DECODER_CHANNELS, Heatmap25DConfig
 from cryopoint.errors import ConfigError, InvalidVolumeError
 from cryopoint.model.decoder import DecoderLevel, UNetDecoder3d
 from cryopoint.model.pretrained import load_encoder_weights
@@ -33,8 +34,6 @@ __all__ = ["Heatmap25D", "DEFAULT_DEPTH_POOL", "DEFAULT_DECODER_CHANNELS"]
 DEFAULT_DEPTH_POOL = 4
 #: Most slab-image pixels encoded in one pass (see ``Heatmap25D._encode``): ~0.3 GB of stem activations.
 ENCODE_PIXELS = 2**22
-#: Decoder widths, coarsest level first; finer levels beyond the list keep halving (at least 8).
-DEFAULT_DECODER_CHANNELS = (256, 128, 64, 32, 16)
 
 
 def _is_power_of_two(n: int) -> bool:
@@ -89,19 +88,19 @@ class Heatmap25D(nn.Module):
     torch.Size([1, 6, 4, 16, 16])
     """
 
-    target_kind = "heatmap"
+    target_kind = Heatmap25DConfig.target_kind
 
-    def __init__(
+    def __init__(  # defaults: the config section's (cryopoint.config.Heatmap25DConfig), their one home
         self,
-        encoder: str = "resnet34",
+        encoder: str = Heatmap25DConfig.encoder,
         *,
-        slab: int = 5,
-        slab_step: int = 1,
+        slab: int = Heatmap25DConfig.slab,
+        slab_step: int = Heatmap25DConfig.slab_step,
         num_classes: int = NUM_CLASSES,
-        output_stride: int = 2,
+        output_stride: int = Heatmap25DConfig.output_stride,
         decoder_channels: Sequence[int] = DEFAULT_DECODER_CHANNELS,
         depth_pool: int | Sequence[int] | None = None,
-        prior: float = 0.01,
+        prior: float = Heatmap25DConfig.prior,
         pretrained: str | os.PathLike | None = None,
     ) -> None:
         super().__init__()

@@ -1,21 +1,24 @@
-"""A plain dict registry of architectures, resolved lazily so that a model's imports load only when built."""
+"""The registry of architectures, resolved lazily (:mod:`cryopoint.lazy`) so a model's imports load only when built."""
 
 from __future__ import annotations
 
-import importlib
 import inspect
 
 from torch import nn
 
 from cryopoint.errors import ConfigError
+from cryopoint.lazy import LazyRegistry
 
 __all__ = ["ARCHITECTURES", "build_model"]
 
-#: Architecture name → ``"module:Class"``; the class is imported on first build.
-ARCHITECTURES: dict[str, str] = {
-    "heatmap25d": "cryopoint.model.heatmap25d:Heatmap25D",
-    "unet3d": "cryopoint.model.unet3d:UNet3D",
-}
+#: Architecture name (``model.arch``) -> its class, imported on first lookup.
+ARCHITECTURES = LazyRegistry(
+    "model.arch",
+    {
+        "heatmap25d": "cryopoint.model.heatmap25d:Heatmap25D",
+        "unet3d": "cryopoint.model.unet3d:UNet3D",
+    },
+)
 
 
 def build_model(arch: str, **kwargs) -> nn.Module:
@@ -33,10 +36,7 @@ def build_model(arch: str, **kwargs) -> nn.Module:
         ConfigError: unknown ``arch`` (the message lists the options) or a keyword the architecture does not
             take (the message lists the ones it does).
     """
-    if arch not in ARCHITECTURES:
-        raise ConfigError(f"Unknown model arch {arch!r}; choose one of: {', '.join(sorted(ARCHITECTURES))}.")
-    module_name, _, class_name = ARCHITECTURES[arch].partition(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
+    cls = ARCHITECTURES.resolve(arch)
     accepted = [n for n, p in inspect.signature(cls).parameters.items() if p.kind is not p.VAR_KEYWORD]
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cryopoint.config import DEFAULT_UNET_CHANNELS, UNet3DConfig
 from cryopoint.errors import ConfigError, InvalidVolumeError
 from cryopoint.model.decoder import ConvBlock3d
 from cryopoint.particles import NUM_CLASSES
@@ -40,8 +41,8 @@ class UNet3D(nn.Module):
         output_stride: Input voxels per output voxel; a power of two below ``2 ** (len(channels) - 1)``.
         num_classes: Particle classes ``C`` (the catalogue's six by default).
         in_channels: Input channels (1 for a tomogram).
-        prior_prob: Initial probability of each particle class at every voxel (the head bias is set so that
-            softmax gives ``prior_prob`` per class and the rest to background): a stable start when
+        prior: Initial probability of each particle class at every voxel (the head bias is set so that
+            softmax gives ``prior`` per class and the rest to background): a stable start when
             particles fill under 1 % of the volume.
 
     >>> model = UNet3D(channels=(4, 8), output_stride=1)
@@ -49,16 +50,16 @@ class UNet3D(nn.Module):
     torch.Size([1, 7, 6, 10, 7])
     """
 
-    target_kind = "segmentation"
+    target_kind = UNet3DConfig.target_kind
 
-    def __init__(
+    def __init__(  # defaults: the config section's (cryopoint.config.UNet3DConfig), their one home
         self,
-        channels: Sequence[int] = (16, 32, 64, 128),
+        channels: Sequence[int] = DEFAULT_UNET_CHANNELS,
         *,
-        output_stride: int = 1,
+        output_stride: int = UNet3DConfig.output_stride,
         num_classes: int = NUM_CLASSES,
         in_channels: int = 1,
-        prior_prob: float = 0.01,
+        prior: float = UNet3DConfig.prior,
     ) -> None:
         super().__init__()
         channels = [int(c) for c in channels]
@@ -70,8 +71,8 @@ class UNet3D(nn.Module):
             raise ConfigError(
                 f"output_stride must be one of {valid_strides} for {len(channels)} levels; got {output_stride}."
             )
-        if not 0 < prior_prob * num_classes < 1:
-            raise ConfigError(f"prior_prob x num_classes must be in (0, 1); got {prior_prob} x {num_classes}.")
+        if not 0 < prior * num_classes < 1:
+            raise ConfigError(f"prior x num_classes must be in (0, 1); got {prior} x {num_classes}.")
         self.num_classes = int(num_classes)
         self.output_stride = int(output_stride)
         self.input_multiple = (2**n_pool,) * 3
@@ -91,8 +92,8 @@ class UNet3D(nn.Module):
         self.head = nn.Conv3d(deep_to_shallow[n_up], num_classes + 1, 1)
         nn.init.normal_(self.head.weight, std=0.01)  # small, not zero: gradients must reach the body
         with torch.no_grad():
-            self.head.bias.fill_(math.log(prior_prob))
-            self.head.bias[0] = math.log(1 - prior_prob * num_classes)
+            self.head.bias.fill_(math.log(prior))
+            self.head.bias[0] = math.log(1 - prior * num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Volume ``(B, in_channels, D, H, W)`` → logits ``(B, num_classes + 1, ceil(D/s), ceil(H/s), ceil(W/s))``."""

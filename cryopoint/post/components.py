@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 from scipy import ndimage
 
+from cryopoint.config import SegmentationTargetOptions
 from cryopoint.coords import ANGSTROM_COLUMNS, VOXEL_COLUMNS, as_voxel_size, stride_to_full, voxel_to_angstrom
 from cryopoint.particles import PARTICLES
 
@@ -26,7 +27,7 @@ def component_centroids(
     *,
     voxel_size: float | Sequence[float],
     stride: int = 1,
-    radius_fraction: float = 0.5,
+    radius_fraction: float = SegmentationTargetOptions.radius_fraction,
     min_score: float = 0.0,
 ) -> pd.DataFrame:
     """One pick per connected component of each class in the argmax segmentation.

@@ -52,6 +52,7 @@ import torch
 import torch.nn.functional as F
 from scipy.ndimage import maximum_filter
 
+from cryopoint.config import PostConfig
 from cryopoint.coords import as_voxel_size, stride_to_full, voxel_to_angstrom
 from cryopoint.errors import ConfigError, InvalidVolumeError
 from cryopoint.particles import PARTICLE_NAMES, get_particle
@@ -354,7 +355,7 @@ def find_peaks(
     stride: int = 1,
     kernel_factor: float = 0.5,
     min_score: float = 0.05,
-    top_k: int | None = 1000,
+    top_k: int | None = PostConfig.top_k,
     refine: bool = False,
     class_names: Sequence[str] = PARTICLE_NAMES,
 ) -> pd.DataFrame:
