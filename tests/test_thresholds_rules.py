@@ -287,3 +287,35 @@ def test_fold_without_predictions_of_a_class_is_still_scored_on_its_truth():
     assert row.n_true == (truth.particle_type == "thyroglobulin").sum()  # r0's thyroglobulins count as missed
     r1 = score(truth[truth.experiment == "r1"], preds[preds.experiment == "r1"]).table.loc["thyroglobulin"]
     assert (row.tp, row.n_pred) == (r1.tp, r1.n_pred)  # r1 keeps all its thyroglobulin predictions
+
+
+# --- tools/tune_thresholds.py --rule -------------------------------------------------------------------------------
+
+
+def test_tool_rule_flag_writes_the_rules_thresholds_and_refuses_lean_without_tolerance(tmp_path):
+    from pathlib import Path
+
+    import yaml
+    from _layout_helpers import write_challenge_store
+    from _tool_helpers import run_tool
+
+    tool = Path(__file__).resolve().parents[1] / "tools" / "tune_thresholds.py"
+    root = tmp_path / "data"
+    truth, _ = write_challenge_store(root, runs=("TS_a", "TS_b", "TS_c"), shape=(16, 40, 40))
+    rng = np.random.default_rng(2)
+    hits = truth.assign(score=rng.integers(3, 10, len(truth)) / 10)
+    # misses: another run's particles (inside the tomogram, mostly far from this run's), scored at random
+    other = {"TS_a": "TS_b", "TS_b": "TS_c", "TS_c": "TS_a"}
+    misses = truth.assign(experiment=truth.experiment.map(other), score=rng.integers(1, 10, len(truth)) / 10)
+    preds = pd.concat([hits, misses], ignore_index=True)
+    csv = tmp_path / "pred.csv"
+    preds.to_csv(csv, index=False)
+    out = tmp_path / "th.yaml"
+    argv = ["--predictions", str(csv), "--truth", str(root), "--out", str(out)]
+    assert run_tool(tool, [*argv, "--rule", "bootstrap"]) == 0
+    doc = yaml.safe_load(out.read_text())
+    assert doc["rule"] == "bootstrap"
+    expected = tune_thresholds(truth, preds, rule="bootstrap")
+    assert doc["thresholds"] == pytest.approx(expected.thresholds)
+    out.unlink()
+    assert run_tool(tool, [*argv, "--rule", "lean"]) == 2 and not out.exists()  # lean without --tolerance
