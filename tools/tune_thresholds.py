@@ -28,7 +28,7 @@ from cryopoint.io import read_submission_csv
 from cryopoint.io.atomic import atomic_write_text, refuse_inputs
 from cryopoint.io.layout import read_truth, tomogram_geometries
 from cryopoint.io.picks import check_picks_frame
-from cryopoint.post.thresholds import tune_thresholds
+from cryopoint.post.thresholds import RULES, tune_thresholds
 from cryopoint.viz.curves import plot_fbeta_curves
 
 
@@ -46,6 +46,12 @@ def main(argv: list[str] | None = None) -> int:
         default=0.0,
         help="per class, the lowest threshold within this F-beta of its best (0 = argmax; 0.05 leans low, for "
         "thresholds that must travel to other tomograms)",
+    )
+    ap.add_argument(
+        "--rule",
+        choices=RULES,
+        help="per-class choice: argmax (default), lean (needs --tolerance), or bootstrap (argmax of the F-beta curve "
+        "averaged over 200 resamples of the runs, seed 0; for thresholds tuned on few runs)",
     )
     ap.add_argument(
         "--checkpoint", help="also store the thresholds in this checkpoint (atomic), or 'default' with --save-as"
@@ -77,9 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     preds = preds[preds["experiment"].isin(runs)]
     truth = read_truth(args.truth, split=args.split, runs=runs)
     check_picks_frame(preds, truth, tomogram_geometries(args.truth, runs, split=args.split))  # voxels? outside?
-    res = tune_thresholds(truth, preds, beta=args.beta, tolerance=args.tolerance)
+    res = tune_thresholds(truth, preds, beta=args.beta, tolerance=args.tolerance, rule=args.rule)
 
-    table = Table(title=f"Per-class thresholds over {len(runs)} run(s), F-beta (beta={args.beta:g})")
+    table = Table(title=f"Per-class thresholds ({res.rule}) over {len(runs)} run(s), F-beta (beta={args.beta:g})")
     for col in ("particle", "weight", "threshold", "TP", "FP", "FN", "precision", "recall", "F-beta"):
         table.add_column(col, justify="left" if col == "particle" else "right")
     for name, row in res.table.iterrows():
@@ -90,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     console.print(table)
     console.print(f"weighted score: {res.score_before:.4f} before -> [bold]{res.score_after:.4f}[/bold] after tuning")
 
-    doc = {"thresholds": res.thresholds, "beta": args.beta, "tolerance": args.tolerance, "runs": runs}
+    doc = {"thresholds": res.thresholds, "beta": args.beta, "rule": res.rule, "tolerance": args.tolerance, "runs": runs}
     doc.update(score_before=res.score_before, score_after=res.score_after)
     atomic_write_text(args.out, yaml.safe_dump(doc, sort_keys=False))
     console.print(f"thresholds written to {args.out}")
