@@ -15,7 +15,7 @@ predictions ``oof_predictions.csv`` on its validation tomograms) each rule of
 Predictions on test tomograms come from ``generalization.predict`` (``cryopoint.detect`` with thresholds 0) and
 are cached as CSV in ``--work`` (delete it to recompute); nothing is trained and no data is generated::
 
-    python benchmarks/thresholds.py --runs runs/generalization-cpu      # ~7 min of CPU inference the first time
+    python -m benchmarks.thresholds --runs runs/generalization-cpu      # ~7 min of CPU inference the first time
 
 Writes ``benchmarks/results/thresholds.md`` and ``.json``.
 """
@@ -33,10 +33,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from benchmarks.bench_common import machine
+from benchmarks.generalization import BUDGETS, SOURCES, predict, split_names
 from cryopoint.particles import PARTICLE_NAMES
-
-from bench_common import machine
-from generalization import BUDGETS, SOURCES, predict, split_names
 
 REPO = Path(__file__).resolve().parents[1]
 #: The rules compared, with their options (fixed before the run).
@@ -293,7 +292,7 @@ def main(argv: list[str] | None = None) -> Path:
         print(f"{run_dir.name} ...", flush=True)
         results[run_dir.name] = evaluate_run(run_dir, roots, args.work)
     meta = {
-        "command": "python benchmarks/thresholds.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python -m benchmarks.thresholds " + " ".join(argv if argv is not None else sys.argv[1:]),
         "runs_dir": str(args.runs),
         "roots": {s: str(r) for s, r in roots.items()},
         "rules": RULES,

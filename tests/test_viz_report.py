@@ -224,7 +224,6 @@ def test_one_palette_for_every_figure(case, monkeypatch):
 
     from cryopoint.metric import match_points
     from cryopoint.viz.common import CLASS_COLORS
-    from cryopoint.viz.report_figures import compare_curves
     from cryopoint.viz.slices import plot_orthoslices
 
     assert len(set(CLASS_COLORS.values())) == 6 and "#999999" not in CLASS_COLORS.values()  # grey: unknown
@@ -244,8 +243,5 @@ def test_one_palette_for_every_figure(case, monkeypatch):
     fig = plot_failure_gallery(tomos, misses, fps)
     shown = set(misses["particle_type"]) | set(fps["particle_type"])
     assert drawn(fig, Circle) == {CLASS_COLORS[n] for n in shown}
-
-    curve = pd.DataFrame({"threshold": [0.1, 0.5], "fbeta": [0.4, 0.2]})
-    fig = compare_curves({"a": {"ribosome": curve, "thyroglobulin": curve}})
-    titles = {ax.get_title(): to_hex(ax.title.get_color()) for ax in fig.axes if ax.get_title()}
-    assert titles["ribosome"] == CLASS_COLORS["ribosome"] and titles["thyroglobulin"] == CLASS_COLORS["thyroglobulin"]
+    # The comparison figure colours methods, not classes (one colour per method in every panel): that is
+    # test_compare_curves_keep_one_colour_per_method.
