@@ -32,7 +32,7 @@ from cryopoint.errors import (
     PicksFormatError,
     UnknownParticleError,
 )
-from cryopoint.io.picks import check_picks_table, empty_picks
+from cryopoint.io.picks import check_picks_table, concat_picks
 from cryopoint.particles import PARTICLE_NAMES
 
 __all__ = [
@@ -221,12 +221,7 @@ def read_copick_picks(
                     f'({", ".join(PARTICLE_NAMES)}). Pass unknown="skip" to ignore other objects.'
                 )
             parts.append(_table(_choose(by_object[obj], obj, name), name))
-    parts = [p for p in parts if len(p)]
-    if not parts:
-        return empty_picks()
-    if not all("score" in p.columns for p in parts):
-        parts = [p.drop(columns="score", errors="ignore") for p in parts]
-    return pd.concat(parts, ignore_index=True)
+    return concat_picks(parts)
 
 
 def write_copick_picks(

@@ -27,7 +27,7 @@ import pandas as pd
 
 from cryopoint.errors import DataNotFoundError, OutputExistsError, PicksFormatError, UnknownParticleError
 from cryopoint.io.atomic import atomic_write_text
-from cryopoint.io.picks import check_picks_table, copick_json_text, empty_picks, read_copick_json
+from cryopoint.io.picks import check_picks_table, concat_picks, copick_json_text, empty_picks, read_copick_json
 from cryopoint.io.tomograms import MRC_SUFFIXES, read_tomogram, tomogram_geometry
 from cryopoint.particles import PARTICLE_NAMES, get_particle
 from cryopoint.tomogram import Tomogram
@@ -250,12 +250,7 @@ def _read_picks_folder(
         tables[path] = table
     chosen = _select(files, user_id, session_id)
     parts = [tables[chosen[name][0]] for name in PARTICLE_NAMES if name in chosen]
-    parts = [p for p in parts if len(p)]
-    if not parts:
-        return empty_picks()
-    if not all("score" in p.columns for p in parts):
-        parts = [p.drop(columns="score", errors="ignore") for p in parts]
-    return pd.concat(parts, ignore_index=True)
+    return concat_picks(parts)
 
 
 def read_truth(

@@ -40,6 +40,7 @@ from cryopoint.tomogram import Tomogram
 __all__ = [
     "PICKS_COLUMNS",
     "empty_picks",
+    "concat_picks",
     "check_picks_table",
     "read_copick_json",
     "copick_json_text",
@@ -63,6 +64,16 @@ def empty_picks(with_score: bool = False) -> pd.DataFrame:
     if with_score:
         cols["score"] = pd.Series([], dtype=np.float64)
     return pd.DataFrame(cols)
+
+
+def concat_picks(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """One picks table from per-type tables: empty ones dropped; ``score`` kept only if every table has it."""
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return empty_picks()
+    if not all("score" in p.columns for p in parts):
+        parts = [p.drop(columns="score", errors="ignore") for p in parts]
+    return pd.concat(parts, ignore_index=True)
 
 
 def check_picks_table(picks: pd.DataFrame, *, need_experiment: bool = True, source: str = "picks") -> pd.DataFrame:
