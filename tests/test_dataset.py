@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from cryopoint.config import HeatmapTargetOptions, SegmentationTargetOptions
+from cryopoint.config import DataConfig, HeatmapTargetOptions, SegmentationTargetOptions
 from cryopoint.coords import voxel_to_angstrom
 from cryopoint.data.dataset import CropDataset, RunData, load_runs
 from cryopoint.data.sampling import CropSampler, extract_crop, points_near_crop
@@ -242,7 +242,7 @@ def test_non_square_crops_augment_without_xy_rotations(runs):
     aniso[0].voxel_size = (10.0, 10.0, 12.0)
     with pytest.raises(ConfigError, match="anisotropic runs Z"):
         CropDataset(aniso, crop_size=(8, 16, 16))
-    assert len(CropDataset(aniso, crop_size=(8, 16, 16), augment=False)) == 1000
+    assert len(CropDataset(aniso, crop_size=(8, 16, 16), augment=False)) == DataConfig.samples_per_epoch  # one home
 
 
 def test_dataset_config_errors(runs):

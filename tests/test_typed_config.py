@@ -101,6 +101,13 @@ def test_function_defaults_are_the_config_defaults():
     from cryopoint.post.nms import find_peaks
 
     assert _default(find_peaks, "top_k") == PostConfig.top_k  # was 1000 against the config's 2000
+    for name in ("kernel_factor", "min_score"):
+        assert _default(find_peaks, name) == getattr(PostConfig, name), name
+    from cryopoint.config import DataConfig
+    from cryopoint.data.dataset import CropDataset
+
+    for name in ("positive_fraction", "samples_per_epoch"):  # were 0.5 and 1000 against the config's 0.6 and 256
+        assert _default(CropDataset, name) == getattr(DataConfig, name), name
     for fn in (sliding_window, predict_heatmaps):
         for name in ("overlap", "batch_size", "blend", "cpu_bf16"):
             assert _default(fn, name) == getattr(InferConfig, name), f"{fn.__name__}({name}=...)"

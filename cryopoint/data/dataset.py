@@ -19,7 +19,7 @@ import torch
 from rich.progress import track
 
 from cryopoint import io as cpio
-from cryopoint.config import TARGET_KINDS, HeatmapTargetOptions, TargetOptions
+from cryopoint.config import TARGET_KINDS, DataConfig, HeatmapTargetOptions, TargetOptions
 from cryopoint.coords import ANGSTROM_COLUMNS, angstrom_to_voxel, as_voxel_size
 from cryopoint.data.cache import load_volume
 from cryopoint.data.sampling import CropSampler, extract_crop, points_near_crop
@@ -189,8 +189,8 @@ class CropDataset(torch.utils.data.Dataset):
         output_stride: int = 1,
         target_kind: str = "heatmap",
         target_options: TargetOptions | None = None,
-        positive_fraction: float = 0.5,
-        samples_per_epoch: int = 1000,
+        positive_fraction: float = DataConfig.positive_fraction,
+        samples_per_epoch: int = DataConfig.samples_per_epoch,
         augment: bool = True,
         augment_kwargs: dict | None = None,
         seed: int = 0,
