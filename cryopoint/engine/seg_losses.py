@@ -34,6 +34,7 @@ def dice_ce_loss(
     target: torch.Tensor,
     class_weights: torch.Tensor | None = None,
     *,
+    pos_weight: float = 100.0,
     overlap_weight: float = 1.0,
     alpha: float = 0.5,
     beta: float = 0.5,
@@ -71,7 +72,7 @@ def dice_ce_loss(
     logits = logits.float()  # bf16 autocast would make the sums below inexact
     weights = _full_weights(class_weights, n_channels, logits)
     # Weighted mean of per-voxel CE; the clamp keeps it finite if every voxel's class has weight 0.
-    voxel_w = weights[target]
+    voxel_w = weights[target] * torch.where(target > 0, pos_weight, 1.0)
     ce = (F.cross_entropy(logits, target, reduction="none") * voxel_w).sum() / voxel_w.sum().clamp_min(1e-8)
     if overlap_weight == 0:
         return ce
@@ -82,6 +83,6 @@ def dice_ce_loss(
     fp = (probs * (1 - onehot)).sum(dims)
     fn = ((1 - probs) * onehot).sum(dims)
     tversky = (tp + smooth) / (tp + alpha * fp + beta * fn + smooth)  # (C,)
-    fg_weights = weights[1:]
+    fg_weights = weights[1:] * (onehot.sum(dims) > 0)
     overlap = ((1 - tversky) * fg_weights).sum() / fg_weights.sum().clamp_min(1e-8)
     return ce + overlap_weight * overlap
