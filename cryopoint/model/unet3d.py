@@ -2,7 +2,7 @@
 
 This is the DeepFindET / MONAI-UNet style model the field already uses: every particle is a ball of labels
 (:func:`cryopoint.data.sphere_targets.draw_sphere_labels`), the network predicts ``C + 1`` channels
-(background + one per particle class) trained with CE + Dice/Tversky
+(background + one per particle class) trained with particle-weighted CE + Dice/Tversky
 (:func:`cryopoint.engine.seg_losses.dice_ce_loss`), and class probabilities (softmax without the
 background) feed the same peak finder as the heatmap model. Registered beside ``heatmap25d`` so the
 engine, inference and benchmarks treat both alike.
