@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from cryopoint.config import InferConfig, PostConfig
+from cryopoint.config import RUNTIMES, InferConfig, PostConfig
 from cryopoint.data.normalize import normalize_volume
 from cryopoint.errors import ConfigError, InvalidVolumeError
 from cryopoint.tomogram import Tomogram, check_volume
@@ -252,8 +252,8 @@ def resolve_runtime(runtime: str, device: str | torch.device = "cpu") -> str:
     """What will run the network: ``"torch"`` or ``"onnxruntime"`` (CPU only; ``"auto"``: where installed)."""
     from cryopoint.model import onnx_runtime
 
-    if runtime not in ("torch", "onnxruntime", "auto"):
-        raise ConfigError(f"infer.runtime must be 'torch', 'onnxruntime' or 'auto'; got {runtime!r}.")
+    if runtime not in RUNTIMES:
+        raise ConfigError(f"infer.runtime must be one of {', '.join(RUNTIMES)}; got {runtime!r}.")
     if torch.device(device).type != "cpu" or runtime == "torch":
         return "torch"
     if onnx_runtime.available():

@@ -31,10 +31,12 @@ FOLD_TOLERANCE = 1e-4
 
 
 def _last_conv(module: nn.Module | None) -> tuple[nn.Module, str] | None:
-    """``(parent, name)`` of ``module`` itself if it is a Conv2d, or of the last child of an ``nn.Sequential``."""
-    if isinstance(module, nn.Sequential) and len(module):
-        return _last_conv(module[-1]) if not isinstance(module[-1], nn.Conv2d) else (module, str(len(module) - 1))
-    return None
+    """``(parent, key)`` of the Conv2d that ends an ``nn.Sequential`` (nested ones included), else None."""
+    if not isinstance(module, nn.Sequential) or not len(module):
+        return None
+    if isinstance(module[-1], nn.Conv2d):
+        return module, str(len(module) - 1)
+    return _last_conv(module[-1])
 
 
 def fold_batchnorm(module: nn.Module) -> int:
