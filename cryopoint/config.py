@@ -91,6 +91,7 @@ class Heatmap25DConfig(ModelConfig):
     output_stride: int = 2
     decoder_channels: list[int] = field(default_factory=lambda: list(DEFAULT_DECODER_CHANNELS))
     depth_pool: list[int] = field(default_factory=list)
+    decoder_norm: str = "group"
     prior: float = 0.01
     pretrained: str = ""
 

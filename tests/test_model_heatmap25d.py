@@ -12,6 +12,7 @@ from timm.models import adapt_input_conv
 from cryopoint.config import Heatmap25DConfig
 from cryopoint.errors import CheckpointError, ConfigError, DataNotFoundError
 from cryopoint.model import build_model
+from cryopoint.model.decoder import NORMS, ConvBlock3d
 from cryopoint.model.heatmap25d import Heatmap25D
 
 TINY = {"encoder": "test_resnet", "slab": 3, "decoder_channels": (16, 8, 8, 8)}
@@ -201,3 +202,32 @@ def test_encoder_features_finer_than_the_output_are_dropped():
     assert model.feature_reductions == (2, 4, 8, 16, 32)
     model(torch.zeros(1, 1, 4, 32, 32)).sum().backward()
     assert all(p.grad is not None for p in model.parameters())
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_only_a_batchnorm_block_scores_a_voxel_from_its_receptive_field_alone(norm):
+    """Two 3x3x3 convs see 5 voxels: changing voxels far away must not move a voxel's output at inference.
+
+    GroupNorm's statistics come from the whole window, so its output there moves; that is what makes a
+    GroupNorm decoder's scores depend on the inference window.
+    """
+    block = ConvBlock3d(2, 8, norm).eval()
+    if norm == "batch":  # trained-like running statistics, not the identity of a fresh BatchNorm
+        for m in block.modules():
+            if isinstance(m, torch.nn.BatchNorm3d):
+                m.running_mean.normal_(0, 0.3)
+                m.running_var.uniform_(0.5, 1.5)
+    x = torch.randn(1, 2, 6, 8, 32, generator=torch.Generator().manual_seed(0))
+    far = x.clone()
+    far[..., 20:] = 5.0 * torch.randn(1, 2, 6, 8, 12, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        near_a, near_b = block(x)[..., :8], block(far)[..., :8]
+    if norm == "batch":
+        torch.testing.assert_close(near_a, near_b)
+    else:
+        assert not torch.allclose(near_a, near_b, atol=1e-3)
+
+
+def test_an_unknown_decoder_norm_is_a_config_error_naming_the_choices():
+    with pytest.raises(ConfigError, match="decoder_norm.*group, batch"):
+        Heatmap25D(encoder="test_resnet", slab=3, decoder_channels=(8,), decoder_norm="layer")

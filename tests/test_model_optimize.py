@@ -21,7 +21,7 @@ def _trained_like(model: nn.Module) -> nn.Module:
     """Give every BatchNorm non-trivial running statistics and affine terms (fresh ones are the identity)."""
     gen = torch.Generator().manual_seed(1)
     for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
+        if isinstance(m, (nn.BatchNorm2d, nn.BatchNorm3d)):
             m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.3)
             m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
             m.weight.data.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
@@ -177,3 +177,18 @@ def test_fast_cpu_and_bf16_paths_score_like_the_plain_network():
         bf16, _ = predict_heatmaps(model, tomo, cpu_bf16=True, **kwargs)
     np.testing.assert_allclose(fast, plain, atol=1e-5)
     assert 0 < np.abs(bf16 - plain).max() < 0.02  # really computed in bf16, and close
+
+
+def test_inference_copy_folds_a_batchnorm_decoder_and_keeps_its_outputs():
+    model = _trained_like(
+        Heatmap25D(encoder="test_resnet", slab=3, decoder_channels=(16, 8, 8, 8), decoder_norm="batch")
+    )
+    assert _count(model.decoder, nn.BatchNorm3d) > 0
+    x = torch.randn(1, 1, 8, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        expected = model(x)
+        fast = inference_copy(model, "cpu")
+        got = fast(x)
+    assert _count(fast.decoder, nn.BatchNorm3d) == 0
+    assert _count(model.decoder, nn.BatchNorm3d) > 0  # the caller's model is untouched
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)

@@ -22,7 +22,7 @@ from torch import nn
 
 from cryopoint.config import DEFAULT_DECODER_CHANNELS, Heatmap25DConfig
 from cryopoint.errors import ConfigError, InvalidVolumeError
-from cryopoint.model.decoder import DecoderLevel, UNetDecoder3d
+from cryopoint.model.decoder import DecoderLevel, UNetDecoder3d, check_norm
 from cryopoint.model.pretrained import load_encoder_weights
 from cryopoint.particles import NUM_CLASSES
 
@@ -73,6 +73,9 @@ class Heatmap25D(nn.Module):
         depth_pool: How much each encoder stage's features are averaged along depth. An int ``m`` (or
             empty/None for :data:`DEFAULT_DEPTH_POOL`): a stage with xy reduction ``r`` is pooled by
             ``min(r, m)``. A list: one power-of-two factor per encoder stage, finest first, non-decreasing.
+        decoder_norm: The decoder's normalisation (:data:`cryopoint.model.decoder.NORMS`): ``group`` makes a
+            voxel's score depend on the window it is predicted in, ``batch`` does not (any inference window
+            size and overlap gives the same scores, and it folds into the convolutions at inference).
         prior: Initial probability of a particle at every voxel; the head bias is ``-log((1 - p) / p)``
             (RetinaNet's prior) so early training is not swamped by the background.
         pretrained: Path of a local encoder weights file (a timm/torchvision-style state dict of the same
@@ -100,6 +103,7 @@ class Heatmap25D(nn.Module):
         output_stride: int = Heatmap25DConfig.output_stride,
         decoder_channels: Sequence[int] = DEFAULT_DECODER_CHANNELS,
         depth_pool: int | Sequence[int] | None = None,
+        decoder_norm: str = Heatmap25DConfig.decoder_norm,
         prior: float = Heatmap25DConfig.prior,
         pretrained: str | os.PathLike | None = None,
     ) -> None:
@@ -134,7 +138,10 @@ class Heatmap25D(nn.Module):
         self.depth_factors = self._depth_factors(depth_pool)
 
         levels = self._plan_levels([int(c) for c in decoder_channels])
-        self.decoder = UNetDecoder3d(self.feature_channels[-1], levels)
+        try:
+            self.decoder = UNetDecoder3d(self.feature_channels[-1], levels, check_norm(decoder_norm))
+        except ValueError as err:
+            raise ConfigError(f"model.decoder_norm: {err}") from None
         self.head = nn.Conv3d(levels[-1].channels, self.num_classes, kernel_size=1)
         nn.init.normal_(self.head.weight, std=0.01)  # small, not zero: gradients must reach the body
         nn.init.constant_(self.head.bias, -math.log((1.0 - prior) / prior))

@@ -3,13 +3,14 @@
 Two rewrites, both exact up to float rounding, applied to a copy (the caller's model, which may be training,
 is never touched):
 
-* **BatchNorm folding**: an eval-mode ``BatchNorm2d`` that directly follows a ``Conv2d`` is an affine map per
-  channel, so it is folded into the convolution's weights and bias and replaced by ``Identity``.
+* **BatchNorm folding**: an eval-mode ``BatchNorm2d`` that directly follows a ``Conv2d`` (or ``BatchNorm3d``
+  after ``Conv3d``, in a decoder built with ``decoder_norm: batch``) is an affine map per channel, so it is
+  folded into the convolution's weights and bias and replaced by ``Identity``.
 * **channels_last**: the 2D encoder's weights and inputs are stored NHWC, the layout oneDNN's CPU kernels
   prefer (no reorders around every convolution).
 
 Which convolution a BatchNorm follows is read from module registration order (the convention of timm's
-ResNets and of ``nn.Sequential``), which a network is free to break; so the folded encoder is checked against
+ResNets and of ``nn.Sequential``), which a network is free to break; so the folded model is checked against
 the original on a small probe input, and the original is kept (with a warning) when they disagree.
 Measured effect (speed and score against the plain model): ``benchmarks/results/inference.md``.
 """
@@ -30,17 +31,22 @@ __all__ = ["fold_batchnorm", "inference_copy", "ChannelsLast"]
 FOLD_TOLERANCE = 1e-4
 
 
-def _last_conv(module: nn.Module | None) -> tuple[nn.Module, str] | None:
-    """``(parent, key)`` of the Conv2d that ends an ``nn.Sequential`` (nested ones included), else None."""
+#: The convolution type each foldable BatchNorm type must follow.
+_CONV_OF = {nn.BatchNorm2d: nn.Conv2d, nn.BatchNorm3d: nn.Conv3d}
+
+
+def _last_conv(module: nn.Module | None, conv_type: type = nn.Conv2d) -> tuple[nn.Module, str] | None:
+    """``(parent, key)`` of the ``conv_type`` that ends an ``nn.Sequential`` (nested ones included), else None."""
     if not isinstance(module, nn.Sequential) or not len(module):
         return None
-    if isinstance(module[-1], nn.Conv2d):
+    if isinstance(module[-1], conv_type):
         return module, str(len(module) - 1)
-    return _last_conv(module[-1])
+    return _last_conv(module[-1], conv_type)
 
 
 def fold_batchnorm(module: nn.Module) -> int:
-    """Fold every eval-mode ``BatchNorm2d`` into the ``Conv2d`` registered just before it, in place.
+    """Fold every eval-mode ``BatchNorm2d`` (``BatchNorm3d``) into the ``Conv2d`` (``Conv3d``) registered just
+    before it, in place.
 
     A sequential stem that ends in a convolution (timm's deep stems, ``conv1 = Sequential(..., Conv2d)``,
     ``bn1 = BatchNorm2d``) counts as that convolution. Only exact ``nn.BatchNorm2d`` instances are folded:
@@ -53,13 +59,14 @@ def fold_batchnorm(module: nn.Module) -> int:
     names = list(module._modules)
     for first, second in zip(names, names[1:]):
         conv, norm = module._modules[first], module._modules[second]
-        if type(norm) is not nn.BatchNorm2d or not norm.track_running_stats:
+        conv_type = _CONV_OF.get(type(norm))
+        if conv_type is None or not norm.track_running_stats:
             continue
         if norm.training:
             raise ValueError("fold_batchnorm needs eval mode: the BatchNorm running statistics are what is folded.")
-        if isinstance(conv, nn.Conv2d):
+        if isinstance(conv, conv_type):
             parent, key = module, first
-        elif (found := _last_conv(conv)) is not None:
+        elif (found := _last_conv(conv, conv_type)) is not None:
             parent, key = found
         else:
             continue
@@ -96,7 +103,9 @@ def _probe_outputs(encoder: nn.Module, channels: int) -> list[torch.Tensor]:
 def inference_copy(model: nn.Module, device: str | torch.device = "cpu") -> nn.Module:
     """An eval-mode copy of ``model`` rearranged for fast inference on ``device`` (same outputs).
 
-    On a CPU, a model with a 2D ``encoder`` (``heatmap25d``) gets its BatchNorms folded and runs channels_last.
+    On a CPU, a model with a 2D ``encoder`` (``heatmap25d``) gets its BatchNorms folded and runs channels_last;
+    a decoder built with BatchNorm (``decoder_norm: batch``, cryopoint's own ``ConvBlock3d``, whose order is
+    known) is folded too.
     Elsewhere (CUDA runs cuDNN under bf16 autocast already) and for other models, ``model`` itself is returned.
     """
     encoder = getattr(model, "encoder", None)
@@ -117,4 +126,6 @@ def inference_copy(model: nn.Module, device: str | torch.device = "cpu") -> nn.M
             )
             fast.encoder = copy.deepcopy(model.encoder).eval()
     fast.encoder = ChannelsLast(fast.encoder)
+    if isinstance(getattr(fast, "decoder", None), nn.Module):
+        fold_batchnorm(fast.decoder)
     return fast
