@@ -269,7 +269,10 @@ class TrainConfig:
     maximum gradient norm (0 = off). ``ema_decay`` 0 makes the EMA a plain copy. ``loss``: a name of
     :data:`cryopoint.engine.losses.LOSSES` that fits the model's targets (:data:`TARGET_KINDS`); empty
     means the first that fits (``mse`` for heatmaps, ``dice_ce`` for segmentation), filled in when the
-    :class:`Config` is built. ``class_weights``: one per catalogue class (empty = all 1). Every
+    :class:`Config` is built. ``loss_options``: the loss's keyword options, e.g. ``{pos_weight: 30}`` for
+    ``dice_ce`` or ``{alpha: 2, beta: 4}`` for ``focal`` (empty = its defaults; an option the loss does not
+    take is refused when training starts, listing the ones it does). ``class_weights``: one per catalogue
+    class (empty = all 1). Every
     ``val_every`` steps (and at the end) the EMA model is validated and ``last.pt`` written; ``log_every``
     steps the mean loss goes to ``metrics.jsonl``.
     ``device``: ``auto`` (CUDA if present), ``cpu``, ``cuda``; ``amp`` enables bf16 autocast on CUDA only.
@@ -290,6 +293,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     ema_decay: float = 0.99
     loss: str = ""
+    loss_options: dict[str, float] = field(default_factory=dict)
     class_weights: list[float] = field(default_factory=list)
     val_every: int = 500
     log_every: int = 10

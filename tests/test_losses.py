@@ -3,7 +3,7 @@ import sys
 import pytest
 import torch
 
-from cryopoint.engine.losses import LOSSES, focal_loss, get_loss, weighted_mse_loss
+from cryopoint.engine.losses import LOSSES, build_loss, focal_loss, get_loss, weighted_mse_loss
 from cryopoint.errors import ConfigError
 
 
@@ -107,3 +107,33 @@ def test_dice_ce_is_resolved_lazily(monkeypatch):
     torch.manual_seed(0)
     logits, target = torch.randn(2, 7, 4, 8, 8), torch.randint(0, 7, (2, 4, 8, 8))
     torch.testing.assert_close(fresh.LOSSES["dice_ce"](logits, target, None), fn(logits, target, None))
+
+
+def test_loss_options_reach_the_loss():
+    """``train.loss_options`` binds the loss's keyword options: a changed focal ``beta`` changes the value."""
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(1, 2, 4, 8, 8, generator=gen)
+    target = torch.rand(1, 2, 4, 8, 8, generator=gen) * 0.9
+    target[0, 0, 2, 4, 4] = 1.0
+    default = build_loss("focal")(logits, target, None)
+    assert build_loss("focal", {})(logits, target, None) == default
+    torch.testing.assert_close(
+        build_loss("focal", {"beta": 1.0})(logits, target, None), focal_loss(logits, target, beta=1.0)
+    )
+    assert not torch.isclose(build_loss("focal", {"beta": 1.0})(logits, target, None), default)
+
+
+def test_dice_ce_pos_weight_is_configurable():
+    labels = torch.zeros(1, 4, 8, 8, dtype=torch.long)
+    labels[0, 1:3, 3:5, 3:5] = 2
+    logits = torch.randn(1, 7, 4, 8, 8, generator=torch.Generator().manual_seed(1))
+    plain = build_loss("dice_ce", {"pos_weight": 1.0, "overlap_weight": 0.0})(logits, labels, None)
+    assert torch.isclose(plain, torch.nn.functional.cross_entropy(logits, labels))
+    assert not torch.isclose(build_loss("dice_ce", {"overlap_weight": 0.0})(logits, labels, None), plain)
+
+
+def test_an_unknown_loss_option_is_refused_with_the_options_listed():
+    with pytest.raises(ConfigError, match=r"\['gamma'\] are not options of loss 'focal'.*alpha=2.0, beta=4.0"):
+        build_loss("focal", {"gamma": 2.0})
+    with pytest.raises(ConfigError, match="must be a number"):
+        build_loss("focal", {"alpha": True})

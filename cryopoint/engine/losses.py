@@ -1,10 +1,11 @@
 """Training losses for heatmap models, and the registry of every training loss (``train.loss``).
 
-Every loss has the signature ``loss(logits, target, class_weights) -> scalar tensor`` where ``logits`` and
+Every loss has the signature ``loss(logits, target, class_weights, *, options) -> scalar tensor`` where ``logits`` and
 ``target`` are ``(B, C, D, H, W)`` (target in [0, 1], peak exactly 1.0 at particle centres) and
 ``class_weights`` is a ``(C,)`` tensor or ``None`` (all ones). Weights are normalised to mean 1, so changing
 their overall scale does not change the learning rate. Losses are computed in float32 whatever the autocast
-dtype of the logits.
+dtype of the logits. The keyword-only ``options`` (e.g. focal ``alpha``/``beta``, dice_ce ``pos_weight``) are set
+from the config's ``train.loss_options`` by :func:`build_loss`.
 
 ``"dice_ce"`` (segmentation targets, used by the 3D U-Net baseline) lives in another module. The registry is a
 :class:`~cryopoint.lazy.LazyRegistry`, as the model registry is: every entry is imported on first use, so
@@ -14,7 +15,10 @@ this module does not depend on the segmentation losses. Which losses fit which t
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +26,7 @@ import torch.nn.functional as F
 from cryopoint.errors import ConfigError
 from cryopoint.lazy import LazyRegistry
 
-__all__ = ["LOSSES", "get_loss", "weighted_mse_loss", "focal_loss"]
+__all__ = ["LOSSES", "get_loss", "build_loss", "loss_options", "weighted_mse_loss", "focal_loss"]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
 
@@ -116,3 +120,30 @@ def get_loss(name: str, registry: Mapping[str, LossFn] = LOSSES) -> LossFn:
     if name not in registry:
         raise ConfigError(f"Unknown loss {name!r} (train.loss). Options: {', '.join(sorted(registry))}.")
     return registry[name]
+
+
+def loss_options(fn: Callable) -> dict[str, Any]:
+    """The tunable keyword-only options of a loss function and their defaults (``train.loss_options`` keys)."""
+    params = inspect.signature(fn).parameters.values()
+    return {p.name: p.default for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
+def build_loss(name: str, options: Mapping[str, Any] | None = None, registry: Mapping[str, LossFn] = LOSSES) -> LossFn:
+    """The loss ``name`` with ``options`` (``train.loss_options``) bound, e.g. ``{"pos_weight": 30}`` for dice_ce.
+
+    Raises:
+        ConfigError: unknown loss, or an option the loss does not take (the message lists the ones it does,
+            with their defaults), or a value that is not a number.
+    """
+    fn = get_loss(name, registry)
+    if not options:
+        return fn
+    known = loss_options(fn)
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        listed = ", ".join(f"{k}={v}" for k, v in known.items()) or "none"
+        raise ConfigError(f"train.loss_options {unknown} are not options of loss {name!r}; its options: {listed}.")
+    for key, value in options.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"train.loss_options.{key} must be a number; got {value!r}.")
+    return functools.partial(fn, **{k: float(v) for k, v in options.items()})

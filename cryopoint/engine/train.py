@@ -30,7 +30,7 @@ from cryopoint.engine import state
 from cryopoint.engine.data import TrainData, batches, load_data, steps_per_epoch
 from cryopoint.engine.distributed import DistInfo, barrier, broadcast_object, cleanup, init_distributed
 from cryopoint.engine.ema import ModelEMA
-from cryopoint.engine.losses import get_loss
+from cryopoint.engine.losses import build_loss
 from cryopoint.engine.schedule import build_scheduler
 from cryopoint.engine.validate import ValResult, results_table, val_record, validate
 from cryopoint.io.atomic import atomic_path
@@ -91,7 +91,7 @@ class _Trainer:
         self.scheduler = build_scheduler(
             self.optimizer, cfg.train.steps, cfg.train.warmup_steps, cfg.train.min_lr_ratio
         )
-        self.loss_fn = get_loss(cfg.train.loss)
+        self.loss_fn = build_loss(cfg.train.loss, cfg.train.loss_options)
         weights = cfg.train.class_weights
         self.class_weights = torch.tensor(weights, dtype=torch.float32, device=self.device) if weights else None
         self.net = (
