@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--model", default="default")
     parser.add_argument("--no-full", action="store_true", help="skip the full-size timing")
     parser.add_argument("--cache-dir")
+    parser.add_argument("--save-predictions", type=Path, metavar="DIR", help="write each source's peaks (all scores)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "default_model")
     args = parser.parse_args(argv)
 
@@ -78,6 +79,9 @@ def main(argv: list[str] | None = None) -> Path:
         start = time.perf_counter()
         preds = predict(ckpt, root, test_runs)
         seconds = (time.perf_counter() - start) / len(test_runs)
+        if args.save_predictions:  # every peak with its score: other threshold rules can be scored without inference
+            args.save_predictions.mkdir(parents=True, exist_ok=True)
+            preds.to_csv(args.save_predictions / f"source_{source}.csv", index=False)
         rows[source] = {
             **scores(preds, truth, det.thresholds),
             "blob": blob_scores(root, train_runs, test_runs, truth_all),

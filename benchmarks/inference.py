@@ -12,7 +12,8 @@ compared with); ``fast_cpu`` (BatchNorm folded and channels_last, ``cryopoint.mo
 ``cpu_bf16`` (bfloat16 autocast); ONNX Runtime (``infer.runtime``, the ``cryopoint[onnx]`` extra; its one-off
 export, cached per window shape, is timed apart). Then the faster settings with 96 x 320 x 320 windows at overlap
 0 (2 x 2 x 2 windows on a 184 x 630 x 630 tomogram, 1.07x its voxels instead of 3.2x): scores stay those of the
-reference only for a network whose scores do not depend on the window (``model.decoder_norm: batch``).
+reference only for a network whose scores do not depend on the window (``model.decoder_norm: batch``); and
+96 x 224 x 224 windows (2 x 3 x 3, 1.18x the voxels) for less memory.
 
     python -m benchmarks.inference                         # the shipped model, CPU (~15 min on 2 cores)
     python -m benchmarks.inference --shape 96 320 320      # a quick look
@@ -40,6 +41,7 @@ from benchmarks.bench_common import machine
 RESULTS = Path(__file__).parent / "results"
 PLAIN = {"roi": [64, 192, 192], "overlap": 0.25, "fast_cpu": False, "cpu_bf16": False, "runtime": "torch"}
 BIG = {"roi": [96, 320, 320], "overlap": 0.0}
+MID = {"roi": [96, 224, 224], "overlap": 0.0}  # 2 x 3 x 3 windows on 184 x 630 x 630: less memory than BIG
 #: (name, infer overrides). PLAIN's windows are those of validation during training (thresholds tuned with them).
 VARIANTS = [
     ("plain fp32 PyTorch, reference windows", PLAIN),
@@ -49,6 +51,8 @@ VARIANTS = [
     ("onnxruntime, 96x320x320 windows, overlap 0", {**PLAIN, **BIG, "runtime": "onnxruntime"}),
     ("fast_cpu + cpu_bf16, 96x320x320, overlap 0", {**PLAIN, **BIG, "fast_cpu": True, "cpu_bf16": True}),
     ("fast_cpu (fp32), 96x320x320, overlap 0", {**PLAIN, **BIG, "fast_cpu": True}),
+    ("onnxruntime, 96x224x224 windows, overlap 0", {**PLAIN, **MID, "runtime": "onnxruntime"}),
+    ("fast_cpu (fp32), 96x224x224, overlap 0", {**PLAIN, **MID, "fast_cpu": True}),
 ]
 GPU_VARIANTS = [("cuda (bf16 autocast always), reference windows", PLAIN)]
 
