@@ -120,7 +120,9 @@ class Detector:
 def load(checkpoint: str | os.PathLike) -> Detector:
     """Rebuild a detector from a self-describing checkpoint (safe ``weights_only`` loading).
 
-    EMA weights are used when the checkpoint has them (they are the ones validated during training).
+    EMA weights are used when the checkpoint has them (they are the ones validated during training). An ensemble
+    checkpoint of a k-fold training (``runs/NAME/ensemble.pt``) gives a detector whose ``model`` is an
+    :class:`~cryopoint.model.ensemble.Ensemble` of the fold models (their probabilities averaged).
     ``"default"`` loads the model shipped with cryopoint (``docs/models.md``). Weights stored in fp16 (the
     shipped model) are cast to the network's fp32 parameters. The checkpoint's config is checked as a
     training config is (:func:`cryopoint.config.config_from_dict`); keys that older cryopoint versions did
@@ -136,6 +138,7 @@ def load(checkpoint: str | os.PathLike) -> Detector:
             config describes.
     """
     from cryopoint.model import build_model
+    from cryopoint.model.ensemble import build_ensemble, ensemble_size
     from cryopoint.weights import resolve_checkpoint
 
     name, checkpoint = str(checkpoint), resolve_checkpoint(checkpoint)
@@ -155,7 +158,8 @@ def load(checkpoint: str | os.PathLike) -> Detector:
     model_kwargs = dataclasses.asdict(config.model)
     if model_kwargs.get("pretrained"):  # the checkpoint holds every weight; the training machine's file is not needed
         model_kwargs["pretrained"] = ""
-    model = build_model(**model_kwargs)
+    members = ensemble_size(payload)  # a k-fold ensemble (runs/NAME/ensemble.pt) holds one network per fold
+    model = build_ensemble(members, **model_kwargs) if members else build_model(**model_kwargs)
     state = inference_weights(payload)
     try:
         model.load_state_dict(state)

@@ -6,6 +6,9 @@ A checkpoint holds everything needed to rebuild a detector with no YAML at hand 
 ``config`` (the resolved config as a plain nested dict), ``particles`` (list of ``{name, radius, weight,
 label}``), ``voxel_size`` (three floats, z, y, x, Å), ``thresholds`` (``{particle name: float}``),
 ``metrics`` (plain dict), ``step`` (int) and, for resuming, ``optimizer_state``/``scheduler_state``/``rng_state``.
+An ensemble checkpoint (k-fold training, :mod:`cryopoint.engine.kfold`) adds ``ensemble`` (``{members, folds,
+sources, steps}``) and holds every member's weights in ``model_state`` (``members.0.*``, ``members.1.*``, ...;
+:mod:`cryopoint.model.ensemble`).
 
 Loading always uses ``torch.load(..., weights_only=True)``: a checkpoint can never execute code.
 """
@@ -122,10 +125,16 @@ def init_from_checkpoint(model: torch.nn.Module, path: str | os.PathLike) -> dic
         CheckpointError: unreadable, or its tensors do not match ``model`` (the message names the model
             settings of both and the first differing tensors).
     """
+    from cryopoint.model.ensemble import ensemble_size
     from cryopoint.weights import resolve_checkpoint
 
     path = resolve_checkpoint(path)
     payload = load_checkpoint(path)
+    if ensemble_size(payload):
+        raise CheckpointError(
+            f"{path} is an ensemble of {ensemble_size(payload)} fold models; fine-tune from one of them instead "
+            "(its fold's best.pt, e.g. runs/NAME/fold0/best.pt)."
+        )
     state = inference_weights(payload)
     own = model.state_dict()
     missing = [k for k in own if k not in state]
@@ -167,6 +176,7 @@ def export_checkpoint(
 ):
     """Write a checkpoint stripped for shipping: the weights :func:`cryopoint.load` uses (EMA where present),
     optionally in fp16, with config, catalogue, voxel size, thresholds and metrics; no optimizer or RNG state.
+    An ensemble checkpoint stays an ensemble (every member's weights, in fp16 too).
 
     ``overrides``: dotted ``infer.*`` / ``post.*`` settings to ship as the detector's defaults (e.g.
     ``infer.roi=[96,320,320]``), validated like a training config; weights and training settings are never
@@ -193,5 +203,7 @@ def export_checkpoint(
         payload["config"] = config_to_dict(config_from_dict(apply_overrides(payload["config"], list(overrides))))
     state = inference_weights(payload)
     cast = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in state.items()}
-    keep = ("format_version", "config", "particles", "voxel_size", "thresholds", "metrics", "step")
+    from cryopoint.model.ensemble import ENSEMBLE_KEY
+
+    keep = ("format_version", "config", "particles", "voxel_size", "thresholds", "metrics", "step", ENSEMBLE_KEY)
     return save_checkpoint(dst, {**{k: payload[k] for k in keep if k in payload}, "model_state": cast})

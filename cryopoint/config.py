@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +50,7 @@ __all__ = [
     "TARGET_KINDS",
     "RENAMED_KEYS",
     "DataConfig",
+    "ALL_FOLDS",
     "AugmentConfig",
     "TrainConfig",
     "InferConfig",
@@ -226,9 +228,18 @@ class AugmentConfig:
                 raise ConfigError(f"data.augment.{name} must be in [0, {top:g}]; got {value!r}.")
 
 
+#: ``data.fold`` value that trains every fold, one after another, then writes one ensemble
+#: (:func:`cryopoint.engine.kfold.train_kfold`).
+ALL_FOLDS = "all"
+
+
 @dataclass
 class DataConfig:
     """Where the tomograms come from, how runs are split, and how training crops are drawn.
+
+    ``fold``: the fold validated on, ``0 .. n_folds - 1`` (runs are split by whole tomograms,
+    :mod:`cryopoint.data.folds`; ``val_runs`` names the validation runs instead), or ``"all"``: train every
+    fold one after another and combine them into one ensemble checkpoint (:mod:`cryopoint.engine.kfold`).
 
     ``root`` empty means: use the embedded synthetic dataset (``synth_*`` fields), generated on first use
     into the cache folder (``cache_dir``, default ``$CRYOPOINT_CACHE`` or ``~/.cache/cryopoint``) and reused.
@@ -244,7 +255,7 @@ class DataConfig:
     kind: str = "denoised"
     runs: list[str] = field(default_factory=list)
     n_folds: int = 4
-    fold: int = 0
+    fold: int | str = 0
     val_runs: list[str] = field(default_factory=list)
     synth_preset: str = "easy"
     synth_runs: int = 4
@@ -258,6 +269,20 @@ class DataConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     cache_volumes: bool = True
     num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        fold = self.fold
+        if fold == ALL_FOLDS:
+            if self.val_runs:
+                raise ConfigError(
+                    "data.fold=all trains one model per fold, but data.val_runs fixes the validation runs: "
+                    "leave data.val_runs empty for k-fold training, or give a single data.fold."
+                )
+        elif isinstance(fold, str) or (not self.val_runs and not 0 <= fold < self.n_folds):
+            raise ConfigError(
+                f"data.fold must be a fold number in [0, {self.n_folds - 1}] (data.n_folds={self.n_folds}) or 'all' "
+                f"(train every fold, then one ensemble); got {fold!r}."
+            )
 
 
 @dataclass
@@ -386,6 +411,14 @@ def _type_name(tp: Any) -> str:
 def _convert(value: Any, tp: Any, key: str) -> Any:
     """Check ``value`` against the annotation ``tp`` (recursively) and return it in canonical form."""
     origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(tp):
+            try:
+                return _convert(value, option, key)
+            except ConfigError:
+                continue
+        options = " or ".join(_type_name(option) for option in typing.get_args(tp))
+        raise ConfigError(f"Config key {key!r} expects {options}; got {value!r} ({type(value).__name__}).")
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"Config key {key!r} must be a mapping (section {tp.__name__}); got {value!r}.")

@@ -4,7 +4,8 @@ voxel size and thresholds (no optimizer state); prints its size and sha256 for t
     python tools/export_model.py runs/default/best.pt --out cryopoint/weights/default.pt --overwrite
     python tools/export_model.py best.pt --out shipped.pt --set infer.roi=[96,320,320] --set infer.overlap=0
 
-``--set`` changes the inference settings the file ships with (``infer.*``, ``post.*``), never the weights.
+``--set`` changes the inference settings the file ships with (``infer.*``, ``post.*``), never the weights. An
+ensemble checkpoint of a k-fold training (``runs/NAME/ensemble.pt``) stays an ensemble, every member in fp16.
 """
 
 import sys
@@ -17,7 +18,7 @@ from cryopoint.cli import ArgumentParser, entry_point
 @entry_point
 def main(argv=None) -> None:
     p = ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("checkpoint", type=Path, help="a cryopoint checkpoint (best.pt)")
+    p.add_argument("checkpoint", type=Path, help="a cryopoint checkpoint (best.pt or ensemble.pt)")
     p.add_argument("--out", type=Path, required=True, help="where to write the shipped file")
     p.add_argument("--fp32", action="store_true", help="keep fp32 weights (default: fp16, half the size)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")

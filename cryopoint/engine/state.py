@@ -24,11 +24,11 @@ from cryopoint.io.atomic import atomic_write_text
 __all__ = ["resolve_run_dir", "checkpoint_payload", "rng_state", "set_rng_state", "load_resume", "MetricsLog"]
 
 
-def resolve_run_dir(cfg: Config) -> Path:
+def resolve_run_dir(cfg: Config, resume_from: str = "last.pt") -> Path:
     """Where this run writes: ``out_dir/name``, or ``name-2``, ``name-3``, ... if that exists already.
 
     With ``train.resume`` it is the most recently written existing ``name`` / ``name-k`` folder that
-    holds a ``last.pt``.
+    holds a ``last.pt`` (files matching the glob pattern ``resume_from``: ``fold*/last.pt`` for a k-fold run).
 
     Raises:
         DataNotFoundError: resuming, but no such folder has a ``last.pt``.
@@ -37,13 +37,14 @@ def resolve_run_dir(cfg: Config) -> Path:
     pattern = re.compile(rf"{re.escape(base.name)}-\d+")
     siblings = [p for p in base.parent.glob(f"{base.name}-*") if pattern.fullmatch(p.name)]
     if cfg.train.resume:
-        candidates = [p for p in (base, *siblings) if (p / "last.pt").is_file()]
+        written = {p: [f.stat().st_mtime_ns for f in p.glob(resume_from) if f.is_file()] for p in (base, *siblings)}
+        candidates = {p: max(times) for p, times in written.items() if times}
         if not candidates:
             raise DataNotFoundError(
-                f"Nothing to resume: no last.pt in {base} (or {base.name}-N next to it). "
+                f"Nothing to resume: no {resume_from} in {base} (or {base.name}-N next to it). "
                 "Start the run without --resume / train.resume=true."
             )
-        return max(candidates, key=lambda p: (p / "last.pt").stat().st_mtime_ns)
+        return max(candidates, key=candidates.get)
     if not base.exists():
         return base
     k = 2

@@ -25,7 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from cryopoint.config import Config, config_to_dict, save_config
+from cryopoint.config import ALL_FOLDS, Config, config_to_dict, save_config
 from cryopoint.engine import state
 from cryopoint.engine.data import TrainData, batches, load_data, steps_per_epoch
 from cryopoint.engine.distributed import DistInfo, barrier, broadcast_object, cleanup, init_distributed
@@ -33,6 +33,7 @@ from cryopoint.engine.ema import ModelEMA
 from cryopoint.engine.losses import build_loss
 from cryopoint.engine.schedule import build_scheduler
 from cryopoint.engine.validate import ValResult, results_table, val_record, validate
+from cryopoint.errors import ConfigError
 from cryopoint.io.atomic import atomic_path
 
 __all__ = ["train"]
@@ -52,13 +53,23 @@ def train(cfg: Config, *, stop_after: int | None = None) -> Path:
     Returns:
         The run folder (``config.yaml``, ``metrics.jsonl``, ``last.pt``, ``best.pt``, ``oof_predictions.csv``).
 
+    Raises:
+        ConfigError: ``data.fold`` is ``"all"``: that is :func:`cryopoint.engine.kfold.train_kfold`'s job.
+
     >>> run = train(load_config("configs/smoke.yaml"))  # doctest: +SKIP
     """
+    if cfg.data.fold == ALL_FOLDS:
+        raise ConfigError(
+            "train() trains one fold; data.fold=all (every fold, then an ensemble) is "
+            "cryopoint.engine.train_kfold(cfg), which tools/train.py calls for it."
+        )
+    joined = torch.distributed.is_initialized()  # a caller that set up the process group (k-fold) keeps it
     info = init_distributed(cfg.train.device)
     try:
         return _Trainer(cfg, info).run(stop_after)
     finally:
-        cleanup(info)
+        if not joined:
+            cleanup(info)
 
 
 def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:

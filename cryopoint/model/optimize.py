@@ -107,7 +107,12 @@ def inference_copy(model: nn.Module, device: str | torch.device = "cpu") -> nn.M
     a decoder built with BatchNorm (``decoder_norm: batch``, cryopoint's own ``ConvBlock3d``, whose order is
     known) is folded too.
     Elsewhere (CUDA runs cuDNN under bf16 autocast already) and for other models, ``model`` itself is returned.
+    An :class:`~cryopoint.model.ensemble.Ensemble` gets an inference copy of each member.
     """
+    from cryopoint.model.ensemble import Ensemble
+
+    if isinstance(model, Ensemble):
+        return model.map_members(lambda member: inference_copy(member, device))
     encoder = getattr(model, "encoder", None)
     first_conv = next((m for m in encoder.modules() if isinstance(m, nn.Conv2d)), None) if encoder else None
     if torch.device(device).type != "cpu" or first_conv is None:
