@@ -43,4 +43,3 @@ def test_import_scan_sees_lazy_imports(tmp_path):
     src = tmp_path / "m.py"
     src.write_text("def f():\n    from cryopoint.post.nms import find_peaks\n    import cryopoint.model\n")
     assert _imported(src) == {"post", "model"}
-
