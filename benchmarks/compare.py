@@ -1,20 +1,28 @@
-"""Head-to-head benchmark: blob (LoG) vs unet3d (sphere segmentation) vs heatmap25d on one synthetic dataset.
+"""Head-to-head with learning curves: blob (LoG) vs unet3d vs heatmap25d, from scratch and fine-tuned.
 
-One command trains and evaluates every method on the same ``realistic`` synthetic runs with whole-tomogram
-folds, the same crop size and the same number of training steps for the two networks, pools the
-out-of-fold (OOF) predictions, tunes per-class thresholds on them, and writes
-``benchmarks/results/compare.md`` (+ ``.json``)::
+On each chosen synthetic *source* (``realistic``, and sources of ``benchmarks/generalization.py`` such as
+``B``), one command trains heatmap25d and unet3d at every budget of a curve (e.g. 250 / 500 / 1000 steps;
+each budget its own full schedule, not a snapshot of a longer run) with the same crops, batch, data and
+whole-tomogram folds, and scores the pooled out-of-fold (OOF) picks beside the training-free LoG blob baseline.
+Two scores each: cross-fold thresholds (each fold thresholded by thresholds tuned on the *other* folds:
+honest, the headline) and thresholds tuned on all pooled OOF picks (optimistic, the challenge CV habit).
+Also, behind options:
 
-    python -m benchmarks.compare                    # --budget cpu (default): ~46 min on 2 cores
-    python -m benchmarks.compare --budget gpu       # full-size tomograms, long schedules
+* **transfer**: heatmap25d pretrained on the ``randomized`` corpus (or a given checkpoint, ``--pretrained``)
+  and fine-tuned as a whole (``train.init_from``) on each source at the same budgets as from scratch;
+* **preprocessing** (on the first source, at the middle budget): Gaussian low-pass, a difference-of-Gaussians
+  band-pass matched to particle size and local contrast normalisation, each applied to every tomogram of the
+  dataset (a preprocessed copy), so training and inference see the same input; heatmap25d and blob.
+
+Every training is kept in the work folder (``<work>/<source>/<arm>/s<steps>/fold<k>``, with ``done.json``):
+a killed or extended run (more budgets, sources or settings) trains only what is missing and rescores the rest::
+
+    python -m benchmarks.compare                    # --budget cpu: 250/500/1000 steps, realistic + B
+    python -m benchmarks.compare --budget gpu       # full-size tomograms, 1000/3000/6000 steps
     python -m benchmarks.compare --budget smoke     # seconds; what the test runs
 
-Two scores per method: thresholds tuned on all pooled OOF predictions (the challenge's CV habit; optimistic,
-since the thresholds see the answers) and cross-fold thresholds (each fold scored with thresholds tuned on
-the other folds' predictions: honest). Also a preprocessing comparison (Gaussian low-pass before the usual
-normalisation) and a transfer setting (heatmap25d encoder pretrained on the ``easy`` preset, then trained
-on ``realistic``, versus ``realistic`` alone). Each method's pooled out-of-fold picks are saved to
-``<work>/predictions/<method>.csv`` for figures with ``tools/report.py --compare``.
+Writes ``benchmarks/results/compare.md`` and ``.json`` and the figure ``compare_curves.png``; each row's
+pooled OOF picks go to ``<work>/predictions/<source>/`` for figures with ``tools/report.py --compare``.
 """
 
 from __future__ import annotations
@@ -33,93 +41,196 @@ import numpy as np
 import pandas as pd
 import torch
 from rich.console import Console
-from scipy import ndimage
 
 from benchmarks.bench_common import PeakRSS, machine
-from benchmarks.compare_report import verdict, write_report
-from cryopoint.particles import PARTICLE_NAMES
+from benchmarks.compare_report import verdict, write_figure, write_report
+from cryopoint.particles import PARTICLE_NAMES, PARTICLES
 
 REPO = Path(__file__).resolve().parents[1]
 console = Console()
+#: Run folders trained / found finished (and reused) by the current :func:`main` call.
+TRAINED: list[str] = []
+REUSED: list[str] = []
 
 
 @dataclass(frozen=True)
 class Budget:
-    """Everything that sets a benchmark's cost. Networks get identical ``steps``, ``crop`` and ``batch_size``.
+    """Everything that sets a benchmark's cost. Networks get identical ``crop`` and ``batch_size``, and each
+    curve budget (``curve``: training steps) is a full schedule of its own.
 
     ``heatmap_config`` is the heatmap recipe of that scale (its model section is used as is, except
     ``encoder`` when given); unet3d always starts from ``configs/unet3d.yaml`` with ``unet_channels``.
+    ``pretrain_runs`` / ``pretrain_steps``: the ``randomized`` corpus and schedule of the transfer's pretraining.
     """
 
     runs: int
     shape: tuple[int, int, int]
     folds: int
-    steps: int
+    curve: tuple[int, ...]
     crop: tuple[int, int, int]
     batch_size: int
     roi: tuple[int, int, int]
     heatmap_config: str
     unet_channels: tuple[int, ...]
+    pretrain_runs: int
+    pretrain_steps: int
     lr: float = 2e-3
+    finetune_lr: float = 5e-4
     ema_decay: float = 0.95
     num_workers: int = 0
     encoder: str = ""
-    lowpass_sigma: float = 1.0
     seed: int = 0
 
 
 BUDGETS = {
-    "smoke": Budget(2, (64, 128, 128), 2, 2, (16, 32, 32), 1, (32, 64, 64), "configs/smoke.yaml", (4, 8, 16)),
-    # 46 min measured on 2 cores: 9 trainings (2 folds x unet3d, heatmap25d, low-pass, transfer; 1 easy pretraining).
-    "cpu": Budget(6, (96, 320, 320), 2, 500, (32, 64, 64), 2, (96, 320, 320), "configs/quickstart.yaml", (16, 32, 64)),
+    "smoke": Budget(
+        2, (64, 128, 128), 2, (1, 2), (16, 32, 32), 1, (32, 64, 64), "configs/smoke.yaml", (4, 8, 16), 2, 2
+    ),  # fmt: skip
+    "cpu": Budget(
+        6,
+        (96, 320, 320),
+        2,
+        (250, 500, 1000),
+        (32, 64, 64),
+        2,
+        (96, 320, 320),
+        "configs/quickstart.yaml",
+        (16, 32, 64),
+        6,
+        1000,
+    ),  # fmt: skip
     "gpu": Budget(
-        7, (184, 630, 630), 7, 6000, (32, 128, 128), 8, (64, 256, 256), "configs/heatmap_r34.yaml", (32, 64, 128, 256)
+        7,
+        (184, 630, 630),
+        7,
+        (1000, 3000, 6000),
+        (32, 128, 128),
+        8,
+        (64, 256, 256),
+        "configs/heatmap_r34.yaml",
+        (32, 64, 128, 256),
+        12,
+        6000,
+    ),  # fmt: skip
+}
+
+#: The methods trained on the curve (``--methods``); the fine-tuned heatmap25d is the transfer arm.
+METHODS = ("heatmap25d", "unet3d")
+FINETUNED = "heatmap25d fine-tuned"
+BLOB = "blob (LoG)"
+
+
+def largest_radius_voxels(voxel_size) -> float:
+    """The largest scored particle radius in voxels (the scale the band-pass and the local window match)."""
+    return max(p.radius for p in PARTICLES if p.weight > 0) / float(min(np.atleast_1d(voxel_size)))
+
+
+#: Preprocessings (``--preprocess``): a description and ``f(volume, largest radius in voxels) -> volume``.
+#: The filters are those of the appearance augmentation (``cryopoint.data.appearance``).
+PREPROCESSINGS: dict[str, tuple[str, Callable[[np.ndarray, float], np.ndarray]]] = {
+    "lowpass": ("Gaussian low-pass, σ 1 voxel", lambda v, r: _appearance().gaussian_blur(v, 1.0)),
+    "bandpass": (
+        "band-pass (difference of Gaussians): σ 1 voxel low-pass minus the background at σ = the largest particle "
+        "radius (removes noise finer than a voxel and ice/thickness gradients coarser than any particle)",
+        lambda v, r: _appearance().bandpass_filter(v, 1.0, r),
+    ),
+    "localnorm": (
+        "local contrast normalisation, window σ = the largest particle radius",
+        lambda v, r: _appearance().local_normalize(v, r),
     ),
 }
 
 
-def evaluate(preds: pd.DataFrame, truth: pd.DataFrame, folds: dict[str, int]) -> dict:
-    """Score pooled OOF predictions: thresholds tuned on everything, and cross-fold thresholds."""
-    from cryopoint.metric import score
-    from cryopoint.post.thresholds import apply_thresholds, tune_thresholds
+def _appearance():
+    from cryopoint.data import appearance
 
-    tuned = tune_thresholds(truth, preds)
-    result = score(truth, apply_thresholds(preds, tuned.thresholds))
-    crossed = []
-    for f in sorted(set(folds.values())):
-        held = {r for r, k in folds.items() if k == f}
-        rest_thr = tune_thresholds(truth[~truth["experiment"].isin(held)], preds[~preds["experiment"].isin(held)])
-        crossed.append(apply_thresholds(preds[preds["experiment"].isin(held)], rest_thr.thresholds))
-    honest = score(truth, pd.concat(crossed, ignore_index=True))
+    return appearance
+
+
+def source_root(name: str, b: Budget, cache_dir: str | None) -> Path:
+    """A source's dataset (generated once, cached): ``realistic``, or a source of ``benchmarks.generalization``
+    (its SynthParams overrides of the ``realistic`` preset) at this budget's runs and shape."""
+    from benchmarks.generalization import SOURCES
+    from cryopoint.data.cache import ensure_synthetic_dataset
+
+    if name == "realistic":
+        return ensure_synthetic_dataset("realistic", runs=b.runs, shape=b.shape, seed=b.seed, cache_dir=cache_dir)
+    seed = b.seed + 10 * (1 + list(SOURCES).index(name))  # distinct run names per source
+    return ensure_synthetic_dataset(
+        "realistic", runs=b.runs, shape=b.shape, seed=seed, cache_dir=cache_dir, overrides=SOURCES[name][0]
+    )
+
+
+def source_description(name: str) -> str:
+    from benchmarks.generalization import SOURCES
+
+    return "the `realistic` preset" if name == "realistic" else f"source {name}: {SOURCES[name][1]}"
+
+
+def evaluate(preds: pd.DataFrame, truth: pd.DataFrame, folds: dict[str, int]) -> dict:
+    """Score pooled OOF predictions with cross-fold thresholds (honest) and thresholds tuned on them all.
+
+    Args:
+        preds: Every out-of-fold pick (``experiment``, ``particle_type``, ``x, y, z``, ``score``).
+        truth: True picks of (at least) the runs in ``folds``.
+        folds: ``{run: fold}``: each fold's picks are thresholded with thresholds tuned on the other folds.
+
+    Returns:
+        ``score`` (tuned on all), ``score_crossfold``, ``thresholds`` (tuned on all), ``thresholds_by_fold``
+        (``{"fold<k>": thresholds tuned without fold k}``) and ``per_class`` (precision, recall, fbeta, tp, fp,
+        fn at the tuned thresholds; ``fbeta_crossfold``, ``recall_crossfold``, ``precision_crossfold``).
+    """
+    from cryopoint.post.thresholds import cross_fold_score, tune_out_of_fold
+
+    exp = preds["experiment"].astype(str)
+    by_fold = {
+        f"fold{k}": preds[exp.isin([r for r, f in folds.items() if f == k])] for k in sorted(set(folds.values()))
+    }
+    truth = truth[truth["experiment"].astype(str).isin(set(folds))]
+    tuned = tune_out_of_fold(truth, by_fold)
+    crossed = cross_fold_score(truth, by_fold)
+    per_class = {}
+    for name in PARTICLE_NAMES:
+        row = {k: float(tuned.table.loc[name, k]) for k in ("precision", "recall", "fbeta", "tp", "fp", "fn")}
+        row |= {f"{k}_crossfold": float(crossed.table.loc[name, k]) for k in ("precision", "recall", "fbeta")}
+        per_class[name] = row
     return {
-        "score": result.score,
-        "score_crossfold": honest.score,
+        "score": float(tuned.score_after),
+        "score_crossfold": float(crossed.score),
         "thresholds": {k: float(v) for k, v in tuned.thresholds.items()},
-        "per_class": {
-            name: {k: float(result.table.loc[name, k]) for k in ("precision", "recall", "fbeta", "tp", "fp", "fn")}
-            for name in PARTICLE_NAMES
-        },
+        "thresholds_by_fold": {f: {k: float(v) for k, v in t.items()} for f, t in crossed.thresholds.items()},
+        "per_class": per_class,
     }
 
 
-def lowpass_dataset(root: Path, out: Path, sigma: float) -> Path:
-    """A copy of a dataset whose tomograms are Gaussian low-passed (σ in voxels); picks unchanged. Cached."""
+def preprocess_dataset(root: Path, out: Path, name: str) -> tuple[Path, float]:
+    """A copy of a dataset whose tomograms went through preprocessing ``name``; picks unchanged. Cached.
+
+    Returns:
+        ``(dataset root, preprocessing seconds per tomogram)``.
+    """
     from cryopoint.io import list_runs, read_picks, read_tomogram, tomogram_path, write_ome_zarr, write_run_picks
+    from cryopoint.io.atomic import atomic_write_text
 
-    if (out / "done").is_file():
-        return out
-    for run in list_runs(root):
+    marker = out / "done.json"
+    if marker.is_file():
+        return out, json.loads(marker.read_text())["seconds_per_tomogram"]
+    fn, seconds = PREPROCESSINGS[name][1], []
+    runs = list_runs(root)
+    for run in runs:
         tomo = read_tomogram(tomogram_path(root, run))
-        dest = out / "train" / "static" / "ExperimentRuns" / run / "VoxelSpacing10.000" / "denoised.zarr"
-        filtered = ndimage.gaussian_filter(np.asarray(tomo.data, dtype=np.float32), sigma)
-        write_ome_zarr(dest, filtered, tomo.voxel_size, overwrite=True)
+        start = time.perf_counter()
+        data = fn(np.asarray(tomo.data, dtype=np.float32), largest_radius_voxels(tomo.voxel_size))
+        seconds.append(time.perf_counter() - start)
+        write_ome_zarr(tomogram_path(out, run), data, tomo.voxel_size, overwrite=True)
         write_run_picks(out, run, read_picks(root, run), overwrite=True)
-    (out / "done").write_text(f"low-pass sigma={sigma} of {root}\n")
-    return out
+    record = {"preprocess": name, "source_root": str(root), "seconds_per_tomogram": float(np.mean(seconds))}
+    atomic_write_text(marker, json.dumps(record) + "\n")
+    return out, record["seconds_per_tomogram"]
 
 
-def run_blob(root: Path, names: list[str], *, prefilter: Callable[[np.ndarray], np.ndarray] | None = None) -> dict:
-    """Training-free blob detector on every run; no folds needed beyond threshold tuning."""
+def run_blob(root: Path, names: list[str]) -> dict:
+    """Training-free blob detector on every run (recomputed each call: seconds)."""
     from cryopoint.baselines.blob import detect_blobs
     from cryopoint.io import read_tomogram, tomogram_path
 
@@ -129,30 +240,40 @@ def run_blob(root: Path, names: list[str], *, prefilter: Callable[[np.ndarray], 
             tomo = read_tomogram(tomogram_path(root, run))
             data = np.asarray(tomo.data, dtype=np.float32)
             start = time.perf_counter()
-            data = prefilter(data) if prefilter else data
             preds.append(detect_blobs(data, tomo.voxel_size, min_score=0.0).assign(experiment=run))
             seconds.append(time.perf_counter() - start)
     return {
         "preds": pd.concat(preds, ignore_index=True),
         "train_s": 0.0,
+        "train_s_per_model": 0.0,
         "infer_s_per_tomo": float(np.mean(seconds)),
         "peak_mib": mem.mib,
         "params": 0,
     }
 
 
-def network_config(method: str, b: Budget, root: Path, val_runs: list[str], work: Path, name: str, extra=()):
+def model_overrides(ckpt: Path) -> list[str]:
+    """The model section of a checkpoint's config as overrides: a fine-tuned network must have its shape."""
+    from cryopoint.checkpoint import load_checkpoint
+
+    model = load_checkpoint(ckpt).get("config", {}).get("model", {})
+    # ``pretrained`` seeds an encoder at build time; the whole network comes from ``train.init_from`` here.
+    return [f"model.{k}={json.dumps(v)}" for k, v in model.items() if k != "pretrained"]
+
+
+def network_config(method: str, b: Budget, root: Path, val_runs: list[str], out_dir: Path, name: str, steps: int,
+                   extra=()):  # fmt: skip
     """The engine config of one network for one fold: base YAML + the budget's shared overrides."""
     from cryopoint.config import load_config
 
-    base = b.heatmap_config if method == "heatmap25d" else "configs/unet3d.yaml"
+    base = "configs/unet3d.yaml" if method == "unet3d" else b.heatmap_config
     shared = [
         f"data.root={root}",
         f"data.val_runs={json.dumps(val_runs)}",
         f"data.crop={list(b.crop)}",
-        f"train.steps={b.steps}",
+        f"train.steps={steps}",
         f"train.batch_size={b.batch_size}",
-        f"train.warmup_steps={max(1, b.steps // 20)}",
+        f"train.warmup_steps={max(1, steps // 20)}",
         f"train.lr={b.lr}",
         f"train.ema_decay={b.ema_decay}",
         "train.class_weights=[1, 1, 2, 1, 2, 1]",
@@ -161,8 +282,8 @@ def network_config(method: str, b: Budget, root: Path, val_runs: list[str], work
         # sit far below a sigmoid heatmap's peaks (a 0.01 floor removed every unet3d peak at 80 steps).
         "post.min_score=0.001",
         f"data.num_workers={b.num_workers}",
-        f"train.val_every={b.steps}",
-        f"train.out_dir={work}",
+        f"train.val_every={steps}",
+        f"train.out_dir={out_dir}",
         f"train.name={name}",
         f"train.seed={b.seed}",
         f"infer.roi={list(b.roi)}",
@@ -174,210 +295,286 @@ def network_config(method: str, b: Budget, root: Path, val_runs: list[str], work
     return load_config(REPO / base, [*shared, *arch, *extra])
 
 
-def train_fold(cfg) -> tuple[Path, float, float]:
-    """Train one fold with the engine.
+def finished_run(out_dir: Path, name: str) -> Path | None:
+    """A finished training of that name (``name`` or the engine's ``name-N``): ``done.json``, ``best.pt`` and
+    ``oof_predictions.csv`` all there."""
+    pattern = re.compile(rf"{re.escape(name)}(-\d+)?")
+    for p in sorted(out_dir.glob(f"{name}*")):
+        if pattern.fullmatch(p.name) and all(
+            (p / f).is_file() for f in ("done.json", "best.pt", "oof_predictions.csv")
+        ):
+            return p
+    return None
+
+
+def train_once(cfg) -> tuple[Path, dict]:
+    """Train one model with the engine, or reuse the finished run of the same name in the work folder.
+
+    A training killed before it finished left no ``done.json``; it is trained again from the start (into the
+    engine's next free ``name-N`` folder; the partial folder stays, nothing is deleted).
 
     Returns:
-        ``(run_dir, train_s, val_s)``: the run folder (``best.pt``, ``oof_predictions.csv``), training seconds
-        without validation, and the seconds of the final validation pass (sliding window + NMS + tuning).
+        ``(run folder, record)``; the record (``train_s`` without the validation pass, ``val_s`` the final
+        validation pass, ``peak_mib``) is the one measured when the run was trained.
     """
     from cryopoint.engine import train
+    from cryopoint.io.atomic import atomic_write_text
 
-    start = time.perf_counter()
-    run_dir = Path(train(cfg))
-    wall = time.perf_counter() - start
-    metrics = run_dir / "metrics.jsonl"
-    records = (
-        [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()] if metrics.is_file() else []
-    )
+    out_dir = Path(cfg.train.out_dir)
+    done = finished_run(out_dir, cfg.train.name)
+    if done is not None:
+        REUSED.append(str(done))
+        return done, json.loads((done / "done.json").read_text())
+    with PeakRSS() as mem:
+        start = time.perf_counter()
+        run_dir = Path(train(cfg))
+        wall = time.perf_counter() - start
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     vals = [r.get("seconds", 0.0) for r in records if r.get("type") == "val"]
-    return run_dir, wall - sum(vals), vals[-1] if vals else float("nan")
+    record = {
+        "steps": int(cfg.train.steps),
+        "train_s": wall - sum(vals),
+        "val_s": vals[-1] if vals else float("nan"),
+        "peak_mib": mem.gpu_mib or mem.mib,
+    }
+    atomic_write_text(run_dir / "done.json", json.dumps(record) + "\n")
+    TRAINED.append(str(run_dir))
+    return run_dir, record
 
 
-def component_picks(ckpt: Path, root: Path, runs: list[str], device: str) -> pd.DataFrame:
-    """Connected-component centroids of a segmentation model's held-out runs (the NMS alternative)."""
-    from cryopoint.api import load
-    from cryopoint.infer import predict_heatmaps
-    from cryopoint.io import read_tomogram, tomogram_path
-    from cryopoint.post.components import component_centroids
+def _params(ckpt: Path) -> int:
+    from cryopoint.checkpoint import load_checkpoint
 
-    det = load(ckpt)
-    model = det.model.to(device).eval()
-    fraction = det.config.data.target_options.radius_fraction  # a segmentation model's sphere-target option
-    picks = []
-    for run in runs:
-        tomo = read_tomogram(tomogram_path(root, run))
-        with torch.inference_mode():
-            heat, stride = predict_heatmaps(
-                model, tomo, roi=det.roi, batch_size=det.config.infer.batch_size, device=device
-            )
-        cc = component_centroids(heat, voxel_size=tomo.voxel_size, stride=stride, radius_fraction=fraction)
-        picks.append(cc.assign(experiment=run))
-    return pd.concat(picks, ignore_index=True)
+    return int(sum(t.numel() for t in load_checkpoint(ckpt)["model_state"].values()))
 
 
-def run_network(method: str, b: Budget, root: Path, folds: dict[str, int], work: Path, device: str, extra=()) -> dict:
-    """Train one network per fold with the engine and pool its out-of-fold peaks.
+def run_arm(method: str, b: Budget, root: Path, folds: dict[str, int], out_dir: Path, steps: int, extra=()) -> dict:
+    """One network per fold at ``steps`` (trained or reused), its OOF peaks pooled.
 
-    NMS picks are the engine's own validation output (``oof_predictions.csv``: EMA weights, sliding window,
-    ``find_peaks`` with ``post.min_score=0.001``); its validation time per tomogram is the inference time.
-    Segmentation models are also decoded by connected components for the centroid comparison.
+    The picks are the engine's own validation output (``oof_predictions.csv``: EMA weights, sliding window,
+    NMS with ``post.min_score=0.001``); its final validation pass per tomogram is the inference time.
     """
-    tag = work.name
-    nms, cc, infer_s, train_s, peak_mib = [], [], [], 0.0, 0.0
+    base = "unet3d" if method == "unet3d" else "heatmap25d"
+    preds, infer_s, train_s, peak = [], [], [], 0.0
     for f in sorted(set(folds.values())):
         val = sorted(r for r, k in folds.items() if k == f)
-        cfg = network_config(method, b, root, val, work, f"{method}-fold{f}", extra)
-        console.rule(f"[bold]{tag}: {method} fold {f} (validation runs {', '.join(val)})")
-        with PeakRSS() as mem:
-            run_dir, seconds, val_s = train_fold(cfg)
-        train_s, peak_mib = train_s + seconds, max(peak_mib, mem.gpu_mib or mem.mib)
-        infer_s.append(val_s / len(val))
-        nms.append(pd.read_csv(run_dir / "oof_predictions.csv"))
-        if method == "unet3d":
-            cc.append(component_picks(run_dir / "best.pt", root, val, device))
-    from cryopoint.api import load
-
-    params = sum(p.numel() for p in load(run_dir / "best.pt").model.parameters())
-    common = {"train_s": train_s, "infer_s_per_tomo": float(np.mean(infer_s)), "params": params, "peak_mib": peak_mib}
-    out = {"nms": {"preds": pd.concat(nms, ignore_index=True), **common}}
-    if cc:
-        out["cc"] = {"preds": pd.concat(cc, ignore_index=True), **common}
-    return out
+        cfg = network_config(base, b, root, val, out_dir, f"fold{f}", steps, extra)
+        console.rule(f"[bold]{out_dir.relative_to(out_dir.parents[2])}: fold {f} ({', '.join(val)})")
+        run_dir, rec = train_once(cfg)
+        train_s.append(rec["train_s"])
+        infer_s.append(rec["val_s"] / len(val))
+        peak = max(peak, rec["peak_mib"])
+        preds.append(pd.read_csv(run_dir / "oof_predictions.csv"))
+    return {
+        "preds": pd.concat(preds, ignore_index=True),
+        "train_s": float(np.sum(train_s)),
+        "train_s_per_model": float(np.mean(train_s)),
+        "infer_s_per_tomo": float(np.mean(infer_s)),
+        "peak_mib": peak,
+        "params": _params(run_dir / "best.pt"),
+    }
 
 
-def pretrain_easy(b: Budget, work: Path, cache_dir: str | None) -> Path:
-    """heatmap25d trained on the easy preset (same budget); its checkpoint seeds the transfer setting."""
+def pretrained_checkpoint(spec: str, b: Budget, work: Path, cache_dir: str | None) -> dict:
+    """The transfer's starting network and what it cost.
+
+    ``spec`` ``"randomized"``: heatmap25d (the budget's recipe) trained here on the ``randomized`` corpus for
+    ``b.pretrain_steps`` (validated on its last run); otherwise a checkpoint path or ``"default"`` (the
+    shipped model), whose pretraining is read from its own config.
+    """
+    from cryopoint.checkpoint import load_checkpoint, sha256
     from cryopoint.data.cache import ensure_synthetic_dataset
     from cryopoint.io import list_runs
+    from cryopoint.weights import resolve_checkpoint
 
-    easy = ensure_synthetic_dataset("easy", runs=b.runs, shape=b.shape, seed=b.seed + 1, cache_dir=cache_dir)
-    names = sorted(list_runs(easy))
-    cfg = network_config("heatmap25d", b, easy, names[-1:], work, "heatmap25d-easy")
-    run_dir, _, _ = train_fold(cfg)
-    return run_dir / "best.pt"
+    if spec == "randomized":
+        root = ensure_synthetic_dataset(
+            "randomized", runs=b.pretrain_runs, shape=b.shape, seed=b.seed + 99, cache_dir=cache_dir
+        )
+        names = sorted(list_runs(root))
+        console.rule("[bold]pretraining heatmap25d on the randomized corpus")
+        cfg = network_config("heatmap25d", b, root, names[-1:], work / "pretrain", "randomized", b.pretrain_steps)
+        run_dir, rec = train_once(cfg)
+        ckpt = run_dir / "best.pt"
+        return {
+            "spec": spec,
+            "tag": "randomized",
+            "checkpoint": str(ckpt),
+            "corpus": f"`randomized` preset, {b.pretrain_runs} runs of {tuple(b.shape)} (1 held out for validation)",
+            "steps": b.pretrain_steps,
+            "train_s": rec["train_s"],
+        }
+    ckpt = resolve_checkpoint(spec)
+    cfg = load_checkpoint(ckpt).get("config", {})
+    digest = sha256(ckpt)[:10]  # fine-tunings of another checkpoint (or a retrained default) are not reused
+    data = cfg.get("data", {})
+    corpus = data.get("root") or f"`{data.get('synth_preset', '?')}` preset (synthetic)"
+    return {
+        "spec": spec,
+        "tag": digest,
+        "checkpoint": str(ckpt),
+        "corpus": f"{corpus}, as its config says",
+        "steps": cfg.get("train", {}).get("steps"),
+        "train_s": None,
+    }
 
 
-def save_predictions(rows: dict[str, dict], folder: Path) -> list[Path]:
-    """Pooled out-of-fold picks (with scores) of every row computed in this invocation, one CSV per row.
-
-    They feed ``tools/report.py`` (figures of the comparison); rows read back by ``--extend`` hold no picks.
-    """
+def save_predictions(rows: list[dict], folder: Path) -> list[Path]:
+    """Pooled out-of-fold picks (with scores) of every row, one CSV per row under ``folder/<source>/``."""
     from cryopoint.io.atomic import atomic_path
 
     written = []
-    for label, r in rows.items():
-        if "preds" not in r:
-            continue
-        slug = re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
-        with atomic_path(folder / f"{slug}.csv") as tmp:
+    for r in rows:
+        slug = re.sub(r"[^a-z0-9]+", "-", row_label(r).lower()).strip("-")
+        path = folder / r["source"] / f"{slug}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
             r["preds"].to_csv(tmp, index=False)
-        written.append(folder / f"{slug}.csv")
+        written.append(path)
     return written
 
 
+def row_label(r: dict) -> str:
+    """``"heatmap25d, 500 steps"``, ``"blob (LoG)"``, ``"heatmap25d, 500 steps, bandpass"``."""
+    parts = [r["method"], *([f"{r['steps']} steps"] if r["steps"] else [])]
+    return ", ".join([*parts, *([r["preprocess"]] if r["preprocess"] != "none" else [])])
+
+
 def main(argv: list[str] | None = None) -> Path:
+    from benchmarks.generalization import SOURCES
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--budget", choices=sorted(BUDGETS), default="cpu")
-    parser.add_argument("--steps", type=int, help="override the budget's training steps (both networks)")
-    parser.add_argument("--runs", type=int, help="override the number of synthetic runs")
+    parser.add_argument("--curve", type=int, nargs="+", help="override the budget's training steps (the curve)")
+    parser.add_argument("--sources", nargs="+", choices=["realistic", *SOURCES], default=["realistic", "B"])
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS), help="networks from scratch")
+    parser.add_argument("--runs", type=int, help="override the number of synthetic runs per source")
     parser.add_argument("--shape", type=int, nargs=3, help="override the tomogram shape (z y x)")
-    parser.add_argument("--folds", type=int, help="override the number of whole-tomogram folds")
+    parser.add_argument("--folds", type=int, help="override the number of whole-tomogram folds (at least 2)")
     parser.add_argument("--crop", type=int, nargs=3, help="override the training crop (z y x), both networks")
-    parser.add_argument("--no-transfer", action="store_true", help="skip the easy→realistic transfer setting")
-    parser.add_argument("--no-lowpass-net", action="store_true", help="low-pass comparison on blob only")
+    parser.add_argument("--no-transfer", action="store_true", help="skip the pretrained + fine-tuned heatmap25d arm")
     parser.add_argument(
-        "--extend",
-        action="store_true",
-        help="keep the results already in OUT.json (same budget) and run only the settings missing there",
+        "--pretrained",
+        default="randomized",
+        help="the transfer's starting network: 'randomized' (trained here on the randomized corpus, "
+        "pretrain_steps of the budget), 'default' (the shipped model) or a checkpoint path",
     )
-    parser.add_argument("--rerun-blob", action="store_true", help="with --extend: recompute the blob rows (seconds)")
+    parser.add_argument(
+        "--preprocess",
+        nargs="*",
+        choices=sorted(PREPROCESSINGS),
+        default=sorted(PREPROCESSINGS),
+        help="preprocessings compared on the first source at --preprocess-steps (none given: skip)",
+    )
+    parser.add_argument("--preprocess-steps", type=int, help="their budget (default: the curve's middle one)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "compare")
-    parser.add_argument("--work", type=Path, help="run folders (default runs/compare-<budget>)")
+    parser.add_argument("--work", type=Path, help="run folders (default runs/compare-<budget>); reused when rerun")
     parser.add_argument("--cache-dir", help="synthetic dataset cache (default: cryopoint's cache)")
-    parser.add_argument("--root", type=Path, help="use this dataset (challenge layout) instead of generating one")
     parser.add_argument("--note", action="append", default=[], help="a sentence added to the report (repeatable)")
     args = parser.parse_args(argv)
 
-    from cryopoint.data.cache import ensure_synthetic_dataset
     from cryopoint.data.folds import assign_folds
     from cryopoint.io import list_runs, read_truth
 
-    over = {"steps": args.steps, "runs": args.runs, "shape": tuple(args.shape) if args.shape else None}
+    over = {"runs": args.runs, "shape": tuple(args.shape) if args.shape else None}
     over |= {"folds": args.folds, "crop": tuple(args.crop) if args.crop else None}
+    over |= {"curve": tuple(sorted(set(args.curve))) if args.curve else None}
     b = dataclasses.replace(BUDGETS[args.budget], **{k: v for k, v in over.items() if v is not None})
-    work = args.work or REPO / "runs" / f"compare-{args.budget}"
+    if b.folds < 2:
+        parser.error(f"--folds must be at least 2 (cross-fold thresholds need another fold); got {b.folds}.")
+    pre_steps = args.preprocess_steps or b.curve[len(b.curve) // 2]
+    work = (args.work or REPO / "runs" / f"compare-{args.budget}").absolute()
     device = "cuda" if args.budget == "gpu" and torch.cuda.is_available() else "cpu"
-    root = args.root or ensure_synthetic_dataset(
-        "realistic", runs=b.runs, shape=b.shape, seed=b.seed, cache_dir=args.cache_dir
-    )
-    names = sorted(list_runs(root))
-    folds = assign_folds(names, b.folds)
-    truth = read_truth(root)
-
-    def scored(raw: dict) -> dict:
-        return {**raw, **evaluate(raw["preds"], truth, folds)}
-
+    TRAINED.clear()
+    REUSED.clear()
+    begin = time.perf_counter()
     command = "python -m benchmarks.compare " + " ".join(argv if argv is not None else sys.argv[1:])
-    pre_title, tr_title = "Preprocessing: Gaussian low-pass before normalisation", "Transfer"
-    results, extras, commands, notes = {}, {pre_title: {}, tr_title: {}}, [command], list(args.note)
-    if args.extend:
-        prev = json.loads(args.out.with_suffix(".json").read_text())
-        if prev["budget"] != json.loads(json.dumps(dataclasses.asdict(b))):
-            raise SystemExit(f"--extend needs the budget of {args.out.with_suffix('.json')}: {prev['budget']}")
-        results, commands = prev["results"], [*prev.get("commands", [prev.get("command")]), command]
-        notes = [*prev.get("notes", []), *notes]
-        for title, rows in prev["extras"].items():
-            extras.setdefault(title, {}).update(rows)
-        if args.rerun_blob:
-            results["blob (LoG)"] = scored(run_blob(root, names))
-            extras[pre_title] = {}
-    else:
-        console.rule("[bold]blob (LoG)")
-        results["blob (LoG)"] = scored(run_blob(root, names))
-        unet = run_network("unet3d", b, root, folds, work / "main", device)
-        results["unet3d + NMS"] = scored(unet["nms"])
-        results["unet3d + components"] = scored(unet["cc"])
-        results["heatmap25d"] = scored(run_network("heatmap25d", b, root, folds, work / "main", device)["nms"])
 
-    pre, tr, sigma = extras[pre_title], extras[tr_title], b.lowpass_sigma
-    if not pre:
-        pre["blob, no low-pass"] = results["blob (LoG)"]
-        pre[f"blob, low-pass σ={sigma:g} voxel"] = scored(
-            run_blob(root, names, prefilter=lambda v: ndimage.gaussian_filter(v, sigma))
-        )
-    if not args.no_lowpass_net and "heatmap25d, no low-pass" not in pre:
-        low_root = lowpass_dataset(root, work / f"lowpass-{sigma:g}", sigma)
-        pre["heatmap25d, no low-pass"] = results["heatmap25d"]
-        low = run_network("heatmap25d", b, low_root, folds, work / "lowpass", device)
-        pre[f"heatmap25d, low-pass σ={sigma:g} voxel"] = scored(low["nms"])
-    if not args.no_transfer and not tr:
-        easy_ckpt = pretrain_easy(b, work / "easy", args.cache_dir)
-        tr["heatmap25d, realistic only"] = results["heatmap25d"]
-        ft = run_network("heatmap25d", b, root, folds, work / "transfer", device, [f"model.pretrained={easy_ckpt}"])
-        tr["heatmap25d, encoder from easy, then realistic"] = scored(ft["nms"])
-    extras = {k: v for k, v in extras.items() if v}
+    console.rule("[bold]data")
+    data = {}
+    for src in args.sources:
+        root = source_root(src, b, args.cache_dir)
+        names = sorted(list_runs(root))
+        truth = read_truth(root)
+        data[src] = {"root": root, "names": names, "folds": assign_folds(names, b.folds), "truth": truth}
 
+    rows: list[dict] = []
     meta = {
-        "commands": commands,
-        "notes": notes,
-        "data_root": str(root),
-        "truth_counts": {n: int((truth["particle_type"] == n).sum()) for n in PARTICLE_NAMES},
+        "commands": [command],
+        "notes": list(args.note),
         "budget_name": args.budget,
         "budget": dataclasses.asdict(b),
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "preprocess_steps": pre_steps,
+        "preprocessings": {p: PREPROCESSINGS[p][0] for p in args.preprocess},
+        "sources": {
+            s: {
+                "description": source_description(s),
+                "root": str(d["root"]),
+                "folds": d["folds"],
+                "truth_counts": {n: int((d["truth"]["particle_type"] == n).sum()) for n in PARTICLE_NAMES},
+            }
+            for s, d in data.items()
+        },
         "machine": machine(device),
         "device": device,
+        "pretrain": None,
     }
-    write_report(results, extras, meta, args.out)
-    repeats = [id(r) for r in results.values()]  # the extras' reference rows are main rows again
-    rows = {**results, **{m: r for g in extras.values() for m, r in g.items() if id(r) not in repeats}}
-    if save_predictions(rows, work / "predictions"):
-        console.print(f"Pooled out-of-fold picks in {work / 'predictions'} (figures: tools/report.py --compare)")
-    console.print(f"Wrote {args.out.with_suffix('.md')}")
-    for line in verdict(results):
+
+    def add(src: str, method: str, steps: int | None, raw: dict, preprocess: str = "none", **more) -> None:
+        d = data[src]
+        rows.append(
+            {"source": src, "method": method, "steps": steps, "preprocess": preprocess, **raw, **more}
+            | evaluate(raw["preds"], d["truth"], d["folds"])
+        )
+
+    def report() -> Path:
+        meta["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        meta["wall_s"] = time.perf_counter() - begin
+        meta["trained"], meta["reused"] = list(TRAINED), list(REUSED)
+        figure = args.out.parent / f"{args.out.name}_curves.png"
+        meta["figure"] = figure.name
+        write_figure(rows, meta, figure)
+        return write_report(rows, meta, args.out)
+
+    for src, d in data.items():
+        console.rule(f"[bold]{src}: blob (LoG)")
+        add(src, BLOB, None, run_blob(d["root"], d["names"]))
+    for steps in b.curve:  # cheapest budgets first: a killed run has whole low budgets to report
+        for src, d in data.items():
+            for method in args.methods:
+                raw = run_arm(method, b, d["root"], d["folds"], work / src / method / f"s{steps}", steps)
+                add(src, method, steps, raw)
+        report()
+
+    first = args.sources[0]
+    for prep in args.preprocess:
+        d = data[first]
+        root, prep_s = preprocess_dataset(d["root"], work / first / f"data-{prep}", prep)
+        console.rule(f"[bold]{first}, {prep}: blob (LoG)")
+        add(first, BLOB, None, run_blob(root, d["names"]), prep, prep_s_per_tomo=prep_s)
+        raw = run_arm(
+            "heatmap25d", b, root, d["folds"], work / first / f"heatmap25d-{prep}" / f"s{pre_steps}", pre_steps
+        )
+        add(first, "heatmap25d", pre_steps, raw, prep, prep_s_per_tomo=prep_s)
+        report()
+
+    if not args.no_transfer:
+        meta["pretrain"] = pretrained_checkpoint(args.pretrained, b, work, args.cache_dir)
+        ckpt = Path(meta["pretrain"]["checkpoint"])
+        extra = [f"train.init_from={ckpt}", f"train.lr={b.finetune_lr}", *model_overrides(ckpt)]
+        for steps in b.curve:
+            for src, d in data.items():
+                out_dir = work / src / f"finetuned-{meta['pretrain']['tag']}" / f"s{steps}"
+                add(src, FINETUNED, steps, run_arm("heatmap25d", b, d["root"], d["folds"], out_dir, steps, extra))
+            report()
+
+    md = report()
+    if paths := save_predictions(rows, work / "predictions"):
+        console.print(f"Pooled out-of-fold picks of {len(paths)} rows in {work / 'predictions'}")
+    console.print(f"Wrote {md} ({len(TRAINED)} trainings, {len(REUSED)} reused from {work})")
+    for line in verdict(rows, meta):
         console.print(line)
-    return args.out.with_suffix(".md")
+    return md
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
-"""The report of ``benchmarks/compare.py``: the markdown tables, the plain-words verdict on the issue's goal, JSON.
+"""The report of ``benchmarks/compare.py``: learning-curve tables, the plain-words verdict, the figure, JSON.
 
-Every method's result is a dict with ``score`` (weighted F-beta at thresholds tuned on the pooled out-of-fold
-predictions), ``score_crossfold``, ``per_class`` (precision, recall, fbeta, tp, fp, fn per class), ``train_s``,
-``infer_s_per_tomo``, ``peak_mib`` and ``params``.
+A *row* is one (source, method, steps, preprocessing) result: ``score`` (weighted F-beta at thresholds tuned
+on all pooled out-of-fold predictions), ``score_crossfold`` (each fold at thresholds tuned on the other
+folds), ``per_class`` (precision, recall, fbeta, tp, fp, fn at the tuned thresholds, and the ``_crossfold``
+precision, recall and fbeta), ``train_s`` (all folds), ``train_s_per_model``, ``infer_s_per_tomo``,
+``peak_mib`` and ``params``. ``preds`` (the picks) is left out of the JSON.
 """
 
 from __future__ import annotations
@@ -10,104 +12,284 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from cryopoint.particles import PARTICLE_NAMES, PARTICLES
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from cryopoint.particles import PARTICLE_NAMES, PARTICLES  # noqa: E402
+
+SCORED = [p.name for p in PARTICLES if p.weight > 0]
+BLOB, FINETUNED = "blob (LoG)", "heatmap25d fine-tuned"
+CURVE_METHODS = ("heatmap25d", "unet3d", FINETUNED)
+STYLE = {"heatmap25d": ("tab:blue", "o"), "unet3d": ("tab:orange", "s"), FINETUNED: ("tab:green", "^")}
 
 
-def _summary_row(label: str, r: dict) -> str:
-    scored = [p.name for p in PARTICLES if p.weight > 0]
-    per = " | ".join(f"{r['per_class'][n]['fbeta']:.3f}" for n in scored)
+def _curve_rows(rows: list[dict], source: str, method: str) -> list[dict]:
+    out = [r for r in rows if r["source"] == source and r["method"] == method and r["preprocess"] == "none"]
+    return sorted(out, key=lambda r: r["steps"] or 0)
+
+
+def _blob(rows: list[dict], source: str, preprocess: str = "none") -> dict | None:
+    return next(
+        (r for r in rows if r["source"] == source and r["method"] == BLOB and r["preprocess"] == preprocess), None
+    )
+
+
+def _sources(rows: list[dict]) -> list[str]:
+    return list(dict.fromkeys(r["source"] for r in rows))
+
+
+def uncertainty(counts: dict[str, int]) -> str:
+    """A sentence on how far one particle moves a class's score, from the true counts of the scored classes."""
+    scored = {n: c for n, c in counts.items() if n in SCORED}
+    rare = min(scored, key=scored.get)
+    n = scored[rare]
+    if n == 0:
+        return f"{rare} has no true particle here: its F-beta measures nothing, and neither do small differences."
     return (
-        f"| {label} | **{r['score']:.3f}** | {r['score_crossfold']:.3f} | {per} | {r['train_s']:.0f} | "
+        f"The rarest scored class, {rare}, has {n} true particles: one particle found or missed moves its recall "
+        f"by {1 / max(n, 1):.2f} and, at its weight, the weighted F-beta by up to about "
+        f"{_weight(rare) / sum(_weight(k) for k in SCORED) / max(n, 1):.3f}. With one seed and one split of "
+        "this few tomograms, read differences of a few hundredths in weighted F-beta as noise."
+    )
+
+
+def _weight(name: str) -> float:
+    return next(p.weight for p in PARTICLES if p.name == name)
+
+
+def verdict(rows: list[dict], meta: dict) -> list[str]:
+    """Plain sentences on the issue's goal, computed from the numbers (no spin)."""
+    lines = []
+    for src in _sources(rows):
+        hm, un = _curve_rows(rows, src, "heatmap25d"), {r["steps"]: r for r in _curve_rows(rows, src, "unet3d")}
+        pairs = [(h["steps"], h["score_crossfold"], un[h["steps"]]["score_crossfold"]) for h in hm if h["steps"] in un]
+        if pairs:
+            behind = [s for s, h, u in pairs if h <= u]
+            lines.append(
+                f"- {src}, heatmap25d vs unet3d (cross-fold weighted F-beta, equal steps and crop): "
+                + ", ".join(f"{s} steps {h:.3f} vs {u:.3f} ({h - u:+.3f})" for s, h, u in pairs)
+                + (
+                    " — **heatmap25d ahead at every budget**."
+                    if not behind
+                    else f" — **goal NOT met**: not ahead at {', '.join(map(str, behind))} steps."
+                )
+            )
+        blob = _blob(rows, src)
+        if hm and blob:
+            top = hm[-1]
+            margins = {
+                n: top["per_class"][n]["fbeta_crossfold"] - blob["per_class"][n]["fbeta_crossfold"] for n in SCORED
+            }
+            weak = [n for n, m in margins.items() if m < 0.2]
+            lines.append(
+                f"- {src}, heatmap25d at {top['steps']} steps vs blob, per scored class (cross-fold F-beta): "
+                + ", ".join(f"{k} {v:+.3f}" for k, v in margins.items())
+                + (" — every class by >= 0.2." if not weak else f" — under 0.2 on {', '.join(weak)}.")
+            )
+        ft = {r["steps"]: r for r in _curve_rows(rows, src, FINETUNED)}
+        both = [(h["steps"], ft[h["steps"]]["score_crossfold"] - h["score_crossfold"]) for h in hm if h["steps"] in ft]
+        if both:
+            lines.append(
+                f"- {src}, fine-tuned minus from scratch (cross-fold): "
+                + ", ".join(f"{s} steps {d:+.3f}" for s, d in both)
+                + " (the fine-tuned network had the pretraining on top; see Transfer)."
+            )
+    return lines
+
+
+def _head(counts: dict[str, int], first: str = "method | steps") -> list[str]:
+    cls = " | ".join(f"{n} (n={counts[n]})" for n in SCORED)
+    head = f"| {first} | cross-fold | tuned OOF | {cls} | train min / model | infer s / tomo | peak MiB | params (M) |"
+    return [head, "|" + "---|" * (head.count("|") - 1)]
+
+
+def _row(r: dict, label: str | None = None) -> str:
+    label = label or f"{r['method']} | {r['steps'] or '—'}"
+    per = " | ".join(f"{r['per_class'][n]['fbeta_crossfold']:.3f}" for n in SCORED)
+    return (
+        f"| {label} | **{r['score_crossfold']:.3f}** | {r['score']:.3f} | {per} | {r['train_s_per_model'] / 60:.1f} | "
         f"{r['infer_s_per_tomo']:.2f} | {r['peak_mib']:.0f} | {r['params'] / 1e6:.2f} |"
     )
 
 
-def verdict(results: dict) -> list[str]:
-    """Plain sentences on the issue's goal, computed from the numbers (no spin)."""
-    lines = []
-    hm, un, bl = results.get("heatmap25d"), results.get("unet3d + NMS"), results.get("blob (LoG)")
-    if hm and un:
-        best_un = max(un["score"], results.get("unet3d + components", un)["score"])
-        beats = hm["score"] > best_un and hm["score_crossfold"] > un["score_crossfold"]
-        lines.append(
-            f"- heatmap25d vs unet3d at equal steps and crop: {hm['score']:.3f} vs {best_un:.3f} (tuned OOF), "
-            f"{hm['score_crossfold']:.3f} vs {un['score_crossfold']:.3f} (cross-fold) — "
-            + ("**goal met**." if beats else "**goal NOT met**: the heatmap model does not beat the 3D U-Net here.")
-        )
-    if hm and bl:
-        margins = {
-            p.name: hm["per_class"][p.name]["fbeta"] - bl["per_class"][p.name]["fbeta"] for p in PARTICLES if p.weight
-        }
-        worst = min(margins, key=margins.get)
-        wide = all(m >= 0.2 for m in margins.values())
-        lines.append(
-            "- heatmap25d vs blob, per scored class F-beta margin: "
-            + ", ".join(f"{k} {v:+.3f}" for k, v in margins.items())
-            + (" — **goal met** (every class by >= 0.2)." if wide else f" — **goal NOT met** (smallest: {worst}).")
-        )
-    if "unet3d + NMS" in results and "unet3d + components" in results:
-        a, c = results["unet3d + NMS"], results["unet3d + components"]
-        better = "NMS on class probabilities" if a["score"] >= c["score"] else "connected components"
-        lines.append(f"- unet3d centroids: NMS {a['score']:.3f} vs connected components {c['score']:.3f}: {better}.")
+def _transfer_lines(rows: list[dict], meta: dict) -> list[str]:
+    pre, b = meta.get("pretrain"), meta["budget"]
+    if not pre:
+        return []
+    minutes = f", {pre['train_s'] / 60:.1f} min" if pre.get("train_s") is not None else ""
+    steps = pre.get("steps")
+    lines = [
+        "## Transfer: pretrained on another corpus, then fine-tuned",
+        "",
+        f"Pretrained network: `{pre['spec']}` ({pre['checkpoint']}), trained on {pre['corpus']}, "
+        f"{steps if steps is not None else 'an unknown number of'} steps{minutes}. Every fine-tuned row starts "
+        "from this whole network (`train.init_from`: encoder, decoder, head) and then trains exactly the steps of "
+        f"its from-scratch row on the target source (same crops, batch, folds and schedule length; learning rate "
+        f"{b['finetune_lr']:g} instead of {b['lr']:g}). **It is not equal budget**: counting the pretraining, a "
+        f"fine-tuned row at N steps cost N + {steps if steps is not None else '?'} steps (the pretraining is "
+        "done once and shared by every source and budget; its minutes are not on the figure's x axis). The "
+        "pretraining never saw a tomogram of the target source.",
+        "",
+    ]
+    for src in _sources(rows):
+        hm = {r["steps"]: r for r in _curve_rows(rows, src, "heatmap25d")}
+        ft = _curve_rows(rows, src, FINETUNED)
+        if not ft:
+            continue
+        lines += [
+            f"**{src}** (cross-fold weighted F-beta; tuned OOF in brackets):",
+            "",
+            "| steps on the target | from scratch | fine-tuned | difference |",
+            "|---|---|---|---|",
+        ]
+        for r in ft:
+            h = hm.get(r["steps"])
+            scratch = f"{h['score_crossfold']:.3f} ({h['score']:.3f})" if h else "—"
+            diff = f"{r['score_crossfold'] - h['score_crossfold']:+.3f}" if h else "—"
+            lines.append(f"| {r['steps']} | {scratch} | {r['score_crossfold']:.3f} ({r['score']:.3f}) | {diff} |")
+        lines.append("")
     return lines
 
 
-def write_report(results: dict, extras: dict, meta: dict, out: Path) -> None:
-    """``out.md`` (tables + verdict) and ``out.json`` (every number), both atomic."""
+def _preprocess_lines(rows: list[dict], meta: dict) -> list[str]:
+    prep = [r for r in rows if r["preprocess"] != "none"]
+    if not prep:
+        return []
+    src, steps = prep[0]["source"], meta["preprocess_steps"]
+    counts = meta["sources"][src]["truth_counts"]
+    plain = [r for r in _curve_rows(rows, src, "heatmap25d") if r["steps"] == steps]
+    lines = [
+        f"## Preprocessing ({src}, heatmap25d at {steps} steps, and blob)",
+        "",
+        "Each preprocessing was applied to every tomogram of the dataset once (a preprocessed copy), so training, "
+        "validation and inference all see the same input; the engine's usual normalisation follows it. "
+        "Preprocessing seconds per tomogram are not in the inference column:",
+        "",
+        *[f"- `{k}`: {v}" for k, v in meta["preprocessings"].items()],
+        "",
+        *_head(counts, "method | preprocessing"),
+    ]
+    blob = _blob(rows, src)
+    ordered = [*([blob] if blob else []), *[r for r in prep if r["method"] == BLOB]]
+    ordered += [*plain, *[r for r in prep if r["method"] != BLOB]]
+    for r in ordered:
+        extra = f" ({r['prep_s_per_tomo']:.1f} s/tomo)" if "prep_s_per_tomo" in r else ""
+        lines.append(_row(r, f"{r['method']} | {r['preprocess']}{extra}"))
+    return [*lines, ""]
+
+
+def write_report(rows: list[dict], meta: dict, out: Path) -> Path:
+    """``out.md`` (tables + verdict) and ``out.json`` (every number), both atomic. Returns the markdown path."""
     from cryopoint.io.atomic import atomic_write_text
 
-    scored = [p.name for p in PARTICLES if p.weight > 0]
-    head = "| method | weighted F-beta (tuned OOF) | cross-fold | " + " | ".join(scored)
-    head += " | train s | infer s/tomo | peak MiB | params (M) |"
-    sep = "|" + "---|" * (7 + len(scored))
     b = meta["budget"]
     enc = f" with encoder `{b['encoder']}`" if b["encoder"] else ""
     lines = [
-        "# Head-to-head: blob vs unet3d vs heatmap25d",
+        "# Head-to-head with learning curves: blob vs unet3d vs heatmap25d",
         "",
         "Command(s): " + " then ".join(f"`{c}`" for c in meta["commands"]),
         "",
-        f"Budget **{meta['budget_name']}** (with the overrides above), finished {meta['date']} on {meta['machine']}.",
+        f"Budget **{meta['budget_name']}** (with the overrides above), finished {meta['date']} on {meta['machine']}, "
+        f"{meta['wall_s'] / 60:.0f} min for this invocation ({len(meta['trained'])} trainings run, "
+        f"{len(meta['reused'])} reused from the work folder).",
         "",
-        f"Data: synthetic `realistic` preset, {b['runs']} runs of {tuple(b['shape'])} voxels, {b['folds']} "
-        f"whole-tomogram folds. Both networks: {b['steps']} steps, batch {b['batch_size']}, crop {tuple(b['crop'])}, "
-        f"same engine; heatmap25d from `{b['heatmap_config']}`{enc}, unet3d channels {tuple(b['unet_channels'])}.",
-        "True particles scored (all runs, out of fold): "
-        + ", ".join(f"{n} {c}" for n, c in meta["truth_counts"].items())
-        + ". With this few, a class's F-beta moves a lot with one particle: read small differences as noise.",
-        "Weighted F-beta (β=4) with thresholds tuned on all pooled out-of-fold predictions (optimistic, the "
-        "challenge CV habit) and with cross-fold thresholds (each fold thresholded by the other folds: honest). "
-        "Train seconds exclude the engine's validation passes. Inference seconds per tomogram: the engine's "
-        "final validation pass (EMA weights, Gaussian-blended sliding window, NMS, threshold tuning) divided by "
-        "its runs; blob: LoG + NMS. Peak memory: resident memory above the process baseline during training and "
-        "validation (blob: detection), sampled every 20 ms (GPU: max allocated); memory the process already "
-        "holds from an earlier row is not counted again.",
+        f"Data: per source {b['runs']} synthetic runs of {tuple(b['shape'])} voxels, {b['folds']} whole-tomogram "
+        f"folds. Both networks: steps {', '.join(map(str, b['curve']))} (each budget a full schedule of its own: "
+        f"warm-up and cosine decay over its steps), batch {b['batch_size']}, crop {tuple(b['crop'])}, same engine, "
+        f"seed and sampling; heatmap25d from `{b['heatmap_config']}`{enc}, unet3d channels "
+        f"{tuple(b['unet_channels'])}.",
+        "",
+        *[
+            f"- **{s}**: {m['description']}. True particles: "
+            + ", ".join(f"{n} {c}" for n, c in m["truth_counts"].items())
+            + f". {uncertainty(m['truth_counts'])}"
+            for s, m in meta["sources"].items()
+        ],
+        "",
+        "Weighted F-beta (β=4). **Cross-fold** (the headline): each fold's picks thresholded with per-class "
+        "thresholds tuned on the other folds' out-of-fold picks. **Tuned OOF**: thresholds tuned on all pooled "
+        "out-of-fold picks (optimistic: they see the answers). Per-class columns: cross-fold F-beta. Train "
+        "minutes: one model (mean over folds), without the engine's validation pass. Inference seconds per "
+        "tomogram: the engine's final validation pass (EMA weights, sliding window, NMS, threshold tuning) over "
+        "its runs; blob: LoG + NMS. Peak memory: resident memory above the process's level when the training "
+        "started (GPU: max allocated); the largest over folds.",
         "",
         *[f"- **Note:** {n}" for n in meta.get("notes", [])],
         "",
-        "## Main comparison (per scored class: F-beta at the tuned thresholds)",
-        "",
-        head,
-        sep,
-        *[_summary_row(k, v) for k, v in results.items()],
-        "",
         "## Verdict",
         "",
-        *verdict(results),
+        *verdict(rows, meta),
+        "",
+        f"![learning curves]({meta['figure']})",
         "",
     ]
-    for title, rows in extras.items():
-        lines += [f"## {title}", "", head, sep, *[_summary_row(k, v) for k, v in rows.items()], ""]
-    lines += ["## Per-class precision / recall / F-beta (tuned OOF thresholds)", ""]
-    lines += ["| method | " + " | ".join(PARTICLE_NAMES) + " |", "|" + "---|" * (len(PARTICLE_NAMES) + 1)]
-    extra_rows = {f"{t}: {m}": r for t, rows in extras.items() for m, r in rows.items()}
-    # Extra rows that repeat a main row (the "no low-pass" / "realistic only" references) are listed once.
-    repeats = {k for k, r in extra_rows.items() if any(r["per_class"] == m["per_class"] for m in results.values())}
-    for k, v in {**results, **{k: r for k, r in extra_rows.items() if k not in repeats}}.items():
-        cells = [f"{c['precision']:.2f} / {c['recall']:.2f} / {c['fbeta']:.2f}" for c in v["per_class"].values()]
-        lines.append(f"| {k} | " + " | ".join(cells) + " |")
+    for src in _sources(rows):
+        counts = meta["sources"][src]["truth_counts"]
+        lines += [f"## Learning curves: {src}", "", *_head(counts)]
+        blob = _blob(rows, src)
+        lines += [_row(blob)] if blob else []
+        lines += [_row(r) for m in CURVE_METHODS for r in _curve_rows(rows, src, m)]
+        lines.append("")
+    lines += _transfer_lines(rows, meta)
+    lines += _preprocess_lines(rows, meta)
+    lines += ["## Per-class precision / recall / F-beta (cross-fold thresholds, each method's largest budget)", ""]
+    lines += ["| source | method | " + " | ".join(PARTICLE_NAMES) + " |", "|" + "---|" * (len(PARTICLE_NAMES) + 2)]
+    for src in _sources(rows):
+        chosen = [_blob(rows, src), *[(_curve_rows(rows, src, m) or [None])[-1] for m in CURVE_METHODS]]
+        for r in filter(None, chosen):
+            cells = [
+                f"{c['precision_crossfold']:.2f} / {c['recall_crossfold']:.2f} / {c['fbeta_crossfold']:.2f}"
+                for c in r["per_class"].values()
+            ]
+            label = f"{r['method']}, {r['steps']} steps" if r["steps"] else r["method"]
+            lines.append(f"| {src} | {label} | " + " | ".join(cells) + " |")
     lines += ["", "beta-amylase has weight 0 (not scored) but is trained on and reported.", ""]
-    atomic_write_text(out.with_suffix(".md"), "\n".join(lines))
-    strip = lambda d: {k: {kk: vv for kk, vv in v.items() if kk != "preds"} for k, v in d.items()}  # noqa: E731
-    payload = {**meta, "results": strip(results), "extras": {t: strip(r) for t, r in extras.items()}}
-    atomic_write_text(out.with_suffix(".json"), json.dumps(payload, indent=2) + "\n")
+    md = out.with_suffix(".md")
+    atomic_write_text(md, "\n".join(lines))
+    kept = [{k: v for k, v in r.items() if k != "preds"} for r in rows]
+    atomic_write_text(out.with_suffix(".json"), json.dumps({**meta, "rows": kept}, indent=2) + "\n")
+    return md
+
+
+def write_figure(rows: list[dict], meta: dict, path: Path) -> Path:
+    """Cross-fold weighted F-beta against training minutes per model, one panel per source (atomic PNG)."""
+    from cryopoint.io.atomic import atomic_path
+
+    sources = _sources(rows)
+    fig, axes = plt.subplots(1, len(sources), figsize=(5.2 * len(sources), 4.2), squeeze=False, sharey=True)
+    top = max([0.1, *(r["score_crossfold"] for r in rows)]) * 1.15
+    for ax, src in zip(axes[0], sources):
+        for method in CURVE_METHODS:
+            pts = _curve_rows(rows, src, method)
+            if not pts:
+                continue
+            colour, marker = STYLE[method]
+            x = [r["train_s_per_model"] / 60 for r in pts]
+            y = [r["score_crossfold"] for r in pts]
+            label = method
+            if method == FINETUNED and meta.get("pretrain"):
+                label += f" (+{meta['pretrain'].get('steps')} pretraining steps, not on x)"
+            ax.plot(x, y, marker=marker, color=colour, label=label, linewidth=1.8, markersize=6)
+            for xi, yi, r in zip(x, y, pts):
+                ax.annotate(
+                    str(r["steps"]), (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=8, color=colour
+                )
+        blob = _blob(rows, src)
+        if blob:
+            ax.axhline(blob["score_crossfold"], color="0.4", linestyle="--", label=f"{BLOB} (no training)")
+        ax.set_title(f"{src}: {sum(meta['sources'][src]['truth_counts'][n] for n in SCORED)} scored particles")
+        ax.set_xlabel("training minutes per model (labels: steps)")
+        ax.set_ylim(0, top)
+        ax.set_xlim(left=0)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="best")
+    axes[0][0].set_ylabel("weighted F-beta, cross-fold thresholds")
+    fig.suptitle(f"Learning curves, budget {meta['budget_name']} ({meta['machine']})", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+    return path

@@ -1,4 +1,4 @@
-"""benchmarks/compare.py: scoring helpers on hand-made tables, and the whole benchmark at smoke budget."""
+"""benchmarks/compare.py: scoring helpers on hand-made tables, the report, and the whole benchmark at smoke budget."""
 
 import json
 
@@ -7,7 +7,10 @@ import pandas as pd
 import pytest
 
 from cryopoint.particles import PARTICLE_NAMES, PARTICLES
-from tests._independent_metric import counts_by_hand, score_by_hand
+from tests._independent_metric import score_by_hand
+
+SCORED = [p.name for p in PARTICLES if p.weight > 0]
+FT = "heatmap25d fine-tuned"
 
 
 @pytest.fixture(scope="module")
@@ -39,20 +42,86 @@ def test_evaluate_tunes_and_cross_tunes(compare):
     weak = preds.assign(score=np.where(preds["experiment"] == "r1", preds["score"] * 0.1, preds["score"]))
     res = compare.evaluate(weak, truth, {"r0": 0, "r1": 1})
     assert res["score_crossfold"] < res["score"]
+    # fold1 (r1) is thresholded with what r0 alone says (0.9), fold0 with what r1 alone says (0.09 at most).
+    assert res["thresholds_by_fold"]["fold1"]["ribosome"] == pytest.approx(0.9)
+    assert res["thresholds_by_fold"]["fold0"]["ribosome"] == pytest.approx(0.09)
+    assert res["per_class"]["ribosome"]["recall_crossfold"] == pytest.approx(0.5)
 
 
-def test_verdict_says_plainly_when_the_goal_is_missed(compare):
-    def fake(total, per):
-        return {"score": total, "score_crossfold": total, "per_class": {n: {"fbeta": per} for n in PARTICLE_NAMES}}
+def _row(source, method, steps, total, preprocess="none"):
+    per = {
+        n: {"precision": 0.5, "recall": 0.5, "fbeta": total, "tp": 1, "fp": 1, "fn": 1}
+        | {"precision_crossfold": 0.4, "recall_crossfold": 0.4, "fbeta_crossfold": total}
+        for n in PARTICLE_NAMES
+    }
+    return {
+        "source": source,
+        "method": method,
+        "steps": steps,
+        "preprocess": preprocess,
+        "score": total + 0.05,
+        "score_crossfold": total,
+        "per_class": per,
+        "train_s": 120.0,
+        "train_s_per_model": 60.0 * (steps or 0) / 100,
+        "infer_s_per_tomo": 0.5,
+        "peak_mib": 10.0,
+        "params": 1000,
+    }
 
-    lines = compare.verdict(
-        {"blob (LoG)": fake(0.1, 0.1), "unet3d + NMS": fake(0.6, 0.6), "heatmap25d": fake(0.5, 0.5)}
-    )
-    assert "goal NOT met" in lines[0] and "goal met" in lines[1]
-    lines = compare.verdict(
-        {"blob (LoG)": fake(0.1, 0.45), "unet3d + NMS": fake(0.3, 0.3), "heatmap25d": fake(0.5, 0.5)}
-    )
-    assert "goal met" in lines[0] and "goal NOT met" in lines[1]
+
+def _meta(compare):
+    import dataclasses
+
+    counts = dict(zip(PARTICLE_NAMES, (42, 8, 14, 45, 27, 17)))
+    src = {"description": "d", "root": "/x", "folds": {}, "truth_counts": counts}
+    return {
+        "commands": ["first"],
+        "notes": [],
+        "budget_name": "smoke",
+        "budget": json.loads(json.dumps(dataclasses.asdict(compare.BUDGETS["smoke"]))),
+        "preprocess_steps": 100,
+        "preprocessings": {"bandpass": "a band-pass"},
+        "sources": {"realistic": src, "B": src},
+        "machine": "here",
+        "date": "now",
+        "wall_s": 60.0,
+        "trained": ["a"],
+        "reused": [],
+        "figure": "compare_curves.png",
+        "pretrain": {"spec": "randomized", "checkpoint": "p.pt", "corpus": "c", "steps": 1000, "train_s": 600.0},
+    }
+
+
+def test_report_tables_verdict_and_figure(compare, tmp_path):
+    from benchmarks.compare_report import verdict, write_figure, write_report
+
+    rows = []
+    for src in ("realistic", "B"):
+        rows.append(_row(src, "blob (LoG)", None, 0.1))
+        for steps, h, u, f in ((100, 0.3, 0.35, 0.4), (200, 0.5, 0.4, 0.55)):
+            rows += [_row(src, "heatmap25d", steps, h), _row(src, "unet3d", steps, u)]
+            rows.append(_row(src, "heatmap25d fine-tuned", steps, f))
+    rows += [
+        _row("realistic", "blob (LoG)", None, 0.12, "bandpass"),
+        _row("realistic", "heatmap25d", 100, 0.2, "bandpass"),
+    ]
+    meta = _meta(compare)
+    lines = verdict(rows, meta)
+    # unet3d leads at 100 steps: said plainly, with the budget named.
+    assert "goal NOT met**: not ahead at 100 steps" in lines[0] and "+0.100" in lines[0]
+    assert "fine-tuned minus from scratch" in lines[2] and "100 steps +0.100" in lines[2]
+    md = write_report(rows, meta, tmp_path / "compare")
+    text = md.read_text()
+    assert "## Learning curves: realistic" in text and "## Learning curves: B" in text
+    assert "apo-ferritin (n=42)" in text and "rarest scored class, beta-galactosidase, has 14 true particles" in text
+    assert "| heatmap25d | 200 | **0.500** | 0.550 |" in text  # cross-fold first, tuned OOF beside it
+    assert "**It is not equal budget**" in text and "N + 1000 steps" in text
+    assert "| heatmap25d | bandpass |" in text and "| heatmap25d | none |" in text
+    payload = json.loads((tmp_path / "compare.json").read_text())
+    assert len(payload["rows"]) == len(rows) and "preds" not in payload["rows"][0]
+    png = write_figure(rows, meta, tmp_path / "compare_curves.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
 
 
 def test_peak_rss_measures_an_allocation(compare):
@@ -62,80 +131,74 @@ def test_peak_rss_measures_an_allocation(compare):
     assert mem.mib > 32
 
 
-def _fake_result(total):
-    per = {n: {"precision": 0.5, "recall": 0.5, "fbeta": total, "tp": 1, "fp": 1, "fn": 1} for n in PARTICLE_NAMES}
-    return {"score": total, "score_crossfold": total, "per_class": per, "train_s": 1.0, "infer_s_per_tomo": 0.5}
+def test_preprocessings_reuse_the_appearance_filters(compare):
+    from cryopoint.data import appearance
 
-
-def test_report_and_extend_keep_every_row(compare, tmp_path):
-    import dataclasses
-
-    out = tmp_path / "compare"
-    results = {m: _fake_result(v) for m, v in (("blob (LoG)", 0.1), ("unet3d + NMS", 0.2), ("heatmap25d", 0.3))}
-    for r in results.values():
-        r |= {"peak_mib": 10.0, "params": 1000}
-    pre = {"blob, no low-pass": results["blob (LoG)"], "blob, low-pass": {**results["blob (LoG)"], "score": 0.05}}
-    meta = {"commands": ["first"], "budget_name": "smoke", "date": "now", "machine": "here"}
-    meta["truth_counts"] = dict.fromkeys(PARTICLE_NAMES, 3)
-    meta["budget"] = json.loads(json.dumps(dataclasses.asdict(compare.BUDGETS["smoke"])))
-    compare.write_report(results, {"Preprocessing: Gaussian low-pass before normalisation": pre}, meta, out)
-    text = out.with_suffix(".md").read_text()
-    assert "blob, low-pass" in text and "goal met" in text and "`first`" in text and "apo-ferritin 3" in text
-    assert text.count("| blob, no low-pass |") == 1  # the repeated reference row is not listed twice per class
-    # --extend keeps those rows and runs nothing already present (here: no transfer, no low-pass network).
-    args = ["--budget", "smoke", "--out", str(out), "--extend", "--no-transfer", "--no-lowpass-net"]
-    compare.main([*args, "--cache-dir", str(tmp_path / "cache"), "--work", str(tmp_path / "work")])
-    payload = json.loads(out.with_suffix(".json").read_text())
-    assert payload["results"]["heatmap25d"]["score"] == 0.3 and len(payload["commands"]) == 2
-    assert not (tmp_path / "work").exists()
+    vol = np.random.default_rng(0).normal(size=(16, 24, 24)).astype(np.float32)
+    assert compare.largest_radius_voxels((10.0, 10.0, 10.0)) == pytest.approx(15.0)  # ribosome, 150 Å
+    np.testing.assert_array_equal(
+        compare.PREPROCESSINGS["bandpass"][1](vol, 5.0), appearance.bandpass_filter(vol, 1, 5)
+    )
+    np.testing.assert_array_equal(compare.PREPROCESSINGS["localnorm"][1](vol, 5.0), appearance.local_normalize(vol, 5))
 
 
 @pytest.mark.slow
-def test_smoke_budget_end_to_end(compare, tmp_path):
-    out = tmp_path / "compare"
-    md = compare.main(
-        [
-            "--budget",
-            "smoke",
-            "--out",
-            str(out),
-            "--work",
-            str(tmp_path / "work"),
-            "--cache-dir",
-            str(tmp_path / "cache"),
-        ]
-    )
-    text = md.read_text()
-    for method in ("blob (LoG)", "unet3d + NMS", "unet3d + components", "heatmap25d", "low-pass", "encoder from easy"):
-        assert method in text
+def test_smoke_curves_resume_preprocessing_and_transfer(compare, tmp_path):
+    """Two sources at one budget, then realistic extended to two budgets: only the new budget is trained."""
+    from cryopoint.io import read_truth
+    from cryopoint.post.thresholds import apply_thresholds, tune_thresholds
+
+    out, work = tmp_path / "compare", tmp_path / "work"
+    common = ["--budget", "smoke", "--out", str(out), "--work", str(work), "--cache-dir", str(tmp_path / "cache")]
+    common += ["--preprocess", "localnorm", "--preprocess-steps", "1"]
+    compare.main([*common, "--sources", "realistic", "B", "--curve", "1"])
+    first = json.loads(out.with_suffix(".json").read_text())
+    # 2 sources x (heatmap25d, unet3d, fine-tuned) x 2 folds, 1 preprocessing x 2 folds, 1 pretraining.
+    assert len(first["trained"]) == 12 + 2 + 1 and first["reused"] == []
+    assert {(r["source"], r["method"]) for r in first["rows"] if r["steps"] == 1} >= {("B", "unet3d"), ("B", FT)}
+    best = {p: p.stat().st_mtime_ns for p in work.rglob("best.pt")}
+    assert len(best) == 15
+
+    # Extended to a second budget on realistic: only the new budget is trained, the rest reused as it was.
+    md = compare.main([*common, "--sources", "realistic", "--curve", "1", "2"])
     payload = json.loads(out.with_suffix(".json").read_text())
-    assert payload["budget_name"] == "smoke" and payload["budget"]["steps"] == 2
-    for res in payload["results"].values():
-        assert res["infer_s_per_tomo"] > 0 and set(res["per_class"]) == set(PARTICLE_NAMES)
-    assert payload["results"]["unet3d + NMS"]["params"] > 0
-    # Each computed row's pooled out-of-fold picks are saved for tools/report.py, scores included.
-    from cryopoint.io import read_submission_csv, read_truth
+    assert len(payload["trained"]) == 6 and all("/realistic/" in p and "/s2/" in p for p in payload["trained"])
+    assert sorted(payload["reused"]) == sorted(p for p in first["trained"] if "/B/" not in p)
+    assert {p: p.stat().st_mtime_ns for p in best} == best  # nothing finished was trained again
 
-    saved = {p.stem: read_submission_csv(p) for p in (tmp_path / "work" / "predictions").glob("*.csv")}
-    assert {"blob-log", "unet3d-nms", "unet3d-components", "heatmap25d", "blob-low-pass-1-voxel"} <= set(saved)
-    assert "heatmap25d-encoder-from-easy-then-realistic" in saved and "blob-no-low-pass" not in saved
-    assert "score" in saved["blob-log"] and saved["blob-log"]["experiment"].nunique() == payload["budget"]["runs"]
+    rows = {(r["source"], r["method"], r["steps"], r["preprocess"]): r for r in payload["rows"]}
+    for src in ("realistic",):
+        assert (src, "blob (LoG)", None, "none") in rows
+        for method in ("heatmap25d", "unet3d", FT):
+            for steps in (1, 2):
+                r = rows[(src, method, steps, "none")]
+                assert np.isfinite([r["score"], r["score_crossfold"], r["train_s_per_model"]]).all(), (src, method)
+                assert r["infer_s_per_tomo"] > 0 and r["params"] > 0 and r["peak_mib"] >= 0
+                assert all(np.isfinite(r["per_class"][n]["fbeta_crossfold"]) for n in PARTICLE_NAMES)
+    for prep in ("localnorm",):
+        assert rows[("realistic", "heatmap25d", 1, prep)]["prep_s_per_tomo"] > 0
+        assert ("realistic", "blob (LoG)", None, prep) in rows
+    assert payload["pretrain"]["steps"] == 2 and payload["pretrain"]["spec"] == "randomized"
+    text = md.read_text()
+    assert "## Learning curves: realistic" in text and "**It is not equal budget**" in text and "N + 2 steps" in text
+    assert (out.parent / "compare_curves.png").read_bytes()[:4] == b"\x89PNG"
 
-    # The reported numbers are recomputed by hand (tests/_independent_metric.py) from the saved picks, the
-    # reported thresholds and the dataset's truth: every out-of-fold pick is there and scored right.
-    truth = read_truth(payload["data_root"])
-    assert len(truth) > 0
-    assert payload["truth_counts"] == {n: int((truth["particle_type"] == n).sum()) for n in PARTICLE_NAMES}
-    rows = {"blob (LoG)": "blob-log", "unet3d + NMS": "unet3d-nms", "heatmap25d": "heatmap25d"}
-    rows["unet3d + components"] = "unet3d-components"
-    for method, stem in rows.items():
-        res, picks = payload["results"][method], pd.read_csv(tmp_path / "work" / "predictions" / f"{stem}.csv")
-        assert set(picks["experiment"]) <= set(truth["experiment"]), method
-        kept = picks[picks["score"] >= picks["particle_type"].map(res["thresholds"]).fillna(-np.inf)]
-        counts = counts_by_hand(truth, kept)
-        for name in PARTICLE_NAMES:
-            mine = (counts.loc[name, "tp"], counts.loc[name, "n_pred"] - counts.loc[name, "tp"])
-            assert (res["per_class"][name]["tp"], res["per_class"][name]["fp"]) == mine, (method, name)
-            assert res["per_class"][name]["tp"] + res["per_class"][name]["fn"] == payload["truth_counts"][name]
-        assert res["score"] == pytest.approx(score_by_hand(truth, kept)), method
-        assert f"| {method} | **{res['score']:.3f}** |" in text, method
+    # The cross-fold score is recomputed by hand from the saved picks: each fold at thresholds tuned on the
+    # other fold's picks only, all kept picks scored by the independent metric.
+    meta = payload["sources"]["realistic"]
+    truth, folds = read_truth(meta["root"]), meta["folds"]
+    for key, stem in (
+        (("realistic", "heatmap25d", 2, "none"), "heatmap25d-2-steps"),
+        (("realistic", "blob (LoG)", None, "none"), "blob-log"),
+    ):
+        res = rows[key]
+        picks = pd.read_csv(work / "predictions" / "realistic" / f"{stem}.csv")
+        assert set(picks["experiment"]) <= set(folds), key
+        kept = []
+        for k in sorted(set(folds.values())):
+            mine = [r for r, f in folds.items() if f == k]
+            rest = picks[~picks["experiment"].isin(mine)]
+            thr = tune_thresholds(truth[truth["experiment"].isin(set(folds) - set(mine))], rest).thresholds
+            assert thr == pytest.approx(res["thresholds_by_fold"][f"fold{k}"]), key
+            kept.append(apply_thresholds(picks[picks["experiment"].isin(mine)], thr))
+        assert res["score_crossfold"] == pytest.approx(score_by_hand(truth, pd.concat(kept))), key
