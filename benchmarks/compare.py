@@ -17,7 +17,8 @@ Also, behind options:
 Every training is kept in the work folder (``<work>/<source>/<arm>/s<steps>/fold<k>``, with ``done.json``):
 a killed or extended run (more budgets, sources or settings) trains only what is missing and rescores the rest::
 
-    python -m benchmarks.compare                    # --budget cpu: 250/500/1000 steps, realistic + B
+    python -m benchmarks.compare                    # --budget cpu: 250/500/1000 steps, realistic + B (~4 h, est.)
+    python -m benchmarks.compare --sources realistic  # the same on realistic alone (~2 h, est.); B later adds to it
     python -m benchmarks.compare --budget gpu       # full-size tomograms, 1000/3000/6000 steps
     python -m benchmarks.compare --budget smoke     # seconds; what the test runs
 
