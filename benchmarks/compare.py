@@ -219,11 +219,12 @@ def preprocess_dataset(root: Path, out: Path, name: str) -> tuple[Path, float]:
     fn, seconds = PREPROCESSINGS[name][1], []
     runs = list_runs(root)
     for run in runs:
-        tomo = read_tomogram(tomogram_path(root, run))
+        source = tomogram_path(root, run)
+        tomo = read_tomogram(source)
         start = time.perf_counter()
         data = fn(np.asarray(tomo.data, dtype=np.float32), largest_radius_voxels(tomo.voxel_size))
         seconds.append(time.perf_counter() - start)
-        write_ome_zarr(tomogram_path(out, run), data, tomo.voxel_size, overwrite=True)
+        write_ome_zarr(out / source.relative_to(root), data, tomo.voxel_size, overwrite=True)  # same layout
         write_run_picks(out, run, read_picks(root, run), overwrite=True)
     record = {"preprocess": name, "source_root": str(root), "seconds_per_tomogram": float(np.mean(seconds))}
     atomic_write_text(marker, json.dumps(record) + "\n")

@@ -258,7 +258,7 @@ def write_figure(rows: list[dict], meta: dict, path: Path) -> Path:
     from cryopoint.io.atomic import atomic_path
 
     sources = _sources(rows)
-    fig, axes = plt.subplots(1, len(sources), figsize=(5.2 * len(sources), 4.2), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(1, len(sources), figsize=(max(7.5, 5.6 * len(sources)), 4.4), squeeze=False, sharey=True)
     top = max([0.1, *(r["score_crossfold"] for r in rows)]) * 1.15
     for ax, src in zip(axes[0], sources):
         for method in CURVE_METHODS:
