@@ -41,9 +41,10 @@ def test_shipped_weights_are_plain_fp16_tensors_loaded_safely():
 def test_default_model_finds_the_particles_of_an_easy_tomogram():
     """A real detection test on a small `easy` tomogram (15 scored particles, never seen in training).
 
-    Measured when the model shipped: 0.73 weighted F-beta at the shipped thresholds (2 of 3 beta-galactosidase
-    called beta-amylase) and 0.94 with thresholds tuned on this tomogram; the bars sit just below. The model
-    card's goal of 0.9 at the shipped thresholds is not met yet (docs/models.md).
+    Measured when the model shipped: 0.72 weighted F-beta at the shipped thresholds (every particle found; the
+    false positives cost the rest, as the lean thresholds sit low on this look) and 0.92 with thresholds tuned on
+    this tomogram; the bars sit just below. The model card's goal of 0.9 at the shipped thresholds is not met yet
+    (docs/models.md).
     """
     counts = {"apo-ferritin": 4, "beta-galactosidase": 3, "ribosome": 3, "thyroglobulin": 3, "virus-like-particle": 2}
     params = get_preset("easy", counts=counts)
@@ -52,6 +53,6 @@ def test_default_model_finds_the_particles_of_an_easy_tomogram():
     picks = cryopoint.detect(vol, voxel_size=params.voxel_size)  # no model: the shipped one, its thresholds
     result = score(truth, pd.DataFrame(picks).assign(experiment="t"))
     assert result.score >= 0.7, result.table
-    assert (result.table.loc[["apo-ferritin", "ribosome", "thyroglobulin", "virus-like-particle"], "fn"] == 0).all()
+    assert (result.table.loc[list(counts), "fn"] == 0).all(), result.table  # recall 1 on every scored class
     every = cryopoint.detect(vol, voxel_size=params.voxel_size, thresholds=0.0).assign(experiment="t")
     assert tune_thresholds(truth, every).score_after >= 0.9  # the ranking: every particle scores above the clutter
