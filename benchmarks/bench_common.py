@@ -11,6 +11,7 @@ import ctypes.util
 import os
 import platform
 import threading
+from pathlib import Path
 
 import torch
 
@@ -63,3 +64,12 @@ def machine(device: str = "cpu") -> str:
     """``"x86_64, 2 CPU cores, torch threads 2, no GPU"`` (or the CUDA device's name)."""
     gpu = torch.cuda.get_device_name() if device == "cuda" and torch.cuda.is_available() else "no GPU"
     return f"{platform.machine()}, {os.cpu_count()} CPU cores, torch threads {torch.get_num_threads()}, {gpu}"
+
+
+def peak_rss_gb() -> float:
+    """This process's peak resident memory (VmHWM, reset at exec unlike ``ru_maxrss``), GiB; NaN off Linux."""
+    status = Path("/proc/self/status")
+    for line in status.read_text().splitlines() if status.is_file() else []:
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 2**20
+    return float("nan")

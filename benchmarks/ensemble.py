@@ -28,7 +28,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.bench_common import machine
+from benchmarks.bench_common import machine, peak_rss_gb
 
 RESULTS = Path(__file__).parent / "results"
 VOXEL_SIZE = 10.012444
@@ -58,14 +58,6 @@ def _write_checkpoints(args: argparse.Namespace, folder: Path) -> dict[str, Path
     return {"single": single, "ensemble": ensemble}
 
 
-def _peak_rss_gb() -> float:
-    """This process's peak resident memory (VmHWM, reset at exec unlike ``ru_maxrss``), GiB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 2**20
-    return float("nan")
-
-
 def _run_variant(args: argparse.Namespace, checkpoint: Path, volume_path: Path, device: str, out: mp.Queue) -> None:
     """Child process: load the detector, detect in the tomogram, report time and memory."""
     from cryopoint.api import detect, load
@@ -87,7 +79,7 @@ def _run_variant(args: argparse.Namespace, checkpoint: Path, volume_path: Path, 
         torch.cuda.synchronize()
     out.put({
         "seconds": time.perf_counter() - start,
-        "peak_host_gb": _peak_rss_gb(),
+        "peak_host_gb": peak_rss_gb(),
         "peak_gpu_gb": torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None,
         "windows": windows[-1] if windows else 0,
         "parameters": int(params),

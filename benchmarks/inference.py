@@ -36,7 +36,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.bench_common import machine
+from benchmarks.bench_common import machine, peak_rss_gb
 
 RESULTS = Path(__file__).parent / "results"
 PLAIN = {"roi": [64, 192, 192], "overlap": 0.25, "fast_cpu": False, "cpu_bf16": False, "runtime": "torch"}
@@ -67,14 +67,6 @@ def _simulate(args: argparse.Namespace, folder: Path) -> dict:
     return {"voxel_size": float(params.voxel_size), "particles": int(len(truth))}
 
 
-def _peak_rss_gb() -> float:
-    """This process's peak resident memory (VmHWM, reset at exec unlike ``ru_maxrss``), GiB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 2**20
-    return float("nan")
-
-
 def _run_variant(args: argparse.Namespace, folder: Path, overrides: dict, device: str, out: mp.Queue) -> None:
     """Child process: load the detector, detect in the simulated tomogram, report time, memory and score."""
     from cryopoint.api import detect, load
@@ -86,7 +78,7 @@ def _run_variant(args: argparse.Namespace, folder: Path, overrides: dict, device
     detector.config.infer = infer
     volume = np.load(folder / "volume.npy", mmap_mode="r")
     truth = pd.read_csv(folder / "truth.csv")
-    before = _peak_rss_gb()
+    before = peak_rss_gb()
     windows: list[int] = []
     if device.startswith("cuda"):
         detect(np.asarray(volume[:64, :256, :256]), detector, voxel_size=args.voxel_size, device=device)  # warm-up
@@ -113,7 +105,7 @@ def _run_variant(args: argparse.Namespace, folder: Path, overrides: dict, device
     out.put({
         "seconds": seconds,
         "export_seconds": export_seconds,
-        "peak_host_gb": _peak_rss_gb(),
+        "peak_host_gb": peak_rss_gb(),
         "before_gb": before,
         "peak_gpu_gb": torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None,
         "windows": windows[-1] if windows else 0,
