@@ -139,9 +139,10 @@ class Heatmap25D(nn.Module):
 
         levels = self._plan_levels([int(c) for c in decoder_channels])
         try:
-            self.decoder = UNetDecoder3d(self.feature_channels[-1], levels, check_norm(decoder_norm))
+            norm = check_norm(decoder_norm)
         except ValueError as err:
             raise ConfigError(f"model.decoder_norm: {err}") from None
+        self.decoder = UNetDecoder3d(self.feature_channels[-1], levels, norm)
         self.head = nn.Conv3d(levels[-1].channels, self.num_classes, kernel_size=1)
         nn.init.normal_(self.head.weight, std=0.01)  # small, not zero: gradients must reach the body
         nn.init.constant_(self.head.bias, -math.log((1.0 - prior) / prior))
