@@ -11,6 +11,7 @@ import ctypes.util
 import os
 import platform
 import threading
+import time
 from pathlib import Path
 
 import torch
@@ -73,3 +74,45 @@ def peak_rss_gb() -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 2**20
     return float("nan")
+
+
+def timed_detect(volume, detector, voxel_size: float, device: str, **kwargs) -> dict:
+    """``cryopoint.detect`` on ``volume`` with wall time, window count and (CUDA) peak GPU memory.
+
+    On CUDA a small warm-up detection runs first and the peak-memory counter is reset after it. Returns
+    ``{"picks", "seconds", "windows", "peak_gpu_gb"}`` (``peak_gpu_gb`` None off CUDA).
+    """
+    import numpy as np
+
+    from cryopoint.api import detect
+
+    cuda = device.startswith("cuda")
+    if cuda:
+        detect(np.asarray(volume[:64, :256, :256]), detector, voxel_size=voxel_size, device=device)  # warm-up
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    windows: list[int] = []
+    start = time.perf_counter()
+    picks = detect(volume, detector, voxel_size=voxel_size, device=device,
+                   progress=lambda done, total: windows.append(total), **kwargs)  # fmt: skip
+    if cuda:
+        torch.cuda.synchronize()
+    return {
+        "picks": picks,
+        "seconds": time.perf_counter() - start,
+        "windows": windows[-1] if windows else 0,
+        "peak_gpu_gb": torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
+    }
+
+
+def run_in_child(target, *args):
+    """Run ``target(*args, queue)`` in a spawned process (its own peak memory) and return what it put."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    proc = ctx.Process(target=target, args=(*args, out))
+    proc.start()
+    result = out.get()
+    proc.join()
+    return result

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import resource
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from benchmarks.bench_common import machine
+from benchmarks.bench_common import machine, run_in_child
 from benchmarks.generalization import BUDGETS, SOURCES, blob_scores, predict, scores, source_root, split_names
 from cryopoint.particles import PARTICLE_NAMES, get_particle
 
@@ -91,11 +90,7 @@ def main(argv: list[str] | None = None) -> Path:
     full = None
     if not args.no_full:
         console.rule("full-size tomogram")
-        queue = mp.get_context("spawn").Queue()
-        proc = mp.get_context("spawn").Process(target=_full_size, args=(queue,))
-        proc.start()
-        full = queue.get()
-        proc.join()
+        full = run_in_child(_full_size)
     meta = {
         "command": "python -m benchmarks.default_model " + " ".join(argv or []),
         "checkpoint": str(ckpt),

@@ -20,7 +20,6 @@ import argparse
 import json
 import multiprocessing as mp
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +27,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.bench_common import machine, peak_rss_gb
+from benchmarks.bench_common import machine, peak_rss_gb, run_in_child, timed_detect
 
 RESULTS = Path(__file__).parent / "results"
 VOXEL_SIZE = 10.012444
@@ -60,42 +59,27 @@ def _write_checkpoints(args: argparse.Namespace, folder: Path) -> dict[str, Path
 
 def _run_variant(args: argparse.Namespace, checkpoint: Path, volume_path: Path, device: str, out: mp.Queue) -> None:
     """Child process: load the detector, detect in the tomogram, report time and memory."""
-    from cryopoint.api import detect, load
+    from cryopoint.api import load
     from cryopoint.infer import resolve_runtime
 
     torch.set_num_threads(args.threads)
     detector = load(checkpoint)
     volume = np.load(volume_path, mmap_mode="r")
     params = sum(p.numel() for p in detector.model.parameters())
-    windows: list[int] = []
-    if device.startswith("cuda"):
-        detect(np.asarray(volume[:64, :256, :256]), detector, voxel_size=VOXEL_SIZE, device=device)  # warm-up
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    start = time.perf_counter()
-    picks = detect(volume, detector, voxel_size=VOXEL_SIZE, device=device, thresholds=0.0,
-                   progress=lambda done, total: windows.append(total))  # fmt: skip
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
+    run = timed_detect(volume, detector, VOXEL_SIZE, device, thresholds=0.0)
     out.put({
-        "seconds": time.perf_counter() - start,
+        "seconds": run["seconds"],
         "peak_host_gb": peak_rss_gb(),
-        "peak_gpu_gb": torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None,
-        "windows": windows[-1] if windows else 0,
+        "peak_gpu_gb": run["peak_gpu_gb"],
+        "windows": run["windows"],
         "parameters": int(params),
         "runtime": resolve_runtime(detector.config.infer.runtime, device),
-        "picks": int(len(picks)),
+        "picks": int(len(run["picks"])),
     })  # fmt: skip
 
 
 def measure(args: argparse.Namespace, checkpoint: Path, volume_path: Path, device: str) -> dict:
-    ctx = mp.get_context("spawn")
-    out = ctx.Queue()
-    proc = ctx.Process(target=_run_variant, args=(args, checkpoint, volume_path, device, out))
-    proc.start()
-    result = out.get()
-    proc.join()
-    return result
+    return run_in_child(_run_variant, args, checkpoint, volume_path, device)
 
 
 def _markdown(rows: list[dict], args: argparse.Namespace) -> str:

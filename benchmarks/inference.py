@@ -36,7 +36,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.bench_common import machine, peak_rss_gb
+from benchmarks.bench_common import machine, peak_rss_gb, run_in_child, timed_detect
 
 RESULTS = Path(__file__).parent / "results"
 PLAIN = {"roi": [64, 192, 192], "overlap": 0.25, "fast_cpu": False, "cpu_bf16": False, "runtime": "torch"}
@@ -69,7 +69,7 @@ def _simulate(args: argparse.Namespace, folder: Path) -> dict:
 
 def _run_variant(args: argparse.Namespace, folder: Path, overrides: dict, device: str, out: mp.Queue) -> None:
     """Child process: load the detector, detect in the simulated tomogram, report time, memory and score."""
-    from cryopoint.api import detect, load
+    from cryopoint.api import load
     from cryopoint.metric import score
 
     torch.set_num_threads(args.threads)
@@ -79,11 +79,6 @@ def _run_variant(args: argparse.Namespace, folder: Path, overrides: dict, device
     volume = np.load(folder / "volume.npy", mmap_mode="r")
     truth = pd.read_csv(folder / "truth.csv")
     before = peak_rss_gb()
-    windows: list[int] = []
-    if device.startswith("cuda"):
-        detect(np.asarray(volume[:64, :256, :256]), detector, voxel_size=args.voxel_size, device=device)  # warm-up
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
     export_seconds = 0.0
     if infer.runtime != "torch" and device == "cpu":  # export once (cached) before timing, as a user's 2nd call
         from cryopoint.infer import predict_heatmaps
@@ -95,20 +90,16 @@ def _run_variant(args: argparse.Namespace, folder: Path, overrides: dict, device
             predict_heatmaps(detector.model, Tomogram(np.zeros(roi, np.float32), args.voxel_size), roi=roi,
                              normalized=True, runtime=infer.runtime)  # fmt: skip
         export_seconds = time.perf_counter() - start
-    start = time.perf_counter()
-    picks = detect(volume, detector, voxel_size=args.voxel_size, device=device,
-                   progress=lambda done, total: windows.append(total))  # fmt: skip
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
+    run = timed_detect(volume, detector, args.voxel_size, device)
+    picks = run["picks"]
     result = score(truth.assign(experiment="bench"), picks.assign(experiment="bench"))
     out.put({
-        "seconds": seconds,
+        "seconds": run["seconds"],
         "export_seconds": export_seconds,
         "peak_host_gb": peak_rss_gb(),
         "before_gb": before,
-        "peak_gpu_gb": torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None,
-        "windows": windows[-1] if windows else 0,
+        "peak_gpu_gb": run["peak_gpu_gb"],
+        "windows": run["windows"],
         "roi": [int(r) for r in infer.roi],
         "overlap": float(infer.overlap),
         "picks": int(len(picks)),
@@ -117,13 +108,7 @@ def _run_variant(args: argparse.Namespace, folder: Path, overrides: dict, device
 
 
 def measure(args: argparse.Namespace, folder: Path, overrides: dict, device: str) -> dict:
-    ctx = mp.get_context("spawn")
-    out = ctx.Queue()
-    proc = ctx.Process(target=_run_variant, args=(args, folder, overrides, device, out))
-    proc.start()
-    result = out.get()
-    proc.join()
-    return result
+    return run_in_child(_run_variant, args, folder, overrides, device)
 
 
 def _markdown(rows: list[dict], args: argparse.Namespace, sim: dict) -> str:
