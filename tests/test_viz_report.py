@@ -134,6 +134,12 @@ def test_report_contains_the_right_numbers(case, tmp_path):
     for row in HAND_ROWS:
         assert row in text
     assert "comes from thyroglobulin (0.286) and apo-ferritin (0.069)" in text
+    # Why the misses were missed: TS_b's apo-ferritin has nothing near; the thyroglobulin has only the
+    # beta-galactosidase pick on it (class | true | missed | below threshold | off-centre | other class | no peak).
+    assert "| class | true | missed | below threshold | off-centre | other class | no peak |" in text
+    for row in ("| apo-ferritin | 2 | 1 | 0 | 0 | 0 | 1 |", "| ribosome | 2 | 0 | 0 | 0 | 0 | 0 |"):
+        assert row in text
+    assert "| thyroglobulin | 1 | 1 | 0 | 0 | 1 | 0 |" in text
     for fig in ("fbeta_curves.png", "pr_curves.png", "failures.png", "confusion.png", "slices.png"):
         assert f"]({fig})" in text
         _png_size(tmp_path / "rep" / fig)
@@ -147,6 +153,13 @@ def test_report_compare_and_tuning(case, tmp_path):
     assert "## Side by side" in text and "| good |" in text and "| worse |" in text
     assert "optimistic" in text
     _png_size(tmp_path / "rep" / "compare_fbeta.png")
+
+
+def test_report_miss_causes_look_below_the_thresholds_applied(case, tmp_path):
+    """A threshold above the found apo-ferritin's score turns it into a miss that is *below threshold*."""
+    truth, preds, _ = case
+    text = make_report(preds, truth, tmp_path / "rep", thresholds={"apo-ferritin": 0.7}).read_text()
+    assert "| apo-ferritin | 2 | 2 | 1 | 0 | 0 | 1 |" in text
 
 
 def test_compare_curves_keep_one_colour_per_method(monkeypatch, tmp_path):

@@ -19,6 +19,7 @@ from cryopoint.particles import get_particle
 from cryopoint.post.thresholds import ThresholdResult, apply_thresholds, tune_thresholds
 from cryopoint.viz.confusion import confusion_matrix
 from cryopoint.viz.gallery import select_failures
+from cryopoint.viz.misses import miss_cause_table, miss_causes
 
 __all__ = ["MethodResult", "ReportData", "SlicePicks", "class_table", "evaluate", "slice_picks"]
 
@@ -67,6 +68,8 @@ class ReportData:
         matched_truth, matched_pred: The main set's per-point matching (:func:`cryopoint.metric.match_points`).
         misses, false_positives: The failures worth a look (:func:`cryopoint.viz.gallery.select_failures`).
         confusion: :func:`cryopoint.viz.confusion.confusion_matrix` of the main set.
+        miss_causes: :func:`cryopoint.viz.misses.miss_cause_table` of the main set: why each miss was missed,
+            judged against its picks before the report's thresholds.
     """
 
     truth: pd.DataFrame
@@ -80,6 +83,7 @@ class ReportData:
     misses: pd.DataFrame
     false_positives: pd.DataFrame
     confusion: pd.DataFrame
+    miss_causes: pd.DataFrame
 
     @property
     def main_name(self) -> str:
@@ -151,6 +155,7 @@ def evaluate(
         misses=misses,
         false_positives=fps,
         confusion=confusion_matrix(truth, main.predictions),
+        miss_causes=miss_cause_table(miss_causes(truth, main.predictions, next(iter(given.values()))), truth),
     )
 
 

@@ -163,6 +163,23 @@ def _side_by_side(data: ReportData) -> list[str]:
     return md
 
 
+def _miss_cause_lines(data: ReportData) -> list[str]:
+    """The table of why the misses were missed (``cryopoint.viz.misses``), with what each cause means."""
+    table = data.miss_causes
+    cols = list(table.columns)
+    lines = [
+        "Why they were missed, judged against the picks before thresholds: *below threshold* (a pick of the "
+        "class within the match distance scored under the threshold), *off-centre* (the nearest pick of the class "
+        "lies beyond the match distance but within twice it: seen, misplaced), *other class* (only another "
+        "class's kept pick on it: confusion), *no peak* (nothing near):",
+        "",
+        "| class | " + " | ".join(cols) + " |",
+        "|---|" + "---|" * len(cols),
+    ]
+    lines += [f"| {name} | " + " | ".join(str(int(v)) for v in row) + " |" for name, row in table.iterrows()]
+    return lines
+
+
 def _slices_caption(figures: ReportFigures) -> str:
     info = figures.slices
     view = info.view
@@ -221,6 +238,8 @@ def render_markdown(data: ReportData, figures: ReportFigures, *, title: str = "c
     n_fp = int((~data.matched_pred["hit"]).sum())
     md += ["", "## Failures", ""]
     md.append(f"{n_miss} true particles are missed and {n_fp} predictions hit no particle of their class.")
+    if n_miss:
+        md += ["", *_miss_cause_lines(data), ""]
     if "failures" in files:
         md += [
             "The gallery shows, per class, the clearest misses (no prediction nearby) and the most confident false "
