@@ -178,10 +178,14 @@ def evaluate(preds: pd.DataFrame, truth: pd.DataFrame, folds: dict[str, int]) ->
 
     Returns:
         ``score`` (tuned on all), ``score_crossfold``, ``thresholds`` (tuned on all), ``thresholds_by_fold``
-        (``{"fold<k>": thresholds tuned without fold k}``) and ``per_class`` (precision, recall, fbeta, tp, fp,
-        fn at the tuned thresholds; ``fbeta_crossfold``, ``recall_crossfold``, ``precision_crossfold``).
+        (``{"fold<k>": thresholds tuned without fold k}``), ``per_class`` (precision, recall, fbeta, tp, fp,
+        fn at the tuned thresholds; ``fbeta_crossfold``, ``recall_crossfold``, ``precision_crossfold``),
+        ``crossfold_preds`` (the picks the cross-fold score counts: each fold's at its thresholds) and
+        ``miss_causes`` (``{class: {"true", "missed", cause: count}}`` of those picks, causes judged against
+        all the picks: :func:`cryopoint.viz.misses.miss_causes`).
     """
-    from cryopoint.post.thresholds import cross_fold_score, tune_out_of_fold
+    from cryopoint.post.thresholds import apply_thresholds, cross_fold_score, tune_out_of_fold
+    from cryopoint.viz.misses import miss_cause_table, miss_causes
 
     exp = preds["experiment"].astype(str)
     by_fold = {
@@ -190,6 +194,8 @@ def evaluate(preds: pd.DataFrame, truth: pd.DataFrame, folds: dict[str, int]) ->
     truth = truth[truth["experiment"].astype(str).isin(set(folds))]
     tuned = tune_out_of_fold(truth, by_fold)
     crossed = cross_fold_score(truth, by_fold)
+    kept = pd.concat([apply_thresholds(by_fold[k], t) for k, t in crossed.thresholds.items()])
+    causes = miss_cause_table(miss_causes(truth, kept, preds), truth)
     per_class = {}
     for name in PARTICLE_NAMES:
         row = {k: float(tuned.table.loc[name, k]) for k in ("precision", "recall", "fbeta", "tp", "fp", "fn")}
@@ -201,6 +207,8 @@ def evaluate(preds: pd.DataFrame, truth: pd.DataFrame, folds: dict[str, int]) ->
         "thresholds": {k: float(v) for k, v in tuned.thresholds.items()},
         "thresholds_by_fold": {f: {k: float(v) for k, v in t.items()} for f, t in crossed.thresholds.items()},
         "per_class": per_class,
+        "crossfold_preds": kept,
+        "miss_causes": {n: {k: int(v) for k, v in row.items()} for n, row in causes.iterrows()},
     }
 
 
@@ -422,17 +430,21 @@ def pretrained_checkpoint(spec: str, b: Budget, work: Path, cache_dir: str | Non
 
 
 def save_predictions(rows: list[dict], folder: Path) -> list[Path]:
-    """Pooled out-of-fold picks (with scores) of every row, one CSV per row under ``folder/<source>/``."""
+    """Every row's pooled out-of-fold picks (with scores) under ``folder/<source>/<row>.csv``, and beside them
+    ``<row>.crossfold.csv``: the picks its cross-fold score counts (each fold's picks kept at the thresholds
+    tuned on the other folds), so a report drawn from them (``tools/report.py``, no ``--thresholds``) shows
+    the honest result, not one tuned on itself."""
     from cryopoint.io.atomic import atomic_path
 
     written = []
     for r in rows:
         slug = re.sub(r"[^a-z0-9]+", "-", row_label(r).lower()).strip("-")
-        path = folder / r["source"] / f"{slug}.csv"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
-            r["preds"].to_csv(tmp, index=False)
-        written.append(path)
+        for name, frame in ((f"{slug}.csv", r["preds"]), (f"{slug}.crossfold.csv", r["crossfold_preds"])):
+            path = folder / r["source"] / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(path) as tmp:
+                frame.to_csv(tmp, index=False)
+            written.append(path)
     return written
 
 
@@ -572,7 +584,9 @@ def main(argv: list[str] | None = None) -> Path:
 
     md = report()
     if paths := save_predictions(rows, work / "predictions"):
-        console.print(f"Pooled out-of-fold picks of {len(paths)} rows in {work / 'predictions'}")
+        console.print(
+            f"Out-of-fold picks, all and cross-fold-thresholded, of {len(paths) // 2} rows in {work}/predictions"
+        )
     console.print(f"Wrote {md} ({len(TRAINED)} trainings, {len(REUSED)} reused from {work})")
     for line in verdict(rows, meta):
         console.print(line)

@@ -4,7 +4,9 @@ A *row* is one (source, method, steps, preprocessing) result: ``score`` (weighte
 on all pooled out-of-fold predictions), ``score_crossfold`` (each fold at thresholds tuned on the other
 folds), ``per_class`` (precision, recall, fbeta, tp, fp, fn at the tuned thresholds, and the ``_crossfold``
 precision, recall and fbeta), ``train_s`` (all folds), ``train_s_per_model``, ``infer_s_per_tomo``,
-``peak_mib`` and ``params``. ``preds`` (the picks) is left out of the JSON.
+``peak_mib``, ``params`` and ``miss_causes`` (per class: true, missed and the count of each cause of
+:mod:`cryopoint.viz.misses`, at the cross-fold thresholds). ``preds`` and ``crossfold_preds`` (the picks) are
+left out of the JSON.
 """
 
 from __future__ import annotations
@@ -180,6 +182,38 @@ def _preprocess_lines(rows: list[dict], meta: dict) -> list[str]:
     return [*lines, ""]
 
 
+def _miss_lines(rows: list[dict]) -> list[str]:
+    """Why each method's misses were missed, per scored class, at its largest budget (cross-fold thresholds)."""
+    chosen = [
+        r
+        for src in _sources(rows)
+        for r in [_blob(rows, src), *[(_curve_rows(rows, src, m) or [None])[-1] for m in CURVE_METHODS]]
+        if r and r.get("miss_causes")
+    ]
+    if not chosen:
+        return []
+    lines = [
+        "## Why particles were missed (cross-fold thresholds, each method's largest budget)",
+        "",
+        "Per scored class: missed of true, then (below threshold, off-centre, other class, no peak). *Below "
+        "threshold*: a pick of the class within the match distance scored under its threshold; *off-centre*: the "
+        "nearest pick of the class lies beyond the match distance but within twice it (seen, misplaced); *other "
+        "class*: only another class's kept pick on it; *no peak*: nothing near (`cryopoint.viz.misses`).",
+        "",
+        "| source | method | " + " | ".join(SCORED) + " |",
+        "|" + "---|" * (len(SCORED) + 2),
+    ]
+    for r in chosen:
+        cells = []
+        for n in SCORED:
+            c = r["miss_causes"].get(n)
+            counts = ", ".join(str(c[k]) for k in ("below threshold", "off-centre", "other class", "no peak"))
+            cells.append(f"{c['missed']}/{c['true']} ({counts})" if c else "-")
+        label = f"{r['method']}, {r['steps']} steps" if r["steps"] else r["method"]
+        lines.append(f"| {r['source']} | {label} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
 def write_report(rows: list[dict], meta: dict, out: Path) -> Path:
     """``out.md`` (tables + verdict) and ``out.json`` (every number), both atomic. Returns the markdown path."""
     from cryopoint.io.atomic import atomic_write_text
@@ -246,9 +280,10 @@ def write_report(rows: list[dict], meta: dict, out: Path) -> Path:
             label = f"{r['method']}, {r['steps']} steps" if r["steps"] else r["method"]
             lines.append(f"| {src} | {label} | " + " | ".join(cells) + " |")
     lines += ["", "beta-amylase has weight 0 (not scored) but is trained on and reported.", ""]
+    lines += _miss_lines(rows)
     md = out.with_suffix(".md")
     atomic_write_text(md, "\n".join(lines))
-    kept = [{k: v for k, v in r.items() if k != "preds"} for r in rows]
+    kept = [{k: v for k, v in r.items() if k not in ("preds", "crossfold_preds")} for r in rows]
     atomic_write_text(out.with_suffix(".json"), json.dumps({**meta, "rows": kept}, indent=2) + "\n")
     return md
 

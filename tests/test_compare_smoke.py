@@ -46,6 +46,14 @@ def test_evaluate_tunes_and_cross_tunes(compare):
     assert res["thresholds_by_fold"]["fold1"]["ribosome"] == pytest.approx(0.9)
     assert res["thresholds_by_fold"]["fold0"]["ribosome"] == pytest.approx(0.09)
     assert res["per_class"]["ribosome"]["recall_crossfold"] == pytest.approx(0.5)
+    # The kept picks are r0's at 0.09 (all) and none of r1's (all under 0.9): r1's particles are missed, each
+    # with its own weak pick on it (below threshold); the miss counts are the cross-fold false negatives.
+    kept = res["crossfold_preds"]
+    assert set(kept["experiment"]) == {"r0"} and len(kept) == 2 * len(PARTICLES)
+    for n in PARTICLE_NAMES:
+        c = res["miss_causes"][n]
+        assert c["true"] == 2 and c["missed"] == 1 == c["below threshold"], n
+        assert c["true"] * (1 - res["per_class"][n]["recall_crossfold"]) == pytest.approx(c["missed"]), n
 
 
 def _row(source, method, steps, total, preprocess="none"):
@@ -67,6 +75,10 @@ def _row(source, method, steps, total, preprocess="none"):
         "infer_s_per_tomo": 0.5,
         "peak_mib": 10.0,
         "params": 1000,
+        "miss_causes": {
+            n: {"true": 10, "missed": 6, "below threshold": 1, "off-centre": 2, "other class": 0, "no peak": 3}
+            for n in PARTICLE_NAMES
+        },
     }
 
 
@@ -118,8 +130,11 @@ def test_report_tables_verdict_and_figure(compare, tmp_path):
     assert "| heatmap25d | 200 | **0.500** | 0.550 |" in text  # cross-fold first, tuned OOF beside it
     assert "**It is not equal budget**" in text and "N + 1000 steps" in text
     assert "| heatmap25d | bandpass |" in text and "| heatmap25d | none |" in text
+    assert "## Why particles were missed" in text
+    assert "| B | heatmap25d, 200 steps | " + " | ".join(["6/10 (1, 2, 0, 3)"] * len(SCORED)) + " |" in text
     payload = json.loads((tmp_path / "compare.json").read_text())
     assert len(payload["rows"]) == len(rows) and "preds" not in payload["rows"][0]
+    assert payload["rows"][0]["miss_causes"]["ribosome"]["no peak"] == 3
     png = write_figure(rows, meta, tmp_path / "compare_curves.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
 
@@ -202,3 +217,10 @@ def test_smoke_curves_resume_preprocessing_and_transfer(compare, tmp_path):
             assert thr == pytest.approx(res["thresholds_by_fold"][f"fold{k}"]), key
             kept.append(apply_thresholds(picks[picks["experiment"].isin(mine)], thr))
         assert res["score_crossfold"] == pytest.approx(score_by_hand(truth, pd.concat(kept))), key
+        # ... and the saved cross-fold picks (what an honest report is drawn from) are exactly those kept.
+        saved = pd.read_csv(work / "predictions" / "realistic" / f"{stem}.crossfold.csv")
+        pd.testing.assert_frame_equal(
+            saved.sort_values(["experiment", "particle_type", "x"]).reset_index(drop=True),
+            pd.concat(kept).sort_values(["experiment", "particle_type", "x"]).reset_index(drop=True),
+            check_dtype=False,
+        )
