@@ -182,10 +182,10 @@ def evaluate(preds: pd.DataFrame, truth: pd.DataFrame, folds: dict[str, int]) ->
         fn at the tuned thresholds; ``fbeta_crossfold``, ``recall_crossfold``, ``precision_crossfold``),
         ``crossfold_preds`` (the picks the cross-fold score counts: each fold's at its thresholds) and
         ``miss_causes`` (``{class: {"true", "missed", cause: count}}`` of those picks, causes judged against
-        all the picks: :func:`cryopoint.viz.misses.miss_causes`).
+        each fold's picks scoring at least half its thresholds: :mod:`cryopoint.viz.misses`).
     """
     from cryopoint.post.thresholds import apply_thresholds, cross_fold_score, tune_out_of_fold
-    from cryopoint.viz.misses import miss_cause_table, miss_causes
+    from cryopoint.viz.misses import miss_cause_table, miss_causes, near_threshold
 
     exp = preds["experiment"].astype(str)
     by_fold = {
@@ -195,7 +195,8 @@ def evaluate(preds: pd.DataFrame, truth: pd.DataFrame, folds: dict[str, int]) ->
     tuned = tune_out_of_fold(truth, by_fold)
     crossed = cross_fold_score(truth, by_fold)
     kept = pd.concat([apply_thresholds(by_fold[k], t) for k, t in crossed.thresholds.items()])
-    causes = miss_cause_table(miss_causes(truth, kept, preds), truth)
+    near = pd.concat([near_threshold(by_fold[k], t) for k, t in crossed.thresholds.items()])
+    causes = miss_cause_table(miss_causes(truth, kept, near), truth)
     per_class = {}
     for name in PARTICLE_NAMES:
         row = {k: float(tuned.table.loc[name, k]) for k in ("precision", "recall", "fbeta", "tp", "fp", "fn")}

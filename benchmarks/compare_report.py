@@ -195,8 +195,10 @@ def _miss_lines(rows: list[dict]) -> list[str]:
     lines = [
         "## Why particles were missed (cross-fold thresholds, each method's largest budget)",
         "",
-        "Per scored class: missed of true, then (below threshold, off-centre, other class, no peak). *Below "
-        "threshold*: a pick of the class within the match distance scored under its threshold; *off-centre*: the "
+        "Per scored class: missed of true, then (below threshold, off-centre, other class, no peak), judged "
+        "against the picks scoring at least half their fold's threshold. *Below threshold*: a pick of the class "
+        "within the match distance scored under its threshold (halving it would recover the particle); "
+        "*off-centre*: the "
         "nearest pick of the class lies beyond the match distance but within twice it (seen, misplaced); *other "
         "class*: only another class's kept pick on it; *no peak*: nothing near (`cryopoint.viz.misses`).",
         "",

@@ -46,14 +46,19 @@ def test_evaluate_tunes_and_cross_tunes(compare):
     assert res["thresholds_by_fold"]["fold1"]["ribosome"] == pytest.approx(0.9)
     assert res["thresholds_by_fold"]["fold0"]["ribosome"] == pytest.approx(0.09)
     assert res["per_class"]["ribosome"]["recall_crossfold"] == pytest.approx(0.5)
-    # The kept picks are r0's at 0.09 (all) and none of r1's (all under 0.9): r1's particles are missed, each
-    # with its own weak pick on it (below threshold); the miss counts are the cross-fold false negatives.
+    # The kept picks are r0's at 0.09 (all) and none of r1's (all under 0.9): r1's particles are missed. Their
+    # own picks (0.09) score under half of 0.9, so they are not counted as near misses: no peak. The miss counts
+    # are the cross-fold false negatives.
     kept = res["crossfold_preds"]
     assert set(kept["experiment"]) == {"r0"} and len(kept) == 2 * len(PARTICLES)
     for n in PARTICLE_NAMES:
         c = res["miss_causes"][n]
-        assert c["true"] == 2 and c["missed"] == 1 == c["below threshold"], n
+        assert c["true"] == 2 and c["missed"] == 1 == c["no peak"], n
         assert c["true"] * (1 - res["per_class"][n]["recall_crossfold"]) == pytest.approx(c["missed"]), n
+    # At 0.5 instead, r1's hits (0.5) miss a 0.9 threshold but clear half of it: below threshold.
+    half = preds.assign(score=np.where(preds["experiment"] == "r1", 0.5, preds["score"]))
+    res = compare.evaluate(half, truth, {"r0": 0, "r1": 1})
+    assert all(res["miss_causes"][n]["below threshold"] == 1 == res["miss_causes"][n]["missed"] for n in SCORED)
 
 
 def _row(source, method, steps, total, preprocess="none"):

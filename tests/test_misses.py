@@ -4,10 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cryopoint.errors import PicksFormatError
 from cryopoint.metric import score
 from cryopoint.particles import get_particle
 from cryopoint.post.thresholds import apply_thresholds
-from cryopoint.viz.misses import CAUSES, miss_cause_table, miss_causes
+from cryopoint.viz.misses import CAUSES, miss_cause_table, miss_causes, near_threshold
 
 APO = "apo-ferritin"  # radius 60 Å: match distance 30 Å, off-centre reach 60 Å
 RIBO = "ribosome"  # radius 150 Å: match distance 75 Å
@@ -100,3 +101,19 @@ def test_nothing_missed_gives_an_empty_frame_and_a_zero_table():
     assert out.empty and {"cause", "own_distance", "own_score", "other_class"} <= set(out.columns)
     table = miss_cause_table(out, truth)
     assert table.loc[APO, "true"] == 1 and table.loc[APO, "missed"] == 0
+
+
+def test_near_threshold_keeps_picks_within_a_factor_of_their_class_threshold(case):
+    _, _, candidates = case
+    near = near_threshold(candidates, {APO: 0.5})  # apo-ferritin floor 0.25; ribosome has no threshold: all kept
+    assert list(near.index) == [0, 2, 3, 4, 5]  # the 0.2 apo-ferritin pick is dropped
+    assert list(near_threshold(candidates, {APO: 0.5}, factor=0.4).index) == [0, 1, 2, 3, 4, 5]
+    with pytest.raises(PicksFormatError, match="score"):
+        near_threshold(candidates.drop(columns="score"), {APO: 0.5})
+
+
+def test_a_far_below_threshold_pick_is_not_a_near_miss(case):
+    """Judged against near-threshold candidates, the 0.2 pick (threshold 0.5) no longer explains its miss."""
+    truth, kept, candidates = case
+    out = miss_causes(truth, kept, near_threshold(candidates, {APO: 0.5, RIBO: 0.5}))
+    assert out.loc[1, "cause"] == "no peak"

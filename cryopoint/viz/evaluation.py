@@ -19,7 +19,7 @@ from cryopoint.particles import get_particle
 from cryopoint.post.thresholds import ThresholdResult, apply_thresholds, tune_thresholds
 from cryopoint.viz.confusion import confusion_matrix
 from cryopoint.viz.gallery import select_failures
-from cryopoint.viz.misses import miss_cause_table, miss_causes
+from cryopoint.viz.misses import miss_cause_table, miss_causes, near_threshold
 
 __all__ = ["MethodResult", "ReportData", "SlicePicks", "class_table", "evaluate", "slice_picks"]
 
@@ -69,7 +69,8 @@ class ReportData:
         misses, false_positives: The failures worth a look (:func:`cryopoint.viz.gallery.select_failures`).
         confusion: :func:`cryopoint.viz.confusion.confusion_matrix` of the main set.
         miss_causes: :func:`cryopoint.viz.misses.miss_cause_table` of the main set: why each miss was missed,
-            judged against its picks before the report's thresholds.
+            judged against its picks before the report's thresholds that score at least half of them
+            (:func:`cryopoint.viz.misses.near_threshold`; all the picks when none were applied).
     """
 
     truth: pd.DataFrame
@@ -141,6 +142,9 @@ def evaluate(
     markers = None
     if main.tuning is not None:
         markers = dict(thresholds) if applied else dict(main.tuning.thresholds)
+    candidates = next(iter(given.values()))
+    if main.tuning is not None and (applied or thresholds == "tune"):
+        candidates = near_threshold(candidates, markers)
     matched_pred, matched_truth = match_points(truth, main.predictions)
     misses, fps = select_failures(matched_truth, matched_pred)
     return ReportData(
@@ -155,7 +159,7 @@ def evaluate(
         misses=misses,
         false_positives=fps,
         confusion=confusion_matrix(truth, main.predictions),
-        miss_causes=miss_cause_table(miss_causes(truth, main.predictions, next(iter(given.values()))), truth),
+        miss_causes=miss_cause_table(miss_causes(truth, main.predictions, candidates), truth),
     )
 
 

@@ -168,8 +168,9 @@ def _miss_cause_lines(data: ReportData) -> list[str]:
     table = data.miss_causes
     cols = list(table.columns)
     lines = [
-        "Why they were missed, judged against the picks before thresholds: *below threshold* (a pick of the "
-        "class within the match distance scored under the threshold), *off-centre* (the nearest pick of the class "
+        "Why they were missed, judged against the picks before thresholds that score at least half their "
+        "class's threshold (all the picks when none was applied): *below threshold* (a pick of the class within "
+        "the match distance scored under the threshold), *off-centre* (the nearest pick of the class "
         "lies beyond the match distance but within twice it: seen, misplaced), *other class* (only another "
         "class's kept pick on it: confusion), *no peak* (nothing near):",
         "",
