@@ -318,6 +318,14 @@ def finished_run(out_dir: Path, name: str) -> Path | None:
     return None
 
 
+class NotTrained(Exception):
+    """``--report-only``: a training the report needs has not finished in the work folder."""
+
+
+#: ``--report-only``: reuse finished trainings, train nothing (arms with an unfinished fold are left out).
+REPORT_ONLY = False
+
+
 def train_once(cfg) -> tuple[Path, dict]:
     """Train one model with the engine, or reuse the finished run of the same name in the work folder.
 
@@ -336,6 +344,8 @@ def train_once(cfg) -> tuple[Path, dict]:
     if done is not None:
         REUSED.append(str(done))
         return done, json.loads((done / "done.json").read_text())
+    if REPORT_ONLY:
+        raise NotTrained(f"{out_dir / cfg.train.name}")
     with PeakRSS() as mem:
         start = time.perf_counter()
         run_dir = Path(train(cfg))
@@ -399,6 +409,8 @@ def pretrained_checkpoint(spec: str, b: Budget, work: Path, cache_dir: str | Non
     from cryopoint.weights import resolve_checkpoint
 
     if spec == "randomized":
+        if REPORT_ONLY and finished_run(work / "pretrain", "randomized") is None:  # not even its data generated
+            raise NotTrained(str(work / "pretrain" / "randomized"))
         root = ensure_synthetic_dataset(
             "randomized", runs=b.pretrain_runs, shape=b.shape, seed=b.seed + 99, cache_dir=cache_dir
         )
@@ -486,6 +498,11 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--work", type=Path, help="run folders (default runs/compare-<budget>); reused when rerun")
     parser.add_argument("--cache-dir", help="synthetic dataset cache (default: cryopoint's cache)")
     parser.add_argument("--note", action="append", default=[], help="a sentence added to the report (repeatable)")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="train nothing: score the finished trainings in --work and list the arms left out (after a kill)",
+    )
     args = parser.parse_args(argv)
 
     from cryopoint.data.folds import assign_folds
@@ -500,6 +517,8 @@ def main(argv: list[str] | None = None) -> Path:
     pre_steps = args.preprocess_steps or b.curve[len(b.curve) // 2]
     work = (args.work or REPO / "runs" / f"compare-{args.budget}").absolute()
     device = "cuda" if args.budget == "gpu" and torch.cuda.is_available() else "cpu"
+    global REPORT_ONLY
+    REPORT_ONLY = args.report_only
     TRAINED.clear()
     REUSED.clear()
     begin = time.perf_counter()
@@ -533,9 +552,20 @@ def main(argv: list[str] | None = None) -> Path:
         "machine": machine(device),
         "device": device,
         "pretrain": None,
+        "missing": [],
     }
 
-    def add(src: str, method: str, steps: int | None, raw: dict, preprocess: str = "none", **more) -> None:
+    def arm(*a, **kw) -> dict | None:
+        """``run_arm``, or None (listed in the report) when ``--report-only`` finds a fold unfinished."""
+        try:
+            return run_arm(*a, **kw)
+        except NotTrained as err:
+            meta["missing"].append(f"{Path(str(err)).parent.relative_to(work)} (no finished {Path(str(err)).name})")
+            return None
+
+    def add(src: str, method: str, steps: int | None, raw: dict | None, preprocess: str = "none", **more) -> None:
+        if raw is None:
+            return
         d = data[src]
         rows.append(
             {"source": src, "method": method, "steps": steps, "preprocess": preprocess, **raw, **more}
@@ -557,7 +587,7 @@ def main(argv: list[str] | None = None) -> Path:
     for steps in b.curve:  # cheapest budgets first: a killed run has whole low budgets to report
         for src, d in data.items():
             for method in args.methods:
-                raw = run_arm(method, b, d["root"], d["folds"], work / src / method / f"s{steps}", steps)
+                raw = arm(method, b, d["root"], d["folds"], work / src / method / f"s{steps}", steps)
                 add(src, method, steps, raw)
         report()
 
@@ -567,20 +597,23 @@ def main(argv: list[str] | None = None) -> Path:
         root, prep_s = preprocess_dataset(d["root"], work / first / f"data-{prep}", prep)
         console.rule(f"[bold]{first}, {prep}: blob (LoG)")
         add(first, BLOB, None, run_blob(root, d["names"]), prep, prep_s_per_tomo=prep_s)
-        raw = run_arm(
-            "heatmap25d", b, root, d["folds"], work / first / f"heatmap25d-{prep}" / f"s{pre_steps}", pre_steps
-        )
+        raw = arm("heatmap25d", b, root, d["folds"], work / first / f"heatmap25d-{prep}" / f"s{pre_steps}", pre_steps)
         add(first, "heatmap25d", pre_steps, raw, prep, prep_s_per_tomo=prep_s)
         report()
 
     if not args.no_transfer:
-        meta["pretrain"] = pretrained_checkpoint(args.pretrained, b, work, args.cache_dir)
+        try:
+            meta["pretrain"] = pretrained_checkpoint(args.pretrained, b, work, args.cache_dir)
+        except NotTrained:
+            meta["missing"].append("the transfer arm (its pretraining has not finished)")
+            args.no_transfer = True
+    if not args.no_transfer:
         ckpt = Path(meta["pretrain"]["checkpoint"])
         extra = [f"train.init_from={ckpt}", f"train.lr={b.finetune_lr}", *model_overrides(ckpt)]
         for steps in b.curve:
             for src, d in data.items():
                 out_dir = work / src / f"finetuned-{meta['pretrain']['tag']}" / f"s{steps}"
-                add(src, FINETUNED, steps, run_arm("heatmap25d", b, d["root"], d["folds"], out_dir, steps, extra))
+                add(src, FINETUNED, steps, arm("heatmap25d", b, d["root"], d["folds"], out_dir, steps, extra))
             report()
 
     md = report()

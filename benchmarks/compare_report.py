@@ -69,6 +69,7 @@ def verdict(rows: list[dict], meta: dict) -> list[str]:
         pairs = [(h["steps"], h["score_crossfold"], un[h["steps"]]["score_crossfold"]) for h in hm if h["steps"] in un]
         if pairs:
             behind = [s for s, h, u in pairs if h <= u]
+            unpaired = sorted({h["steps"] for h in hm} ^ set(un))
             lines.append(
                 f"- {src}, heatmap25d vs unet3d (cross-fold weighted F-beta, equal steps and crop): "
                 + ", ".join(f"{s} steps {h:.3f} vs {u:.3f} ({h - u:+.3f})" for s, h, u in pairs)
@@ -76,6 +77,12 @@ def verdict(rows: list[dict], meta: dict) -> list[str]:
                     " — **heatmap25d ahead at every budget**."
                     if not behind
                     else f" — **goal NOT met**: not ahead at {', '.join(map(str, behind))} steps."
+                )
+                + (
+                    f" Not compared at {', '.join(map(str, unpaired))} steps: only one of the two networks was "
+                    "trained there."
+                    if unpaired
+                    else ""
                 )
             )
         blob = _blob(rows, src)
@@ -208,9 +215,12 @@ def _miss_lines(rows: list[dict]) -> list[str]:
     for r in chosen:
         cells = []
         for n in SCORED:
-            c = r["miss_causes"].get(n)
+            c = r["miss_causes"].get(n)  # None: no true particle of the class in this source
+            if c is None:
+                cells.append("-")
+                continue
             counts = ", ".join(str(c[k]) for k in ("below threshold", "off-centre", "other class", "no peak"))
-            cells.append(f"{c['missed']}/{c['true']} ({counts})" if c else "-")
+            cells.append(f"{c['missed']}/{c['true']} ({counts})")
         label = f"{r['method']}, {r['steps']} steps" if r["steps"] else r["method"]
         lines.append(f"| {r['source']} | {label} | " + " | ".join(cells) + " |")
     return [*lines, ""]
@@ -253,6 +263,11 @@ def write_report(rows: list[dict], meta: dict, out: Path) -> Path:
         "started (GPU: max allocated); the largest over folds.",
         "",
         *[f"- **Note:** {n}" for n in meta.get("notes", [])],
+        *(
+            ["- **Not trained** (`--report-only` scores finished trainings only): " + "; ".join(meta["missing"]) + "."]
+            if meta.get("missing")
+            else []
+        ),
         "",
         "## Verdict",
         "",

@@ -119,6 +119,7 @@ def test_report_tables_verdict_and_figure(compare, tmp_path):
         for steps, h, u, f in ((100, 0.3, 0.35, 0.4), (200, 0.5, 0.4, 0.55)):
             rows += [_row(src, "heatmap25d", steps, h), _row(src, "unet3d", steps, u)]
             rows.append(_row(src, "heatmap25d fine-tuned", steps, f))
+    del rows[4]["miss_causes"]["apo-ferritin"]  # realistic heatmap25d 200 steps: as if no apo-ferritin there
     rows += [
         _row("realistic", "blob (LoG)", None, 0.12, "bandpass"),
         _row("realistic", "heatmap25d", 100, 0.2, "bandpass"),
@@ -136,12 +137,41 @@ def test_report_tables_verdict_and_figure(compare, tmp_path):
     assert "**It is not equal budget**" in text and "N + 1000 steps" in text
     assert "| heatmap25d | bandpass |" in text and "| heatmap25d | none |" in text
     assert "## Why particles were missed" in text
+    assert "| realistic | heatmap25d, 200 steps | - | " in text  # apo-ferritin: no truth in this source's row
     assert "| B | heatmap25d, 200 steps | " + " | ".join(["6/10 (1, 2, 0, 3)"] * len(SCORED)) + " |" in text
     payload = json.loads((tmp_path / "compare.json").read_text())
     assert len(payload["rows"]) == len(rows) and "preds" not in payload["rows"][0]
     assert payload["rows"][0]["miss_causes"]["ribosome"]["no peak"] == 3
     png = write_figure(rows, meta, tmp_path / "compare_curves.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_verdict_names_budgets_only_one_network_reached(compare):
+    from benchmarks.compare_report import verdict
+
+    rows = [_row("B", "blob (LoG)", None, 0.1)]
+    rows += [_row("B", "heatmap25d", 100, 0.3), _row("B", "unet3d", 100, 0.2), _row("B", "heatmap25d", 200, 0.5)]
+    line = verdict(rows, _meta(compare))[0]
+    assert "100 steps 0.300 vs 0.200 (+0.100)" in line and "200 steps 0.5" not in line
+    assert "Not compared at 200 steps: only one of the two networks was trained there." in line
+
+
+def test_report_only_trains_nothing_and_lists_what_is_missing(compare, tmp_path):
+    """After a kill with nothing finished: blob is scored, every network arm is listed as not trained."""
+    out, work = tmp_path / "compare", tmp_path / "work"
+    md = compare.main(
+        ["--budget", "smoke", "--sources", "realistic", "--curve", "1", "--report-only", "--preprocess", "localnorm"]
+        + ["--out", str(out), "--work", str(work), "--cache-dir", str(tmp_path / "cache")]
+    )
+    payload = json.loads(out.with_suffix(".json").read_text())
+    assert payload["trained"] == [] and not list(work.rglob("best.pt"))
+    assert {r["method"] for r in payload["rows"]} == {"blob (LoG)"}  # plain and preprocessed blob only
+    missing = payload["missing"]
+    assert any(m.startswith("realistic/heatmap25d/s1 (no finished fold0)") for m in missing)
+    assert any(m.startswith("realistic/unet3d/s1") for m in missing)
+    assert any(m.startswith("realistic/heatmap25d-localnorm/s1") for m in missing)
+    assert "the transfer arm (its pretraining has not finished)" in missing
+    assert "**Not trained** (`--report-only`" in md.read_text()
 
 
 def test_peak_rss_measures_an_allocation(compare):
