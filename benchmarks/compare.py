@@ -17,13 +17,15 @@ Also, behind options:
 Every training is kept in the work folder (``<work>/<source>/<arm>/s<steps>/fold<k>``, with ``done.json``):
 a killed or extended run (more budgets, sources or settings) trains only what is missing and rescores the rest::
 
-    python -m benchmarks.compare                    # --budget cpu: 250/500/1000 steps, realistic + B (~4 h, est.)
-    python -m benchmarks.compare --sources realistic  # the same on realistic alone (~2 h, est.); B later adds to it
+    python -m benchmarks.compare                    # --budget cpu: 250/500/1000 steps, realistic + B (~8 h on 2 cores)
+    python -m benchmarks.compare --sources realistic  # realistic alone (~4.5 h); B later adds to it
     python -m benchmarks.compare --budget gpu       # full-size tomograms, 1000/3000/6000 steps
     python -m benchmarks.compare --budget smoke     # seconds; what the test runs
+    python -m benchmarks.compare --report-only      # after a kill: score what finished, train nothing
 
 Writes ``benchmarks/results/compare.md`` and ``.json`` and the figure ``compare_curves.png``; each row's
-pooled OOF picks go to ``<work>/predictions/<source>/`` for figures with ``tools/report.py --compare``.
+pooled OOF picks (and ``.crossfold.csv``: those its cross-fold score counts) go to
+``<work>/predictions/<source>/`` for figures with ``tools/report.py --compare``.
 """
 
 from __future__ import annotations
