@@ -186,7 +186,7 @@ def evaluate(preds: pd.DataFrame, truth: pd.DataFrame, folds: dict[str, int]) ->
         ``miss_causes`` (``{class: {"true", "missed", cause: count}}`` of those picks, causes judged against
         each fold's picks scoring at least half its thresholds: :mod:`cryopoint.viz.misses`).
     """
-    from cryopoint.post.thresholds import apply_thresholds, cross_fold_score, tune_out_of_fold
+    from cryopoint.post.thresholds import cross_fold_score, tune_out_of_fold
     from cryopoint.viz.misses import miss_cause_table, miss_causes, near_threshold
 
     exp = preds["experiment"].astype(str)
@@ -196,9 +196,8 @@ def evaluate(preds: pd.DataFrame, truth: pd.DataFrame, folds: dict[str, int]) ->
     truth = truth[truth["experiment"].astype(str).isin(set(folds))]
     tuned = tune_out_of_fold(truth, by_fold)
     crossed = cross_fold_score(truth, by_fold)
-    kept = pd.concat([apply_thresholds(by_fold[k], t) for k, t in crossed.thresholds.items()])
     near = pd.concat([near_threshold(by_fold[k], t) for k, t in crossed.thresholds.items()])
-    causes = miss_cause_table(miss_causes(truth, kept, near), truth)
+    causes = miss_cause_table(miss_causes(truth, crossed.picks, near), truth)
     per_class = {}
     for name in PARTICLE_NAMES:
         row = {k: float(tuned.table.loc[name, k]) for k in ("precision", "recall", "fbeta", "tp", "fp", "fn")}
@@ -210,7 +209,7 @@ def evaluate(preds: pd.DataFrame, truth: pd.DataFrame, folds: dict[str, int]) ->
         "thresholds": {k: float(v) for k, v in tuned.thresholds.items()},
         "thresholds_by_fold": {f: {k: float(v) for k, v in t.items()} for f, t in crossed.thresholds.items()},
         "per_class": per_class,
-        "crossfold_preds": kept,
+        "crossfold_preds": crossed.picks,
         "miss_causes": {n: {k: int(v) for k, v in row.items()} for n, row in causes.iterrows()},
     }
 

@@ -333,6 +333,7 @@ class CrossFoldResult:
             itself). ``score <= oracle`` holds per fold; the pooled ``score`` is *not* bounded by the pooled
             ``oracle`` (each fold has its own thresholds, a richer choice than one set for all).
         rule: The rule used for the honest thresholds.
+        picks: The picks the honest score counts: every fold's predictions kept at its thresholds.
     """
 
     score: float
@@ -342,6 +343,7 @@ class CrossFoldResult:
     thresholds: dict[str, dict[str, float]]
     per_fold: pd.DataFrame
     rule: str
+    picks: pd.DataFrame
 
 
 def folds_by_tomogram(predictions: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -415,7 +417,8 @@ def cross_fold_score(
                 "oracle": own.score_after,
             }
         )
-    honest = score(truth, pd.concat(kept, ignore_index=True), beta, distance_multiplier)
+    kept = pd.concat(kept, ignore_index=True)
+    honest = score(truth, kept, beta, distance_multiplier)
     oracle = tune_out_of_fold(truth, named, beta, distance_multiplier)
     return CrossFoldResult(
         honest.score,
@@ -425,6 +428,7 @@ def cross_fold_score(
         thresholds,
         pd.DataFrame(rows).set_index("fold"),
         rule,
+        kept,
     )
 
 

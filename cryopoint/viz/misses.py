@@ -103,14 +103,21 @@ def miss_causes(
     n = len(misses)
     cause, own_d = np.full(n, "", dtype=object), np.full(n, np.inf)
     own_s, other = np.full(n, np.nan), np.full(n, "", dtype=object)
-    has_score = "score" in candidates
+    miss_xyz = misses[["x", "y", "z"]].to_numpy(float)
+    cand_xyz, kept_xyz = candidates[["x", "y", "z"]].to_numpy(float), kept[["x", "y", "z"]].to_numpy(float)
+    kept_cls = kept["particle_type"].to_numpy()
+    cand_score = candidates["score"].to_numpy(float) if "score" in candidates else None
+    empty = np.zeros(0, dtype=np.int64)
+    cand_groups = candidates.groupby(["experiment", "particle_type"], sort=False).indices
+    kept_by_run = kept.groupby("experiment", sort=False).indices
     for (exp, cls), pos in misses.groupby(["experiment", "particle_type"], sort=False).indices.items():
         match_r = distance_multiplier * get_particle(cls).radius
-        xyz = misses[["x", "y", "z"]].to_numpy(float)[pos]
-        own = candidates[(candidates["experiment"] == exp) & (candidates["particle_type"] == cls)]
-        dist, idx = _nearest(xyz, own[["x", "y", "z"]].to_numpy(float))
-        others = kept[(kept["experiment"] == exp) & (kept["particle_type"] != cls)]
-        o_dist, o_idx = _nearest(xyz, others[["x", "y", "z"]].to_numpy(float))
+        xyz = miss_xyz[pos]
+        own = cand_groups.get((exp, cls), empty)
+        dist, idx = _nearest(xyz, cand_xyz[own])
+        run = kept_by_run.get(exp, empty)
+        others = run[kept_cls[run] != cls]
+        o_dist, o_idx = _nearest(xyz, kept_xyz[others])
         on_other = o_dist <= match_r
         cause[pos] = np.where(
             dist <= match_r,
@@ -119,9 +126,9 @@ def miss_causes(
         )
         own_d[pos] = dist
         if on_other.any():
-            other[pos[on_other]] = others["particle_type"].to_numpy()[o_idx[on_other]]
-        if has_score and len(own):
-            own_s[pos] = own["score"].to_numpy(float)[idx]
+            other[pos[on_other]] = kept_cls[others[o_idx[on_other]]]
+        if cand_score is not None and len(own):
+            own_s[pos] = cand_score[own[idx]]
     return misses.assign(cause=cause, own_distance=own_d, own_score=own_s, other_class=other)
 
 
