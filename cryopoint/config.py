@@ -200,6 +200,11 @@ class AugmentConfig:
     * ``nonlinearity``: largest blend (0-1) of a random smooth increasing intensity curve;
     * ``local_norm``: probability (0-1) of local mean/sd normalisation.
 
+    Scale: ``zoom`` (0 = off) resamples each crop so that particles look up to ``1 + zoom`` times larger or
+    smaller (log-uniform; :class:`cryopoint.data.dataset.CropDataset`), labels unchanged: particle size seen
+    through another generator's or a real sample's density model, filtering and voxel size is never exactly
+    the catalogue radius.
+
     A recipe meant to generalise: ``blur: 1.5, sharpen: 1.0, gamma: 0.4, noise_color: 0.3, bandpass: 0.3,
     nonlinearity: 0.5, local_norm: 0.2``.
     """
@@ -218,12 +223,13 @@ class AugmentConfig:
     bandpass: float = 0.0
     nonlinearity: float = 0.0
     local_norm: float = 0.0
+    zoom: float = 0.0
 
     def __post_init__(self) -> None:
         # Checked here, when the config is loaded, rather than at the first training crop.
-        for name in ("blur", "sharpen", "gamma", "noise_color", "bandpass", "nonlinearity", "local_norm"):
+        for name in ("blur", "sharpen", "gamma", "noise_color", "bandpass", "nonlinearity", "local_norm", "zoom"):
             value = getattr(self, name)
-            top = 1.0 if name in ("bandpass", "nonlinearity", "local_norm") else float("inf")
+            top = 1.0 if name in ("bandpass", "nonlinearity", "local_norm", "zoom") else float("inf")
             if not 0.0 <= value <= top:
                 raise ConfigError(f"data.augment.{name} must be in [0, {top:g}]; got {value!r}.")
 
@@ -248,6 +254,11 @@ class DataConfig:
     :class:`SegmentationTargetOptions` (``radius_fraction``) for segmentation. ``None`` (only before the
     :class:`Config` is built) means the kind's defaults. With ``cache_volumes`` the normalised tomograms are
     kept as memory-mapped ``.npy`` files in the cache.
+
+    ``hard_negative_fraction``: the share of crops centred on *decoys*, particle-sized dark blobs away from
+    every labelled particle, mined from each training tomogram with the LoG blob detector (at most
+    ``hard_negatives_per_run`` per run; :mod:`cryopoint.data.hard_negatives`); the rest after
+    ``positive_fraction`` stay uniform. 0 = off.
     """
 
     root: str = ""
@@ -265,6 +276,8 @@ class DataConfig:
     crop: list[int] = field(default_factory=lambda: [32, 128, 128])
     samples_per_epoch: int = 256
     positive_fraction: float = 0.6
+    hard_negative_fraction: float = 0.0
+    hard_negatives_per_run: int = 32
     target_options: TargetOptions | None = None
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     cache_volumes: bool = True
@@ -597,6 +610,11 @@ def _validate(cfg: Config) -> None:
         (len(cfg.data.synth_shape) == 3, "data.synth_shape must be three sizes (z, y, x)"),
         (len(cfg.infer.roi) == 3 and min(cfg.infer.roi) > 0, "infer.roi must be three positive sizes (z, y, x)"),
         (0.0 <= cfg.data.positive_fraction <= 1.0, "data.positive_fraction must be in [0, 1]"),
+        (
+            0.0 <= cfg.data.hard_negative_fraction <= 1.0 - cfg.data.positive_fraction + 1e-12,
+            "data.hard_negative_fraction must be in [0, 1 - data.positive_fraction] (the rest are uniform crops)",
+        ),
+        (cfg.data.hard_negatives_per_run > 0, "data.hard_negatives_per_run must be positive"),
         (cfg.train.steps > 0 and cfg.train.batch_size > 0, "train.steps and train.batch_size must be positive"),
         (cfg.train.val_every > 0 and cfg.train.log_every > 0, "train.val_every and train.log_every must be positive"),
         (0.0 <= cfg.train.ema_decay < 1.0, "train.ema_decay must be in [0, 1)"),

@@ -22,10 +22,11 @@ from cryopoint import io as cpio
 from cryopoint.config import TARGET_KINDS, DataConfig, HeatmapTargetOptions, TargetOptions
 from cryopoint.coords import ANGSTROM_COLUMNS, angstrom_to_voxel, as_voxel_size
 from cryopoint.data.cache import load_volume
-from cryopoint.data.sampling import CropSampler, extract_crop, points_near_crop
+from cryopoint.data.hard_negatives import mine_decoys
+from cryopoint.data.sampling import CropSampler, clamp_start, extract_crop, points_near_crop
 from cryopoint.data.sphere_targets import draw_sphere_labels
 from cryopoint.data.targets import draw_heatmaps
-from cryopoint.data.transforms import random_augment
+from cryopoint.data.transforms import random_augment, random_zoom_factor, resize
 from cryopoint.errors import ConfigError, DataNotFoundError, PointsOutsideVolumeError
 from cryopoint.io.picks import check_points_in_volume
 from cryopoint.particles import PARTICLES, get_particle
@@ -163,11 +164,16 @@ class CropDataset(torch.utils.data.Dataset):
             (:class:`~cryopoint.config.HeatmapTargetOptions` or :class:`~cryopoint.config.SegmentationTargetOptions`;
             ``None``: its defaults).
         positive_fraction: Probability that a crop is centred near a particle.
+        hard_negative_fraction: Probability that a crop is centred on a *decoy*: a particle-sized dark blob
+            away from every labelled particle, mined once per run with
+            :func:`cryopoint.data.hard_negatives.mine_decoys` (0 = no mining, the default).
+        hard_negatives_per_run: Most decoys mined per run.
         samples_per_epoch: Dataset length.
         augment: Apply :func:`cryopoint.data.transforms.random_augment` (flips, xy quarter turns and
             transposes, intensity scale/shift/noise).
-        augment_kwargs: Extra arguments of ``random_augment``. xy quarter turns and transposes need square
-            ``H == W`` crops and equal y/x voxel sizes; for other crops they default to off.
+        augment_kwargs: Extra arguments of ``random_augment``, and ``zoom`` (0-1: particles look up to ``1 +
+            zoom`` times larger or smaller; :class:`~cryopoint.config.AugmentConfig`). xy quarter turns and
+            transposes need square ``H == W`` crops and equal y/x voxel sizes; for other crops they default to off.
         seed: Base seed.
         class_weights: Relative class weights for choosing positive crops (``None`` = uniform over the
             classes present).
@@ -190,6 +196,8 @@ class CropDataset(torch.utils.data.Dataset):
         target_kind: str = "heatmap",
         target_options: TargetOptions | None = None,
         positive_fraction: float = DataConfig.positive_fraction,
+        hard_negative_fraction: float = DataConfig.hard_negative_fraction,
+        hard_negatives_per_run: int = DataConfig.hard_negatives_per_run,
         samples_per_epoch: int = DataConfig.samples_per_epoch,
         augment: bool = True,
         augment_kwargs: dict | None = None,
@@ -225,6 +233,11 @@ class CropDataset(torch.utils.data.Dataset):
         self.augment = bool(augment)
         square = self.crop_size[1] == self.crop_size[2]
         self.augment_kwargs = {"rot90": square, "transpose": square, **(augment_kwargs or {})}
+        # Zoom: the crop is cut from a region 1 / factor its size around the same centre and resampled to
+        # the crop size, so particles look `factor` times larger (labels and target widths unchanged).
+        self.zoom = float(self.augment_kwargs.pop("zoom", 0.0)) if self.augment else 0.0
+        if not 0.0 <= self.zoom <= 1.0:
+            raise ConfigError(f"zoom must be in [0, 1]; got {self.zoom}.")
         if self.augment and (self.augment_kwargs["rot90"] or self.augment_kwargs["transpose"]):
             anisotropic = [r.name for r in self.runs if not np.isclose(r.voxel_size[1], r.voxel_size[2])]
             if not square or anisotropic:
@@ -236,6 +249,12 @@ class CropDataset(torch.utils.data.Dataset):
         self.seed = int(seed)
         self.pad_value = float(pad_value)
         self.epoch = 0
+        self.decoys = None
+        if hard_negative_fraction > 0:
+            self.decoys = [
+                mine_decoys(r.volume, r.voxel_size, r.points_zyx, r.labels, count=hard_negatives_per_run)
+                for r in track(self.runs, description="Mining hard negatives (LoG blobs)", transient=True)
+            ]
         self.sampler = CropSampler(
             [r.shape for r in self.runs],
             [r.points_zyx for r in self.runs],
@@ -243,6 +262,8 @@ class CropDataset(torch.utils.data.Dataset):
             self.crop_size,
             positive_fraction=positive_fraction,
             class_weights=class_weights,
+            decoys=self.decoys,
+            hard_negative_fraction=hard_negative_fraction,
         )
         if target_kind == "heatmap":
             self._draw, self._target_dtype = draw_heatmaps, np.float32
@@ -271,15 +292,27 @@ class CropDataset(torch.utils.data.Dataset):
         Returns:
             ``{"image": (1, D, H, W) float32 tensor, "target": (C, D', H', W') float32 or (D', H', W') int64
             tensor, "run": run name, "center": (3,) int64 crop centre in volume voxels (z, y, x) before
-            augmentation, "positive": bool}``.
+            augmentation, "positive": bool, "hard_negative": bool}``.
         """
         if not 0 <= index < self.samples_per_epoch:
             raise IndexError(f"index {index} out of range for {self.samples_per_epoch} samples per epoch")
         rng = np.random.default_rng([self.seed, self.epoch, int(index)])
         spec = self.sampler.sample(rng)
         run = self.runs[spec.run]
-        image = extract_crop(run.volume, spec.start, self.crop_size, pad_value=self.pad_value)
-        points, labels = points_near_crop(run.points_zyx, run.labels, spec.start, self.crop_size, self.halos[spec.run])
+        if self.zoom > 0:  # drawn only when on: crops without zoom reproduce those drawn before it existed
+            factor = random_zoom_factor(rng, self.zoom)
+            size = np.maximum(np.rint(np.asarray(self.crop_size) / factor).astype(int), 1)
+            centre = np.asarray(spec.start) + np.asarray(self.crop_size) // 2
+            start = clamp_start(centre - size // 2, np.asarray(run.shape), size)
+            source = extract_crop(run.volume, start, size, pad_value=self.pad_value)
+            halo = self.halos[spec.run] * max(1.0, 1.0 / factor)  # the target's reach, in source voxels
+            points, labels = points_near_crop(run.points_zyx, run.labels, start, size, halo)
+            image, points = resize(source, points, self.crop_size)
+        else:
+            image = extract_crop(run.volume, spec.start, self.crop_size, pad_value=self.pad_value)
+            points, labels = points_near_crop(
+                run.points_zyx, run.labels, spec.start, self.crop_size, self.halos[spec.run]
+            )
         if self.augment:
             image, points = random_augment(image, points, rng, **self.augment_kwargs)
         out_shape = tuple(s // self.output_stride for s in self.crop_size)
@@ -291,4 +324,5 @@ class CropDataset(torch.utils.data.Dataset):
             "run": run.name,
             "center": torch.tensor(np.asarray(spec.start) + np.asarray(self.crop_size) // 2, dtype=torch.int64),
             "positive": spec.positive,
+            "hard_negative": spec.hard_negative,
         }

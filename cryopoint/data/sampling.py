@@ -7,8 +7,13 @@ Sampling rule (one draw per crop, all from the caller's ``numpy.random.Generator
       classes get the same share as common ones;
    b. choose one particle of that class uniformly, pooled over all runs;
    c. place it at a uniform random voxel of the crop, at least ``edge_margin x crop size`` from its faces.
-2. Otherwise the crop is *uniform*: a run with probability proportional to its voxel count, then a start
+2. Else, with probability ``hard_negative_fraction`` (when decoys were given,
+   :mod:`cryopoint.data.hard_negatives`), the crop is a *hard negative*: one decoy chosen uniformly, pooled
+   over all runs, placed like a positive particle.
+3. Otherwise the crop is *uniform*: a run with probability proportional to its voxel count, then a start
    uniform over all positions where the crop fits inside the volume.
+
+With no decoys (the default) the draws are exactly those of the two-way rule, so results reproduce.
 
 Borders: crop starts are **clamped** so that the crop lies inside the volume (a particle placed near a face
 stays inside the crop, just off its chosen spot). Only along an axis where the volume is smaller than the
@@ -25,7 +30,7 @@ import numpy as np
 from cryopoint.errors import ConfigError
 from cryopoint.particles import NUM_CLASSES, PARTICLE_NAMES
 
-__all__ = ["CropSpec", "CropSampler", "extract_crop", "points_near_crop"]
+__all__ = ["CropSpec", "CropSampler", "clamp_start", "extract_crop", "points_near_crop"]
 
 
 @dataclass(frozen=True)
@@ -36,13 +41,15 @@ class CropSpec:
         run: Index of the run in the sampler's list.
         start: First voxel of the crop, ``(z, y, x)`` full-resolution voxels (negative only where padded).
         positive: Whether the crop was centred near a particle.
-        label: The class chosen for a positive crop; ``-1`` for a uniform crop.
+        label: The class chosen for a positive crop; ``-1`` otherwise.
+        hard_negative: Whether the crop was centred near a decoy (a mined particle-like non-particle).
     """
 
     run: int
     start: tuple[int, int, int]
     positive: bool
     label: int
+    hard_negative: bool = False
 
 
 class CropSampler:
@@ -56,8 +63,12 @@ class CropSampler:
         positive_fraction: Probability that a crop is centred near a particle, in ``[0, 1]``.
         class_weights: Optional relative weight per catalogue class (length ``NUM_CLASSES``) for step 1a;
             classes absent from the runs are skipped. ``None`` = uniform over the present classes.
-        edge_margin: Fraction of the crop size kept free between a positive crop's particle and its faces
-            (before clamping), in ``[0, 0.5)``.
+        edge_margin: Fraction of the crop size kept free between a positive crop's particle (or a hard
+            negative's decoy) and its faces (before clamping), in ``[0, 0.5)``.
+        decoys: Optional, per run, ``(K, 3)`` decoy centres in voxels ``(z, y, x)``
+            (:func:`cryopoint.data.hard_negatives.mine_decoys`).
+        hard_negative_fraction: Probability that a crop is centred on a decoy; ``positive_fraction +
+            hard_negative_fraction <= 1``. Ignored (no draws) when there are no decoys.
     """
 
     def __init__(
@@ -70,6 +81,8 @@ class CropSampler:
         positive_fraction: float = 0.5,
         class_weights: Sequence[float] | None = None,
         edge_margin: float = 0.125,
+        decoys: Sequence[np.ndarray] | None = None,
+        hard_negative_fraction: float = 0.0,
     ) -> None:
         if not shapes:
             raise ConfigError("No runs to sample crops from; give at least one training run.")
@@ -77,6 +90,13 @@ class CropSampler:
             raise ConfigError(f"positive_fraction must be in [0, 1]; got {positive_fraction}.")
         if not 0.0 <= edge_margin < 0.5:
             raise ConfigError(f"edge_margin must be in [0, 0.5); got {edge_margin}.")
+        if not 0.0 <= hard_negative_fraction <= 1.0 - positive_fraction + 1e-12:
+            raise ConfigError(
+                f"hard_negative_fraction must be in [0, 1 - positive_fraction] = [0, {1 - positive_fraction:g}] "
+                f"(the rest are uniform crops); got {hard_negative_fraction}."
+            )
+        if decoys is not None and len(decoys) != len(shapes):
+            raise ConfigError(f"decoys must hold one array per run ({len(shapes)}); got {len(decoys)}.")
         self.crop_size = np.array([int(s) for s in crop_size])
         if self.crop_size.shape != (3,) or np.any(self.crop_size < 1):
             raise ConfigError(f"crop_size must be three positive integers (D, H, W); got {tuple(crop_size)}.")
@@ -101,29 +121,43 @@ class CropSampler:
         self.class_probs = weights[self.classes] / weights[self.classes].sum() if len(self.classes) else np.ones(0)
         voxels = self.shapes.prod(axis=1).astype(np.float64)
         self.run_probs = voxels / voxels.sum()
+        # Every decoy as (run index, z, y, x); none unless both decoys and a positive fraction are given.
+        self.hard_negative_fraction = float(hard_negative_fraction) if decoys is not None else 0.0
+        decoy_list = [np.asarray(d, dtype=np.float64).reshape(-1, 3) for d in (decoys or [])]
+        self._decoy_runs = np.concatenate([np.full(len(d), k) for k, d in enumerate(decoy_list)] or [[]]).astype(int)
+        self._decoys = np.concatenate(decoy_list or [np.zeros((0, 3))])
+        if self.hard_negative_fraction == 0.0:
+            self._decoy_runs, self._decoys = self._decoy_runs[:0], self._decoys[:0]
 
     def sample(self, rng: np.random.Generator) -> CropSpec:
         """Draw one crop; all randomness comes from ``rng``."""
-        positive = len(self.classes) > 0 and rng.random() < self.positive_fraction
-        if positive:
-            label = int(rng.choice(self.classes, p=self.class_probs))
-            run_ids, pts = self._by_class[label]
+        has_pos, has_neg = len(self.classes) > 0, len(self._decoys) > 0
+        u = rng.random() if has_pos or has_neg else 1.0
+        pos_share = self.positive_fraction if has_pos else 0.0
+        positive = u < pos_share
+        hard = not positive and has_neg and u < pos_share + self.hard_negative_fraction
+        label = -1
+        if positive or hard:
+            if positive:
+                label = int(rng.choice(self.classes, p=self.class_probs))
+                run_ids, pts = self._by_class[label]
+            else:
+                run_ids, pts = self._decoy_runs, self._decoys
             k = int(rng.integers(len(pts)))
             run = int(run_ids[k])
             shape = self.shapes[run]
             centre = np.clip(np.rint(pts[k]).astype(int), 0, shape - 1)
-            # The particle lands at crop voxel `where`, at least `margin` voxels from every face.
+            # The particle (or decoy) lands at crop voxel `where`, at least `margin` voxels from every face.
             where = rng.integers(self.margin, self.crop_size - self.margin)
             start = centre - where
         else:
-            label = -1
             run = int(rng.choice(len(self.shapes), p=self.run_probs))
             shape = self.shapes[run]
             start = rng.integers(0, np.maximum(shape - self.crop_size, 0) + 1)
-        return CropSpec(run, _clamp_start(start, shape, self.crop_size), bool(positive), label)
+        return CropSpec(run, clamp_start(start, shape, self.crop_size), bool(positive), label, bool(hard))
 
 
-def _clamp_start(start: np.ndarray, shape: np.ndarray, size: np.ndarray) -> tuple[int, int, int]:
+def clamp_start(start: np.ndarray, shape: np.ndarray, size: np.ndarray) -> tuple[int, int, int]:
     """Clamp a crop start so the crop lies inside the volume; centre it where the volume is too small."""
     fits = shape >= size
     clamped = np.where(fits, np.clip(start, 0, np.maximum(shape - size, 0)), -((size - shape) // 2))

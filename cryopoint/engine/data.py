@@ -96,6 +96,8 @@ def load_data(cfg: Config, info: DistInfo, *, target_kind: str = "heatmap", outp
         target_kind=target_kind,
         target_options=cfg.data.target_options,
         positive_fraction=cfg.data.positive_fraction,
+        hard_negative_fraction=cfg.data.hard_negative_fraction,
+        hard_negatives_per_run=cfg.data.hard_negatives_per_run,
         samples_per_epoch=cfg.data.samples_per_epoch,
         augment=cfg.data.augment.enabled,
         augment_kwargs={k: v for k, v in asdict(cfg.data.augment).items() if k != "enabled"},
