@@ -463,9 +463,11 @@ def save_predictions(rows: list[dict], folder: Path) -> list[Path]:
 
 
 def row_label(r: dict) -> str:
-    """``"heatmap25d, 500 steps"``, ``"blob (LoG)"``, ``"heatmap25d, 500 steps, bandpass"``."""
+    """``"heatmap25d, 500 steps"``, ``"blob (LoG)"``, ``"heatmap25d, 500 steps, bandpass"``,
+    ``"heatmap25d, 500 steps, hard negatives"`` (a recipe variant)."""
     parts = [r["method"], *([f"{r['steps']} steps"] if r["steps"] else [])]
-    return ", ".join([*parts, *([r["preprocess"]] if r["preprocess"] != "none" else [])])
+    parts += [r["preprocess"]] if r["preprocess"] != "none" else []
+    return ", ".join([*parts, *([r["variant"]] if r.get("variant", "none") != "none" else [])])
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -495,6 +497,17 @@ def main(argv: list[str] | None = None) -> Path:
         help="preprocessings compared on the first source at --preprocess-steps (none given: skip)",
     )
     parser.add_argument("--preprocess-steps", type=int, help="their budget (default: the curve's middle one)")
+    parser.add_argument(
+        "--variant",
+        nargs="+",
+        action="append",
+        default=[],
+        metavar=("NAME", "OVERRIDE"),
+        help="a heatmap25d recipe variant: a name, then config overrides (e.g. --variant 'hard negatives' "
+        "data.hard_negative_fraction=0.15); trained on every source at --variant-steps beside the plain recipe "
+        "at the same steps, same folds and seed (repeatable)",
+    )
+    parser.add_argument("--variant-steps", type=int, help="the variants' budget (default: the curve's middle one)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "compare")
     parser.add_argument("--work", type=Path, help="run folders (default runs/compare-<budget>); reused when rerun")
     parser.add_argument("--cache-dir", help="synthetic dataset cache (default: cryopoint's cache)")
@@ -516,6 +529,12 @@ def main(argv: list[str] | None = None) -> Path:
     if b.folds < 2:
         parser.error(f"--folds must be at least 2 (cross-fold thresholds need another fold); got {b.folds}.")
     pre_steps = args.preprocess_steps or b.curve[len(b.curve) // 2]
+    var_steps = args.variant_steps or b.curve[len(b.curve) // 2]
+    variants = {}
+    for name, *overrides in args.variant:
+        if not overrides or not all("=" in o for o in overrides):
+            parser.error(f"--variant {name!r} needs at least one KEY=VALUE override after its name.")
+        variants[name] = overrides
     work = (args.work or REPO / "runs" / f"compare-{args.budget}").absolute()
     device = "cuda" if args.budget == "gpu" and torch.cuda.is_available() else "cpu"
     global REPORT_ONLY
@@ -541,6 +560,8 @@ def main(argv: list[str] | None = None) -> Path:
         "budget": dataclasses.asdict(b),
         "preprocess_steps": pre_steps,
         "preprocessings": {p: PREPROCESSINGS[p][0] for p in args.preprocess},
+        "variant_steps": var_steps,
+        "variants": variants,
         "sources": {
             s: {
                 "description": source_description(s),
@@ -568,10 +589,8 @@ def main(argv: list[str] | None = None) -> Path:
         if raw is None:
             return
         d = data[src]
-        rows.append(
-            {"source": src, "method": method, "steps": steps, "preprocess": preprocess, **raw, **more}
-            | evaluate(raw["preds"], d["truth"], d["folds"])
-        )
+        row = {"source": src, "method": method, "steps": steps, "preprocess": preprocess, "variant": "none"}
+        rows.append(row | raw | more | evaluate(raw["preds"], d["truth"], d["folds"]))
 
     def report() -> Path:
         meta["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
@@ -601,6 +620,23 @@ def main(argv: list[str] | None = None) -> Path:
         raw = arm("heatmap25d", b, root, d["folds"], work / first / f"heatmap25d-{prep}" / f"s{pre_steps}", pre_steps)
         add(first, "heatmap25d", pre_steps, raw, prep, prep_s_per_tomo=prep_s)
         report()
+
+    if variants:
+        for src, d in data.items():
+            have = {(r["source"], r["method"], r["steps"], r["preprocess"], r["variant"]) for r in rows}
+            if (src, "heatmap25d", var_steps, "none", "none") not in have:  # the plain recipe beside them
+                add(
+                    src,
+                    "heatmap25d",
+                    var_steps,
+                    arm("heatmap25d", b, d["root"], d["folds"], work / src / "heatmap25d" / f"s{var_steps}", var_steps),
+                )
+            for name, overrides in variants.items():
+                slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+                out_dir = work / src / f"heatmap25d-variant-{slug}" / f"s{var_steps}"
+                raw = arm("heatmap25d", b, d["root"], d["folds"], out_dir, var_steps, overrides)
+                add(src, "heatmap25d", var_steps, raw, variant=name)
+            report()
 
     if not args.no_transfer:
         try:

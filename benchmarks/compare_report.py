@@ -1,7 +1,7 @@
 """The report of ``benchmarks/compare.py``: learning-curve tables, the plain-words verdict, the figure, JSON.
 
-A *row* is one (source, method, steps, preprocessing) result: ``score`` (weighted F-beta at thresholds tuned
-on all pooled out-of-fold predictions), ``score_crossfold`` (each fold at thresholds tuned on the other
+A *row* is one (source, method, steps, preprocessing, recipe variant) result: ``score`` (weighted F-beta at
+thresholds tuned on all pooled out-of-fold predictions), ``score_crossfold`` (each fold at thresholds tuned on the other
 folds), ``per_class`` (precision, recall, fbeta, tp, fp, fn at the tuned thresholds, and the ``_crossfold``
 precision, recall and fbeta), ``train_s`` (all folds), ``train_s_per_model``, ``infer_s_per_tomo``,
 ``peak_mib``, ``params`` and ``miss_causes`` (per class: true, missed and the count of each cause of
@@ -28,8 +28,29 @@ STYLE = {"heatmap25d": ("tab:blue", "o"), "unet3d": ("tab:orange", "s"), FINETUN
 
 
 def _curve_rows(rows: list[dict], source: str, method: str) -> list[dict]:
-    out = [r for r in rows if r["source"] == source and r["method"] == method and r["preprocess"] == "none"]
+    out = [
+        r
+        for r in rows
+        if r["source"] == source and r["method"] == method and r["preprocess"] == "none" and _variant(r) == "none"
+    ]
     return sorted(out, key=lambda r: r["steps"] or 0)
+
+
+def _variant(r: dict) -> str:
+    """A row's recipe variant (``--variant``), ``"none"`` for the plain recipe (and rows from before variants)."""
+    return r.get("variant", "none")
+
+
+def _variant_pairs(rows: list[dict], meta: dict) -> list[tuple[dict, dict]]:
+    """``(plain, variant)`` row pairs at the variants' steps, per source, in run order."""
+    steps = meta.get("variant_steps")
+    pairs = []
+    for src in _sources(rows):
+        plain = next((r for r in _curve_rows(rows, src, "heatmap25d") if r["steps"] == steps), None)
+        if plain is None:
+            continue
+        pairs += [(plain, r) for r in rows if r["source"] == src and _variant(r) != "none"]
+    return pairs
 
 
 def _blob(rows: list[dict], source: str, preprocess: str = "none") -> dict | None:
@@ -104,6 +125,16 @@ def verdict(rows: list[dict], meta: dict) -> list[str]:
                 f"- {src}, fine-tuned minus from scratch (cross-fold): "
                 + ", ".join(f"{s} steps {d:+.3f}" for s, d in both)
                 + " (the fine-tuned network had the pretraining on top; see Transfer)."
+            )
+        for plain, var in _variant_pairs(rows, meta):
+            if var["source"] != src:
+                continue
+            d = var["score_crossfold"] - plain["score_crossfold"]
+            lines.append(
+                f"- {src}, heatmap25d with **{_variant(var)}** vs the plain recipe at {var['steps']} steps "
+                f"(cross-fold): "
+                f"{var['score_crossfold']:.3f} vs {plain['score_crossfold']:.3f} ({d:+.3f}; tuned OOF "
+                f"{var['score']:.3f} vs {plain['score']:.3f}, {var['score'] - plain['score']:+.3f})."
             )
     return lines
 
@@ -187,6 +218,38 @@ def _preprocess_lines(rows: list[dict], meta: dict) -> list[str]:
         extra = f" ({r['prep_s_per_tomo']:.1f} s/tomo)" if "prep_s_per_tomo" in r else ""
         lines.append(_row(r, f"{r['method']} | {r['preprocess']}{extra}"))
     return [*lines, ""]
+
+
+def _variant_lines(rows: list[dict], meta: dict) -> list[str]:
+    """Recipe variants beside the plain recipe at the same steps, per source: scores, P / R, misses."""
+    pairs = _variant_pairs(rows, meta)
+    if not pairs:
+        return []
+    lines = [
+        f"## Recipe variants (heatmap25d at {meta['variant_steps']} steps, same data, folds, seed and budget)",
+        "",
+        *[f"- **{k}**: `{' '.join(v)}`" for k, v in meta.get("variants", {}).items()],
+        "",
+    ]
+    for src in _sources(rows):
+        mine = [(p, v) for p, v in pairs if p["source"] == src]
+        if not mine:
+            continue
+        counts = meta["sources"][src]["truth_counts"]
+        plain = mine[0][0]
+        lines += [f"### {src}", "", *_head(counts, "recipe | steps"), _row(plain, f"plain | {plain['steps']}")]
+        lines += [_row(v, f"{_variant(v)} | {v['steps']}") for _, v in mine]
+        lines += ["", "Cross-fold precision / recall per scored class, and missed of true (no peak near):", ""]
+        lines += ["| recipe | " + " | ".join(SCORED) + " |", "|" + "---|" * (len(SCORED) + 1)]
+        for r in [mine[0][0], *[v for _, v in mine]]:
+            cells = []
+            for n in SCORED:
+                c, m = r["per_class"][n], r.get("miss_causes", {}).get(n)
+                miss = f", {m['missed']}/{m['true']} ({m['no peak']})" if m else ""
+                cells.append(f"{c['precision_crossfold']:.2f} / {c['recall_crossfold']:.2f}{miss}")
+            lines.append(f"| {_variant(r) if _variant(r) != 'none' else 'plain'} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
 
 
 def _miss_lines(rows: list[dict]) -> list[str]:
@@ -285,6 +348,7 @@ def write_report(rows: list[dict], meta: dict, out: Path) -> Path:
         lines.append("")
     lines += _transfer_lines(rows, meta)
     lines += _preprocess_lines(rows, meta)
+    lines += _variant_lines(rows, meta)
     lines += ["## Per-class precision / recall / F-beta (cross-fold thresholds, each method's largest budget)", ""]
     lines += ["| source | method | " + " | ".join(PARTICLE_NAMES) + " |", "|" + "---|" * (len(PARTICLE_NAMES) + 2)]
     for src in _sources(rows):
@@ -328,13 +392,19 @@ def write_figure(rows: list[dict], meta: dict, path: Path) -> Path:
                 ax.annotate(
                     str(r["steps"]), (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=8, color=colour
                 )
+        variants = [r for r in rows if r["source"] == src and _variant(r) != "none"]
+        for k, r in enumerate(variants):
+            label = f"{r['method']} + {_variant(r)} ({r['steps']} steps)"
+            x, y = r["train_s_per_model"] / 60, r["score_crossfold"]
+            ax.plot([x], [y], linestyle="none", marker="*", markersize=13, color=f"C{3 + k}", label=label)
         blob = _blob(rows, src)
         if blob:
             ax.axhline(blob["score_crossfold"], color="0.4", linestyle="--", label=f"{BLOB} (no training)")
         ax.set_title(f"{src}: {sum(meta['sources'][src]['truth_counts'][n] for n in SCORED)} scored particles")
         ax.set_xlabel("training minutes per model (labels: steps)")
         ax.set_ylim(0, top)
-        ax.set_xlim(left=0)
+        xs = [r["train_s_per_model"] / 60 for r in rows if r["source"] == src and r["method"] != BLOB]
+        ax.set_xlim(0, max([1e-3, *xs]) * 1.12)  # room for the markers at the right edge
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="best")
     axes[0][0].set_ylabel("weighted F-beta, cross-fold thresholds")

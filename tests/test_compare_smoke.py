@@ -259,3 +259,41 @@ def test_smoke_curves_resume_preprocessing_and_transfer(compare, tmp_path):
             pd.concat(kept).sort_values(["experiment", "particle_type", "x"]).reset_index(drop=True),
             check_dtype=False,
         )
+
+
+def test_variant_rows_are_reported_beside_the_plain_recipe(compare, tmp_path):
+    """A recipe variant (--variant) gets its own section and verdict line against the plain recipe at the same
+    steps, and stays out of the learning curves."""
+    from benchmarks.compare_report import verdict, write_report
+
+    rows = [_row("B", "blob (LoG)", None, 0.1), _row("B", "heatmap25d", 100, 0.3), _row("B", "heatmap25d", 200, 0.4)]
+    rows.append(_row("B", "heatmap25d", 100, 0.45) | {"variant": "hard negatives"})
+    meta = _meta(compare) | {"variant_steps": 100, "variants": {"hard negatives": ["data.hard_negative_fraction=0.2"]}}
+    lines = verdict(rows, meta)
+    assert any("with **hard negatives** vs the plain recipe at 100 steps" in x and "0.450 vs 0.300 (+0.150" in x
+               for x in lines)  # fmt: skip
+    text = write_report(rows, meta, tmp_path / "compare").read_text()
+    assert "## Recipe variants (heatmap25d at 100 steps" in text and "`data.hard_negative_fraction=0.2`" in text
+    assert "| plain | 100 | **0.300** |" in text and "| hard negatives | 100 | **0.450** |" in text
+    assert "| hard negatives | " + " | ".join(["0.40 / 0.40, 6/10 (3)"] * len(SCORED)) + " |" in text
+    curve = text.split("## Learning curves: B")[1].split("##")[0]
+    assert "**0.450**" not in curve and "**0.300**" in curve  # the variant is no point of the plain curve
+    assert compare.row_label(rows[-1]) == "heatmap25d, 100 steps, hard negatives"
+    from benchmarks.compare_report import write_figure
+
+    png = write_figure(rows, meta, tmp_path / "curves.png")  # the variant is drawn as its own marker
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_only_lists_an_untrained_variant(compare, tmp_path):
+    out, work = tmp_path / "compare", tmp_path / "work"
+    compare.main(
+        ["--budget", "smoke", "--sources", "B", "--curve", "1", "--report-only", "--preprocess", "--no-transfer"]
+        + ["--variant", "hard negatives", "data.hard_negative_fraction=0.2"]
+        + ["--out", str(out), "--work", str(work), "--cache-dir", str(tmp_path / "cache")]
+    )
+    payload = json.loads(out.with_suffix(".json").read_text())
+    assert payload["variants"] == {"hard negatives": ["data.hard_negative_fraction=0.2"]}
+    assert any(m.startswith("B/heatmap25d-variant-hard-negatives/s1 (no finished fold0)") for m in payload["missing"])
+    with pytest.raises(SystemExit):
+        compare.main(["--budget", "smoke", "--variant", "no overrides"])
