@@ -116,3 +116,26 @@ def run_in_child(target, *args):
     result = out.get()
     proc.join()
     return result
+
+
+def add_variant_option(parser, what: str) -> None:
+    """``--variant NAME OVERRIDE...`` (repeatable): a recipe variant, a name then config overrides."""
+    parser.add_argument(
+        "--variant",
+        nargs="+",
+        action="append",
+        default=[],
+        metavar=("NAME", "OVERRIDE"),
+        help=f"a recipe variant: a name, then config overrides (e.g. --variant 'hard negatives' "
+        f"data.hard_negative_fraction=0.15); {what} (repeatable)",
+    )
+
+
+def parse_variants(parser, given: list[list[str]], reserved: tuple[str, ...] = ()) -> dict[str, list[str]]:
+    """``{name: overrides}`` from ``--variant`` values; a parser error for a reserved name or no KEY=VALUE."""
+    variants = {}
+    for name, *overrides in given:
+        if name in reserved or not overrides or not all("=" in o for o in overrides):
+            parser.error(f"--variant {name!r} needs a name (not {', '.join(reserved) or '-'}) and KEY=VALUE overrides.")
+        variants[name] = overrides
+    return variants

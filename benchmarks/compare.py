@@ -45,7 +45,7 @@ import pandas as pd
 import torch
 from rich.console import Console
 
-from benchmarks.bench_common import PeakRSS, machine
+from benchmarks.bench_common import PeakRSS, add_variant_option, machine, parse_variants
 from benchmarks.compare_report import verdict, write_figure, write_report
 from cryopoint.particles import PARTICLE_NAMES, PARTICLES
 
@@ -497,15 +497,10 @@ def main(argv: list[str] | None = None) -> Path:
         help="preprocessings compared on the first source at --preprocess-steps (none given: skip)",
     )
     parser.add_argument("--preprocess-steps", type=int, help="their budget (default: the curve's middle one)")
-    parser.add_argument(
-        "--variant",
-        nargs="+",
-        action="append",
-        default=[],
-        metavar=("NAME", "OVERRIDE"),
-        help="a heatmap25d recipe variant: a name, then config overrides (e.g. --variant 'hard negatives' "
-        "data.hard_negative_fraction=0.15); trained on every source at --variant-steps beside the plain recipe "
-        "at the same steps, same folds and seed (repeatable)",
+    add_variant_option(
+        parser,
+        "heatmap25d trained with it on every source at --variant-steps beside the plain recipe "
+        "at the same steps, same folds and seed",
     )
     parser.add_argument("--variant-steps", type=int, help="the variants' budget (default: the curve's middle one)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "compare")
@@ -530,11 +525,7 @@ def main(argv: list[str] | None = None) -> Path:
         parser.error(f"--folds must be at least 2 (cross-fold thresholds need another fold); got {b.folds}.")
     pre_steps = args.preprocess_steps or b.curve[len(b.curve) // 2]
     var_steps = args.variant_steps or b.curve[len(b.curve) // 2]
-    variants = {}
-    for name, *overrides in args.variant:
-        if not overrides or not all("=" in o for o in overrides):
-            parser.error(f"--variant {name!r} needs at least one KEY=VALUE override after its name.")
-        variants[name] = overrides
+    variants = parse_variants(parser, args.variant)
     work = (args.work or REPO / "runs" / f"compare-{args.budget}").absolute()
     device = "cuda" if args.budget == "gpu" and torch.cuda.is_available() else "cpu"
     global REPORT_ONLY
