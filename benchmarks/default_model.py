@@ -33,8 +33,9 @@ SCORED = [n for n in PARTICLE_NAMES if get_particle(n).weight > 0]
 console = Console()
 
 
-def _full_size(queue) -> None:
-    """Child process: one full-size `realistic` tomogram through detect; seconds and peak RSS (GB)."""
+def _full_size(checkpoint: str, queue) -> None:
+    """Child process: one full-size `realistic` tomogram through detect with ``checkpoint``; seconds and peak
+    RSS (GB)."""
     import cryopoint
     from cryopoint.metric import score
     from cryopoint.synth import get_preset, simulate_run
@@ -43,7 +44,7 @@ def _full_size(queue) -> None:
     vol, truth = simulate_run((184, 630, 630), params, np.random.default_rng(0))
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()
-    picks = cryopoint.detect(vol, voxel_size=params.voxel_size, device="cpu")
+    picks = cryopoint.detect(vol, checkpoint, voxel_size=params.voxel_size, device="cpu")
     seconds = time.perf_counter() - start
     result = score(truth.assign(experiment="full"), picks.assign(experiment="full"))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> Path:
     full = None
     if not args.no_full:
         console.rule("full-size tomogram")
-        full = run_in_child(_full_size)
+        full = run_in_child(_full_size, str(ckpt))  # the --model checkpoint, not whatever is shipped
     meta = {
         "command": "python -m benchmarks.default_model " + " ".join(argv or []),
         "checkpoint": str(ckpt),
