@@ -257,7 +257,7 @@ class DataConfig:
 
     ``hard_negative_fraction``: the share of crops centred on *decoys*, particle-sized dark blobs away from
     every labelled particle, mined from each training tomogram with the LoG blob detector (at most
-    ``hard_negatives_per_run`` per run; :mod:`cryopoint.data.hard_negatives`); the rest after
+    ``hard_negatives_per_run`` per run; :mod:`cryopoint.engine.hard_negatives`); the rest after
     ``positive_fraction`` stay uniform. 0 = off.
     """
 

@@ -271,7 +271,9 @@ def test_augment_config_accepts_the_new_keys_and_rejects_unknown_ones():
         config_from_dict({"data": {"augment": {"gamma": -0.1}}})
     with pytest.raises(ConfigError, match=r"data\.augment\.sharpen.*float"):
         config_from_dict({"data": {"augment": {"sharpen": "strong"}}})
-    # the engine passes every field but ``enabled`` to random_augment as keywords: they must all be accepted
-    kwargs = {k: v for k, v in dataclasses.asdict(cfg.data.augment).items() if k != "enabled"}
+    # the engine passes every field but ``enabled`` to the crop dataset, which resamples for ``zoom`` itself
+    # (tests/test_zoom.py) and hands the rest to random_augment as keywords: they must all be accepted
+    kwargs = {k: v for k, v in dataclasses.asdict(cfg.data.augment).items() if k not in ("enabled", "zoom")}
+    assert "zoom" in dataclasses.asdict(cfg.data.augment)
     vol, _ = random_augment(np.zeros((4, 8, 8), np.float32), np.zeros((0, 3)), np.random.default_rng(0), **kwargs)
     assert vol.shape == (4, 8, 8)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from cryopoint.config import load_config
-from cryopoint.data.hard_negatives import mine_decoys
 from cryopoint.data.sampling import CropSampler
+from cryopoint.engine.hard_negatives import mine_decoys
 from cryopoint.errors import ConfigError
 from cryopoint.particles import get_particle
 
@@ -116,9 +116,10 @@ def test_dataset_mines_decoys_and_serves_dark_crops_on_them():
     xyz = {"x": labelled[:, 2] * 10, "y": labelled[:, 1] * 10, "z": labelled[:, 0] * 10}
     picks = pd.DataFrame({"particle_type": ["ribosome"] * 2, **xyz})
     run = RunData("r", vol, VS, picks)
+    decoys = [mine_decoys(vol, VS, run.points_zyx, run.labels, count=3)]
     ds = CropDataset(
         [run], crop_size=(16, 32, 32), output_stride=2, positive_fraction=0.3, hard_negative_fraction=0.5,
-        hard_negatives_per_run=3, samples_per_epoch=64, augment=False,
+        decoys=decoys, samples_per_epoch=64, augment=False,
     )  # fmt: skip
     assert len(ds.decoys) == 1 and ds.decoys[0].shape == (3, 3)
     hard = [ds[i] for i in range(64) if ds[i]["hard_negative"]]
@@ -127,6 +128,8 @@ def test_dataset_mines_decoys_and_serves_dark_crops_on_them():
     assert all(float(item["image"].min()) < -1.3 for item in hard)
     off = CropDataset([run], crop_size=(16, 32, 32), output_stride=2, samples_per_epoch=8)
     assert off.decoys is None and not any(off[i]["hard_negative"] for i in range(8))
+    with pytest.raises(ConfigError, match="needs decoys"):
+        CropDataset([run], crop_size=(16, 32, 32), hard_negative_fraction=0.2)
 
 
 def test_engine_wires_the_config_into_the_crop_dataset(tmp_path):

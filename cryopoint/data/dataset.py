@@ -19,10 +19,9 @@ import torch
 from rich.progress import track
 
 from cryopoint import io as cpio
-from cryopoint.config import TARGET_KINDS, DataConfig, HeatmapTargetOptions, TargetOptions
+from cryopoint.config import TARGET_KINDS, AugmentConfig, DataConfig, HeatmapTargetOptions, TargetOptions
 from cryopoint.coords import ANGSTROM_COLUMNS, angstrom_to_voxel, as_voxel_size
 from cryopoint.data.cache import load_volume
-from cryopoint.data.hard_negatives import mine_decoys
 from cryopoint.data.sampling import CropSampler, clamp_start, extract_crop, points_near_crop
 from cryopoint.data.sphere_targets import draw_sphere_labels
 from cryopoint.data.targets import draw_heatmaps
@@ -164,10 +163,9 @@ class CropDataset(torch.utils.data.Dataset):
             (:class:`~cryopoint.config.HeatmapTargetOptions` or :class:`~cryopoint.config.SegmentationTargetOptions`;
             ``None``: its defaults).
         positive_fraction: Probability that a crop is centred near a particle.
-        hard_negative_fraction: Probability that a crop is centred on a *decoy*: a particle-sized dark blob
-            away from every labelled particle, mined once per run with
-            :func:`cryopoint.data.hard_negatives.mine_decoys` (0 = no mining, the default).
-        hard_negatives_per_run: Most decoys mined per run.
+        hard_negative_fraction: Probability that a crop is centred on one of ``decoys`` (0 = none, the default).
+        decoys: Per run, ``(K, 3)`` voxel centres ``(z, y, x)`` of particle-like non-particles, e.g. from
+            :func:`cryopoint.engine.hard_negatives.mine_decoys`; required when ``hard_negative_fraction > 0``.
         samples_per_epoch: Dataset length.
         augment: Apply :func:`cryopoint.data.transforms.random_augment` (flips, xy quarter turns and
             transposes, intensity scale/shift/noise).
@@ -197,7 +195,7 @@ class CropDataset(torch.utils.data.Dataset):
         target_options: TargetOptions | None = None,
         positive_fraction: float = DataConfig.positive_fraction,
         hard_negative_fraction: float = DataConfig.hard_negative_fraction,
-        hard_negatives_per_run: int = DataConfig.hard_negatives_per_run,
+        decoys: Sequence[np.ndarray] | None = None,
         samples_per_epoch: int = DataConfig.samples_per_epoch,
         augment: bool = True,
         augment_kwargs: dict | None = None,
@@ -235,7 +233,7 @@ class CropDataset(torch.utils.data.Dataset):
         self.augment_kwargs = {"rot90": square, "transpose": square, **(augment_kwargs or {})}
         # Zoom: the crop is cut from a region 1 / factor its size around the same centre and resampled to
         # the crop size, so particles look `factor` times larger (labels and target widths unchanged).
-        self.zoom = float(self.augment_kwargs.pop("zoom", 0.0)) if self.augment else 0.0
+        self.zoom = float(self.augment_kwargs.pop("zoom", AugmentConfig.zoom)) if self.augment else 0.0
         if not 0.0 <= self.zoom <= 1.0:
             raise ConfigError(f"zoom must be in [0, 1]; got {self.zoom}.")
         if self.augment and (self.augment_kwargs["rot90"] or self.augment_kwargs["transpose"]):
@@ -249,12 +247,12 @@ class CropDataset(torch.utils.data.Dataset):
         self.seed = int(seed)
         self.pad_value = float(pad_value)
         self.epoch = 0
-        self.decoys = None
-        if hard_negative_fraction > 0:
-            self.decoys = [
-                mine_decoys(r.volume, r.voxel_size, r.points_zyx, r.labels, count=hard_negatives_per_run)
-                for r in track(self.runs, description="Mining hard negatives (LoG blobs)", transient=True)
-            ]
+        if hard_negative_fraction > 0 and decoys is None:
+            raise ConfigError(
+                "hard_negative_fraction > 0 needs decoys (one (K, 3) array per run), e.g. from "
+                "cryopoint.engine.hard_negatives.mine_decoys; the training engine mines them itself."
+            )
+        self.decoys = None if decoys is None else [np.asarray(d, dtype=np.float64).reshape(-1, 3) for d in decoys]
         self.sampler = CropSampler(
             [r.shape for r in self.runs],
             [r.points_zyx for r in self.runs],

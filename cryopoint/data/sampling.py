@@ -8,7 +8,7 @@ Sampling rule (one draw per crop, all from the caller's ``numpy.random.Generator
    b. choose one particle of that class uniformly, pooled over all runs;
    c. place it at a uniform random voxel of the crop, at least ``edge_margin x crop size`` from its faces.
 2. Else, with probability ``hard_negative_fraction`` (when decoys were given,
-   :mod:`cryopoint.data.hard_negatives`), the crop is a *hard negative*: one decoy chosen uniformly, pooled
+   :mod:`cryopoint.engine.hard_negatives`), the crop is a *hard negative*: one decoy chosen uniformly, pooled
    over all runs, placed like a positive particle.
 3. Otherwise the crop is *uniform*: a run with probability proportional to its voxel count, then a start
    uniform over all positions where the crop fits inside the volume.
@@ -66,7 +66,7 @@ class CropSampler:
         edge_margin: Fraction of the crop size kept free between a positive crop's particle (or a hard
             negative's decoy) and its faces (before clamping), in ``[0, 0.5)``.
         decoys: Optional, per run, ``(K, 3)`` decoy centres in voxels ``(z, y, x)``
-            (:func:`cryopoint.data.hard_negatives.mine_decoys`).
+            (:func:`cryopoint.engine.hard_negatives.mine_decoys`).
         hard_negative_fraction: Probability that a crop is centred on a decoy; ``positive_fraction +
             hard_negative_fraction <= 1``. Ignored (no draws) when there are no decoys.
     """

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from cryopoint.config import Config
@@ -97,13 +98,27 @@ def load_data(cfg: Config, info: DistInfo, *, target_kind: str = "heatmap", outp
         target_options=cfg.data.target_options,
         positive_fraction=cfg.data.positive_fraction,
         hard_negative_fraction=cfg.data.hard_negative_fraction,
-        hard_negatives_per_run=cfg.data.hard_negatives_per_run,
+        decoys=mine_all_decoys(train_runs, cfg.data.hard_negatives_per_run)
+        if cfg.data.hard_negative_fraction
+        else None,
         samples_per_epoch=cfg.data.samples_per_epoch,
         augment=cfg.data.augment.enabled,
         augment_kwargs={k: v for k, v in asdict(cfg.data.augment).items() if k != "enabled"},
         seed=cfg.train.seed,
     )
     return TrainData(Path(root), train_runs, val_runs, dataset)
+
+
+def mine_all_decoys(runs: list[RunData], count: int) -> list[np.ndarray]:
+    """Hard-negative decoys of every training run (:func:`cryopoint.engine.hard_negatives.mine_decoys`)."""
+    from rich.progress import track
+
+    from cryopoint.engine.hard_negatives import mine_decoys
+
+    return [
+        mine_decoys(r.volume, r.voxel_size, r.points_zyx, r.labels, count=count)
+        for r in track(runs, description="Mining hard negatives (LoG blobs)", transient=True)
+    ]
 
 
 def steps_per_epoch(cfg: Config, info: DistInfo) -> int:

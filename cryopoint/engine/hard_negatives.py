@@ -13,7 +13,8 @@ labelled particle are dropped, the rest are *decoys*. Nothing here uses the simu
 where it put beads or clutter, so the same mining runs on real tomograms with copick labels. Training
 then centres a share of its crops on decoys (``data.hard_negative_fraction``,
 :class:`cryopoint.data.sampling.CropSampler`); their targets are drawn as for any crop, so a labelled
-particle beside a decoy still gets its Gaussian.
+particle beside a decoy still gets its Gaussian. Mining lives with the engine, which builds the training data
+(:func:`cryopoint.engine.data.load_data`): the data layer stays below the detectors and takes decoys as given.
 
 A decoy may be an unlabelled true particle (incomplete labels); crops on it teach what uniform background
 crops containing it already teach, only more often. Keep the fraction modest on sparsely labelled data.
