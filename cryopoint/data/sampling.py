@@ -121,13 +121,11 @@ class CropSampler:
         self.class_probs = weights[self.classes] / weights[self.classes].sum() if len(self.classes) else np.ones(0)
         voxels = self.shapes.prod(axis=1).astype(np.float64)
         self.run_probs = voxels / voxels.sum()
-        # Every decoy as (run index, z, y, x); none unless both decoys and a positive fraction are given.
+        # Every decoy as (run index, z, y, x); none kept (so no draws) unless decoys and a fraction > 0 are given.
         self.hard_negative_fraction = float(hard_negative_fraction) if decoys is not None else 0.0
-        decoy_list = [np.asarray(d, dtype=np.float64).reshape(-1, 3) for d in (decoys or [])]
-        self._decoy_runs = np.concatenate([np.full(len(d), k) for k, d in enumerate(decoy_list)] or [[]]).astype(int)
-        self._decoys = np.concatenate(decoy_list or [np.zeros((0, 3))])
-        if self.hard_negative_fraction == 0.0:
-            self._decoy_runs, self._decoys = self._decoy_runs[:0], self._decoys[:0]
+        used = [np.asarray(d, dtype=np.float64).reshape(-1, 3) for d in decoys] if self.hard_negative_fraction else []
+        self._decoy_runs = np.concatenate([np.zeros(0, int), *[np.full(len(d), k) for k, d in enumerate(used)]])
+        self._decoys = np.concatenate([np.zeros((0, 3)), *used])
 
     def sample(self, rng: np.random.Generator) -> CropSpec:
         """Draw one crop; all randomness comes from ``rng``."""
