@@ -68,6 +68,12 @@ class SynthParams:
         gold_radius: (min, max) gold bead radius.
         gold_density: gold bead density in protein-contrast units.
         min_gap: minimum surface-to-surface distance between objects.
+        particle_scale: (min, max) per-particle size factor of labelled particles, log-uniform (1, 1 = the
+            catalogue size): complexes look larger or smaller in other maps, simulators and reconstructions.
+        particle_aspect: per-axis stretch of labelled particles: each axis of the particle's own frame is
+            scaled by ``exp(U(-a, a))`` on top of ``particle_scale`` (0 = the model's own proportions).
+        particle_density: (min, max) per-object density factor, log-uniform, for labelled particles **and**
+            clutter alike (so darkness never names a class): RNA-rich or heavily stained complexes are darker.
 
     Imaging (see :mod:`cryopoint.synth.imaging` for the model):
         tilt_max: half tilt range in degrees; ±``tilt_max`` about y leaves a missing wedge around kz.
@@ -124,6 +130,9 @@ class SynthParams:
     gold_radius: tuple[float, float] = (45.0, 70.0)
     gold_density: float = 8.0
     min_gap: float = 5.0
+    particle_scale: tuple[float, float] = (1.0, 1.0)
+    particle_aspect: float = 0.0
+    particle_density: tuple[float, float] = (1.0, 1.0)
     tilt_max: float = 60.0
     tilt_step: float = 3.0
     voltage_kv: float = 300.0
@@ -161,6 +170,12 @@ class SynthParams:
             raise ConfigError(f"tilt_max must be in (0, 90] degrees; got {self.tilt_max}.")
         if self.snr <= 0 or self.voxel_size <= 0:
             raise ConfigError(f"snr and voxel_size must be positive; got snr={self.snr}, voxel_size={self.voxel_size}.")
+        for name in ("particle_scale", "particle_density"):
+            lo, hi = getattr(self, name)
+            if not 0.0 < lo <= hi:
+                raise ConfigError(f"{name} must be a (min, max) range of positive factors with min <= max; got {(lo, hi)}.")
+        if not 0.0 <= self.particle_aspect <= 0.5:
+            raise ConfigError(f"particle_aspect must be in [0, 0.5] (a log stretch per axis); got {self.particle_aspect}.")
         if not 0.0 < self.ice_fraction <= 1.0:
             raise ConfigError(f"ice_fraction must be in (0, 1]; got {self.ice_fraction}.")
         choices = {
@@ -194,6 +209,9 @@ class SynthParams:
 #: ``easy``: the same physics at high SNR with less clutter; small models learn it in CPU minutes.
 #: ``randomized``: every run draws its imaging path, shape model, look and every imaging and sample knob
 #: from wide ranges (:mod:`cryopoint.synth.randomize`): the corpus for models meant to generalise.
+#: ``randomized_varied``: ``randomized`` plus per-particle variation: every labelled particle gets its own size
+#: (x0.88-1.12), a per-axis stretch (up to x1.1) and every object its own density (x0.7-1.8, clutter too), so
+#: neither one exact template nor one darkness per class is something a model can learn.
 PRESETS: dict[str, SynthParams] = {
     "realistic": SynthParams(),
     "easy": SynthParams(
@@ -207,6 +225,9 @@ PRESETS: dict[str, SynthParams] = {
         background_drift=0.1,
     ),
     "randomized": SynthParams(randomize=True),
+    "randomized_varied": SynthParams(
+        randomize=True, particle_scale=(0.88, 1.12), particle_aspect=0.1, particle_density=(0.7, 1.8)
+    ),
 }
 
 

@@ -37,7 +37,8 @@ class Slab:
 
 @dataclass(frozen=True)
 class Placed:
-    """An object placed in the sample: its shape, centre (x, y, z) in Å and rotation (local → lab)."""
+    """An object placed in the sample: its shape (a :class:`~cryopoint.synth.shapes.Shape` or a
+    :class:`~cryopoint.synth.shapes.Varied` copy of one), centre (x, y, z) in Å and rotation (local → lab)."""
 
     shape: shapes.Shape
     center: np.ndarray
@@ -150,6 +151,39 @@ def _clutter(params: SynthParams, rng: np.random.Generator) -> shapes.Shape:
     return shapes.random_shell(rng) if is_shell else shapes.random_blob(rng)
 
 
+def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
+    return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+
+
+def _variation_rng(params: SynthParams, rng: np.random.Generator) -> np.random.Generator:
+    """The stream the per-particle variation draws from: a child of ``rng`` that leaves ``rng``'s own draws
+    untouched, so a run with darker or fainter particles has the very same layout as one without."""
+    if (params.particle_scale, params.particle_aspect, params.particle_density) == ((1.0, 1.0), 0.0, (1.0, 1.0)):
+        return rng  # nothing will be drawn from it
+    try:
+        return rng.spawn(1)[0]
+    except (TypeError, ValueError, AttributeError):  # a generator without a seed sequence to spawn from
+        return np.random.default_rng(int(rng.integers(2**63)))
+
+
+def _vary(shape: shapes.Shape, params: SynthParams, rng: np.random.Generator, labelled: bool):
+    """``shape`` with its own size, stretch (labelled particles) and density (every object) drawn from the
+    ``particle_*`` ranges; unchanged, drawing nothing from ``rng``, when those ranges are the defaults (so
+    datasets made before these knobs existed keep their bytes)."""
+    scale_lo, scale_hi = params.particle_scale
+    dens_lo, dens_hi = params.particle_density
+    vary_shape = labelled and ((scale_lo, scale_hi) != (1.0, 1.0) or params.particle_aspect > 0)
+    if not vary_shape and (dens_lo, dens_hi) == (1.0, 1.0):
+        return shape
+    stretch = (1.0, 1.0, 1.0)
+    if vary_shape:
+        size = _log_uniform(rng, scale_lo, scale_hi)
+        a = params.particle_aspect
+        stretch = tuple(size * float(np.exp(rng.uniform(-a, a))) for _ in range(3))
+    density = _log_uniform(rng, dens_lo, dens_hi)
+    return shapes.Varied(shape, stretch, density)
+
+
 def place_objects(
     vol_shape: tuple[int, int, int], params: SynthParams, rng: np.random.Generator, slab: Slab
 ) -> list[Placed]:
@@ -169,14 +203,19 @@ def place_objects(
             placed.append(obj)
 
     counts = draw_counts(vol_shape, params, rng)
+    vary_rng = _variation_rng(params, rng)
     todo = [
         shapes.gold(rng, params.gold_radius, params.gold_density)
         for _ in range(rng.poisson(params.gold_per_volume * area_scale))
     ]
-    todo += [_particle(n, params.shape_model, rng) for n in PARTICLE_NAMES for _ in range(counts[n])]
+    todo += [
+        _vary(_particle(n, params.shape_model, rng), params, vary_rng, labelled=True)
+        for n in PARTICLE_NAMES
+        for _ in range(counts[n])
+    ]
     n_clutter = rng.poisson(params.clutter_per_particle * sum(counts.values())) if sum(counts.values()) else 0
     for _ in range(n_clutter):
-        todo.append(_clutter(params, rng))
+        todo.append(_vary(_clutter(params, rng), params, vary_rng, labelled=False))
     order = sorted(range(len(todo)), key=lambda i: -todo[i].radius)  # stable: ties keep draw order
     for i in order:
         obj = _try_place(todo[i], vol_shape, slab, params, rng, placed)

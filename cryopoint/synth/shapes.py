@@ -19,7 +19,7 @@ import numpy as np
 
 from cryopoint.particles import PARTICLE_NAMES, get_particle
 
-__all__ = ["Ellipsoid", "Shell", "Bilayer", "Shape", "particle_shape", "random_blob", "random_shell", "vesicle", "gold"]
+__all__ = ["Ellipsoid", "Shell", "Bilayer", "Shape", "Varied", "particle_shape", "random_blob", "random_shell", "vesicle", "gold"]
 
 _EDGE = 5.0  # Å: width of the soft edge of every primitive (half a voxel at 10 Å)
 
@@ -140,6 +140,33 @@ class Shape:
         for part in self.parts[1:]:
             out = np.maximum(out, part(u))
         return out
+
+
+@dataclass(frozen=True)
+class Varied:
+    """One copy of a shape with its own per-axis size (``stretch``, in its own frame) and density factor.
+
+    The centre stays the origin, so a labelled particle's ground-truth point is unchanged; ``radius`` and
+    ``extent`` grow with the largest stretch so overlap checks and rendering boxes stay conservative.
+    """
+
+    base: Shape
+    stretch: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    density: float = 1.0
+    radius: float = field(init=False)
+    label: str | None = field(init=False)
+    extent: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        big = max(max(self.stretch), 1.0)
+        object.__setattr__(self, "radius", self.base.radius * max(self.stretch))
+        object.__setattr__(self, "label", self.base.label)
+        object.__setattr__(self, "extent", self.base.extent * big)
+
+    def __call__(self, u: tuple[np.ndarray, ...]) -> np.ndarray:
+        s = self.stretch
+        out = self.base((u[0] * (1.0 / s[0]), u[1] * (1.0 / s[1]), u[2] * (1.0 / s[2])))
+        return out if self.density == 1.0 else (out * np.float32(self.density)).astype(np.float32, copy=False)
 
 
 def _tetra(scale: float) -> list[tuple[float, float, float]]:
