@@ -75,7 +75,9 @@ def test_randomized_varied_preset_keeps_randomizing_and_validates_ranges():
     assert p.randomize and p.particle_scale[0] < 1 < p.particle_scale[1] and p.particle_density[1] > 1.5
     run = draw_run_params(p, np.random.default_rng(0))  # each run's draw keeps the per-particle ranges
     assert (run.particle_scale, run.particle_aspect, run.particle_density) == (
-        p.particle_scale, p.particle_aspect, p.particle_density
+        p.particle_scale,
+        p.particle_aspect,
+        p.particle_density,
     )
     with pytest.raises(ConfigError, match="particle_scale"):
         get_preset("realistic", particle_scale=(1.2, 0.9))

@@ -173,9 +173,13 @@ class SynthParams:
         for name in ("particle_scale", "particle_density"):
             lo, hi = getattr(self, name)
             if not 0.0 < lo <= hi:
-                raise ConfigError(f"{name} must be a (min, max) range of positive factors with min <= max; got {(lo, hi)}.")
+                raise ConfigError(
+                    f"{name} must be a (min, max) range of positive factors with min <= max; got {(lo, hi)}."
+                )
         if not 0.0 <= self.particle_aspect <= 0.5:
-            raise ConfigError(f"particle_aspect must be in [0, 0.5] (a log stretch per axis); got {self.particle_aspect}.")
+            raise ConfigError(
+                f"particle_aspect must be in [0, 0.5] (a log stretch per axis); got {self.particle_aspect}."
+            )
         if not 0.0 < self.ice_fraction <= 1.0:
             raise ConfigError(f"ice_fraction must be in (0, 1]; got {self.ice_fraction}.")
         choices = {

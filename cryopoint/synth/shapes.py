@@ -19,7 +19,18 @@ import numpy as np
 
 from cryopoint.particles import PARTICLE_NAMES, get_particle
 
-__all__ = ["Ellipsoid", "Shell", "Bilayer", "Shape", "Varied", "particle_shape", "random_blob", "random_shell", "vesicle", "gold"]
+__all__ = [
+    "Ellipsoid",
+    "Shell",
+    "Bilayer",
+    "Shape",
+    "Varied",
+    "particle_shape",
+    "random_blob",
+    "random_shell",
+    "vesicle",
+    "gold",
+]
 
 _EDGE = 5.0  # Å: width of the soft edge of every primitive (half a voxel at 10 Å)
 
