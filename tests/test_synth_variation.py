@@ -81,5 +81,8 @@ def test_randomized_varied_preset_keeps_randomizing_and_validates_ranges():
     )
     with pytest.raises(ConfigError, match="particle_scale"):
         get_preset("realistic", particle_scale=(1.2, 0.9))
+    assert get_preset("realistic", particle_density=[1.8, 1.8]).particle_density == (1.8, 1.8)  # YAML/CLI lists
+    with pytest.raises(ConfigError, match="particle_density"):
+        get_preset("realistic", particle_density=[1.0, 1.5, 2.0])
     with pytest.raises(ConfigError, match="particle_aspect"):
         get_preset("realistic", particle_aspect=0.9)

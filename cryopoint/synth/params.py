@@ -171,10 +171,11 @@ class SynthParams:
         if self.snr <= 0 or self.voxel_size <= 0:
             raise ConfigError(f"snr and voxel_size must be positive; got snr={self.snr}, voxel_size={self.voxel_size}.")
         for name in ("particle_scale", "particle_density"):
-            lo, hi = getattr(self, name)
-            if not 0.0 < lo <= hi:
+            value = tuple(float(v) for v in getattr(self, name))  # YAML and the CLI give lists
+            object.__setattr__(self, name, value)
+            if len(value) != 2 or not 0.0 < value[0] <= value[1]:
                 raise ConfigError(
-                    f"{name} must be a (min, max) range of positive factors with min <= max; got {(lo, hi)}."
+                    f"{name} must be a (min, max) range of positive factors with min <= max; got {value}."
                 )
         if not 0.0 <= self.particle_aspect <= 0.5:
             raise ConfigError(
