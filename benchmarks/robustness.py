@@ -8,7 +8,7 @@ tuned on the shifted tomograms themselves (ranking quality, an oracle), beside t
 detector (tuned on the same tomograms: an upper bound for it). Per class it reports recall at the model's
 own thresholds, because a recall collapse of one class (say, the ribosome) is what a user notices first::
 
-    python -m benchmarks.robustness --models default runs/candidate/best.pt
+    python -m benchmarks.robustness --models shipped=default candidate=runs/candidate/best.pt
 
 Base: the ``realistic`` preset with the ``mixed`` particle model (analytic shapes and subunit assemblies),
 ``--tomograms`` runs of ``--shape`` per shift. Writes ``benchmarks/results/robustness.md``, ``.json``, ``.png``.
@@ -97,11 +97,23 @@ def corpus_of(det) -> str:
     return f"{data.synth_preset} ({data.synth_runs} runs)" if not data.root else str(data.root)
 
 
-def run(models: list[str], shifts: list[str], n: int, shape, seed: int, crowding: float | None = None) -> dict:
+def parse_models(given: list[str]) -> dict[str, str]:
+    """``LABEL=CHECKPOINT`` or ``CHECKPOINT`` (its own label) -> ``{label: checkpoint}``."""
+    out = {}
+    for item in given:
+        label, sep, path = item.partition("=")
+        label, path = (label, path) if sep else (item, item)
+        if label in out:
+            raise SystemExit(f"--models: the label {label!r} is given twice; name them LABEL=CHECKPOINT.")
+        out[label] = path
+    return out
+
+
+def run(models: dict[str, str], shifts: list[str], n: int, shape, seed: int, crowding: float | None = None) -> dict:
     import cryopoint
     from cryopoint.baselines.blob import detect_blobs
 
-    dets = {m: cryopoint.load(m) for m in models}
+    dets = {label: cryopoint.load(path) for label, path in models.items()}
     results = {}
     with Progress(console=console) as progress:
         task = progress.add_task("shifts", total=len(shifts) * n * (len(models) + 1))
@@ -225,7 +237,9 @@ def figure(results: dict, models: dict, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="+", default=["default"], help="checkpoints ('default' = shipped)")
+    parser.add_argument(
+        "--models", nargs="+", default=["default"], help="checkpoints as LABEL=PATH or PATH ('default' = shipped)"
+    )
     parser.add_argument("--shifts", nargs="+", choices=list(SHIFTS), default=list(SHIFTS))
     parser.add_argument("--tomograms", type=int, default=3, help="simulated tomograms per shift")
     parser.add_argument("--shape", type=int, nargs=3, default=[96, 256, 256], metavar=("Z", "Y", "X"))
@@ -240,11 +254,12 @@ def main(argv: list[str] | None = None) -> Path:
     from cryopoint.weights import resolve_checkpoint
 
     start = time.perf_counter()
-    results = run(args.models, args.shifts, args.tomograms, tuple(args.shape), args.seed, args.crowding)
+    given = parse_models(args.models)
+    results = run(given, args.shifts, args.tomograms, tuple(args.shape), args.seed, args.crowding)
     models = {}
-    for m in args.models:
-        path = resolve_checkpoint(m)
-        models[m] = {"file": path.name, "sha256": sha256(path), "corpus": corpus_of(cryopoint.load(m))}
+    for label, given_path in given.items():
+        path = resolve_checkpoint(given_path)
+        models[label] = {"file": path.name, "sha256": sha256(path), "corpus": corpus_of(cryopoint.load(path))}
     meta = {
         "command": ("python -m benchmarks.robustness " + " ".join(argv if argv is not None else sys.argv[1:])).strip(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

@@ -33,33 +33,22 @@ def test_darker_shift_darkens_the_same_particles():
 @pytest.mark.slow
 def test_sweep_runs_end_to_end_and_reports_real_scores(tmp_path):
     out = tmp_path / "robustness"
-    md = robustness.main(
-        [
-            "--models",
-            "default",
-            "--shifts",
-            "none",
-            "clean",
-            "--tomograms",
-            "1",
-            "--shape",
-            "48",
-            "160",
-            "160",
-            "--crowding",
-            "5",
-            "--out",
-            str(out),
-        ]
-    )
+    args = "--models shipped=default --shifts none clean --tomograms 1 --shape 48 160 160 --crowding 5"
+    md = robustness.main([*args.split(), "--out", str(out)])
     data = json.loads(out.with_suffix(".json").read_text())
     assert set(data["shifts"]) == {"none", "clean"}
     for row in data["shifts"].values():
         assert sum(row["counts"].values()) > 0
-        own, ranking = row["models"]["default"]["own"], row["models"]["default"]["ranking"]
+        own, ranking = row["models"]["shipped"]["own"], row["models"]["shipped"]["ranking"]
         assert 0.0 <= own["score"] <= ranking["score"] + 1e-9 <= 1.0 + 1e-9  # tuning on the truth never loses
     # the shipped model finds most particles of a clean tomogram (a real detection, not a shape check)
-    assert data["shifts"]["clean"]["models"]["default"]["ranking"]["score"] > 0.5
-    assert data["meta"]["models"]["default"]["corpus"].startswith("randomized")
+    assert data["shifts"]["clean"]["models"]["shipped"]["ranking"]["score"] > 0.5
+    assert data["meta"]["models"]["shipped"]["corpus"].startswith("randomized")
     text = md.read_text()
     assert "| clean |" in text and out.with_suffix(".png").stat().st_size > 10_000
+
+
+def test_models_are_labelled_and_a_repeated_label_is_refused():
+    assert robustness.parse_models(["shipped=default", "runs/x.pt"]) == {"shipped": "default", "runs/x.pt": "runs/x.pt"}
+    with pytest.raises(SystemExit, match="twice"):
+        robustness.parse_models(["a=x.pt", "a=y.pt"])
