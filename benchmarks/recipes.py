@@ -12,6 +12,15 @@ oracle). A variant is worth keeping only where it helps zero-shot, not just in-s
         --variant "hard negatives" data.hard_negative_fraction=0.15 \\
         --variant zoom data.augment.zoom=0.15
 
+A variant can also change the training corpus: overrides named ``corpus.FIELD=VALUE`` are simulator fields
+(:class:`~cryopoint.synth.SynthParams`) of its ``randomized`` corpus, and ``--corpus FIELD=VALUE...`` sets them
+for every recipe. Holding one particle model out of the corpus makes source B (subunit assemblies) a source of
+particle shapes no recipe saw, while A and C keep the analytic shapes::
+
+    python -m benchmarks.recipes --seeds 0 1 --corpus "keep=[shape_model]" shape_model=analytic \
+        --variant "varied particles" "corpus.particle_scale=[0.88,1.12]" corpus.particle_aspect=0.1 \
+        "corpus.particle_density=[0.7,1.8]" --out benchmarks/results/held_out_shapes
+
 Writes ``benchmarks/results/recipes.md``, ``.json`` and ``.png``. Finished trainings in ``--work`` are
 reused, so a killed run resumes where it stopped.
 """
@@ -55,6 +64,42 @@ console = Console()
 
 def slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def parse_corpus(items: list[str]) -> dict:
+    """``FIELD=VALUE`` strings -> simulator overrides (values read as YAML: ``[a,b]`` lists, numbers, names)."""
+    import yaml
+
+    from cryopoint.errors import ConfigError
+    from cryopoint.synth import get_preset
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"corpus override {item!r} must be FIELD=VALUE (a SynthParams field).")
+        out[key] = yaml.safe_load(value)
+    get_preset("randomized", **out)  # unknown fields and bad values fail here, before any training
+    return out
+
+
+def split_corpus(overrides: list[str]) -> tuple[list[str], dict]:
+    """A variant's overrides -> (engine config overrides, its ``corpus.`` simulator overrides)."""
+    config = [o for o in overrides if not o.startswith("corpus.")]
+    corpus = parse_corpus([o[len("corpus.") :] for o in overrides if o.startswith("corpus.")])
+    return config, corpus
+
+
+def corpus_root(b, cache_dir: str | None, overrides: dict) -> Path:
+    """The ``randomized`` training corpus of a budget, with simulator overrides (none: the benchmark's own)."""
+    if not overrides:
+        return randomized_root(b, cache_dir)
+    from cryopoint.data.cache import ensure_synthetic_dataset
+
+    return ensure_synthetic_dataset(
+        "randomized", runs=b.randomized_runs, shape=b.shape, seed=b.seed * 100 + 99, cache_dir=cache_dir,
+        overrides=overrides,
+    )  # fmt: skip
 
 
 def mean_cell(cells: list[dict]) -> dict:
@@ -130,6 +175,12 @@ def write_report(results: dict, meta: dict, out: Path) -> Path:
         "in the training data.",
         "",
         *[f"- **{n}**: " + (f"`{' '.join(o)}`" if o else "the recipe as it is") for n, o in meta["variants"].items()],
+        *(
+            ["", "Training corpora (simulator overrides of `randomized`; empty: the preset as it is):", ""]
+            + [f"- **{n}**: `{json.dumps(c)}`" for n, c in meta["corpora"].items()]
+            if any(meta.get("corpora", {}).values())
+            else []
+        ),
         "",
         "**Thresholds.** *own*: tuned on the held-out `randomized` run (argmax); *own, lean*: the same "
         "predictions, the lowest threshold within 0.05 F-beta of the best; *tuned on H*: tuned on the very "
@@ -186,6 +237,10 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--steps", type=int, help="training steps (default: the budget's)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     add_variant_option(parser, "the plain recipe is always trained")
+    parser.add_argument(
+        "--corpus", nargs="+", default=[], metavar="FIELD=VALUE",
+        help="simulator overrides of every recipe's randomized corpus (a variant adds corpus.FIELD=VALUE)",
+    )  # fmt: skip
     parser.add_argument("--sources", nargs="+", choices=sorted(SOURCES), default=sorted(SOURCES))
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "recipes")
     parser.add_argument("--work", type=Path, help="run folders (default runs/recipes-<budget>)")
@@ -193,6 +248,7 @@ def main(argv: list[str] | None = None) -> Path:
     args = parser.parse_args(argv)
 
     from cryopoint.checkpoint import load_checkpoint
+    from cryopoint.data.cache import params_hash
     from cryopoint.io import list_runs, read_truth
 
     variants = {PLAIN: [], **parse_variants(parser, args.variant, reserved=(PLAIN,))}
@@ -207,17 +263,22 @@ def main(argv: list[str] | None = None) -> Path:
     tests = {s: split_names(roots[s], b)[1] for s in args.sources}
     truths = {s: read_truth(roots[s]) for s in args.sources}
     truths = {s: t[t.experiment.isin(tests[s])] for s, t in truths.items()}
-    rand_root = randomized_root(b, args.cache_dir)
-    rand_names = sorted(list_runs(rand_root), key=lambda n: int(n.rsplit("_", 1)[1]))
+    base_corpus = parse_corpus(args.corpus)
+    split = {name: split_corpus(o) for name, o in variants.items()}
+    corpora = {name: {**base_corpus, **corpus} for name, (_, corpus) in split.items()}
     schedule = [f"train.steps={steps}", f"train.val_every={steps}", f"train.warmup_steps={max(1, steps // 20)}"]
 
     results: dict[str, dict] = {}
     train_s: dict[str, float] = {}
-    for name, overrides in variants.items():
+    for name in variants:
+        overrides = split[name][0]
+        rand_root = corpus_root(b, args.cache_dir, corpora[name])
+        rand_names = sorted(list_runs(rand_root), key=lambda n: int(n.rsplit("_", 1)[1]))
         per_seed: dict[str, dict[str, list]] = {s: {k: [] for k, _ in SETTINGS} for s in args.sources}
         cells: dict[str, dict[str, list]] = {s: {k: [] for k, _ in SETTINGS} for s in args.sources}
         for seed in args.seeds:
-            run_name = f"{slug(name)}-seed{seed}"
+            tag = f"-{params_hash(corpora[name])[:8]}" if corpora[name] else ""  # never reuse another corpus's run
+            run_name = f"{slug(name)}{tag}-seed{seed}"
             console.rule(f"[bold]{name}, seed {seed}")
             cfg = recipe(b, rand_root, rand_names, rand_names[-1:], work, run_name,
                          [*schedule, f"train.seed={seed}", *overrides])  # fmt: skip
@@ -244,6 +305,7 @@ def main(argv: list[str] | None = None) -> Path:
         "steps": steps,
         "seeds": list(args.seeds),
         "variants": variants,
+        "corpora": corpora,
         "sources": list(args.sources),
         "counts": {s: {n: int((t.particle_type == n).sum()) for n in PARTICLE_NAMES} for s, t in truths.items()},
         "blob": blob,

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from benchmarks import recipes
@@ -59,3 +60,33 @@ def test_variant_needs_overrides_and_a_new_name():
         recipes.main(["--variant", "zoom"])
     with pytest.raises(SystemExit):
         recipes.main(["--variant", "plain", "data.augment.zoom=0.1"])
+
+
+def test_corpus_overrides_are_parsed_checked_and_split_from_config_overrides():
+    from cryopoint.errors import ConfigError
+
+    assert recipes.parse_corpus(["keep=[shape_model]", "shape_model=analytic", "particle_density=[0.7,1.8]"]) == {
+        "keep": ["shape_model"], "shape_model": "analytic", "particle_density": [0.7, 1.8]
+    }  # fmt: skip
+    config, corpus = recipes.split_corpus(["data.hard_negative_fraction=0.15", "corpus.particle_aspect=0.1"])
+    assert config == ["data.hard_negative_fraction=0.15"] and corpus == {"particle_aspect": 0.1}
+    with pytest.raises(ConfigError, match="Unknown synthetic parameter"):
+        recipes.parse_corpus(["particle_colour=red"])
+    with pytest.raises(ConfigError, match="particle_aspect"):
+        recipes.parse_corpus(["particle_aspect=2"])
+
+
+def test_a_corpus_override_makes_its_own_dataset_and_keeps_the_pinned_particle_model(tmp_path):
+    from benchmarks.generalization import BUDGETS
+    from cryopoint.synth import get_preset
+    from cryopoint.synth.simulate import simulate_kinds
+
+    b = BUDGETS["smoke"]
+    pinned = {"keep": ["shape_model"], "shape_model": "assembly"}
+    plain = recipes.corpus_root(b, str(tmp_path), {})
+    held = recipes.corpus_root(b, str(tmp_path), pinned)
+    assert plain != held and (held / "train").is_dir() and (plain / "train").is_dir()
+    # what the corpus's runs draw: every run keeps the pinned particle model, other knobs still vary
+    params = get_preset("randomized", **pinned)
+    drawn = [simulate_kinds((16, 48, 48), params, np.random.default_rng(s))[1].attrs["synth"] for s in range(4)]
+    assert {d["shape_model"] for d in drawn} == {"assembly"} and len({d["snr"] for d in drawn}) == 4

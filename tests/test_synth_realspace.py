@@ -159,3 +159,21 @@ def test_randomized_run_keeps_protein_dark_and_records_its_draw():
     assert set(picks.particle_type) <= set(PARTICLE_NAMES) and len(picks) == 5
     assert picks.attrs["synth"]["imaging"] in ("fourier", "realspace")
     assert _dark_at_particles(vol, picks, VOXEL_SIZE) < 0
+
+
+def test_randomized_keep_pins_named_knobs_and_leaves_every_other_draw_alone():
+    base = get_preset("randomized")
+    pinned = get_preset("randomized", keep=["shape_model", "tilt_max"], shape_model="analytic", tilt_max=55.0)
+    assert pinned.keep == ("shape_model", "tilt_max")
+    models = set()
+    for seed in range(12):
+        free = draw_run_params(base, np.random.default_rng(seed))
+        kept = draw_run_params(pinned, np.random.default_rng(seed))
+        models.add(free.shape_model)
+        assert kept.shape_model == "analytic" and kept.tilt_max == 55.0
+        assert (kept.snr, kept.imaging, kept.defocus_um, kept.crowding) == (
+            free.snr, free.imaging, free.defocus_um, free.crowding
+        )  # fmt: skip
+    assert len(models) > 1  # without keep the particle model is drawn
+    with pytest.raises(ConfigError, match="does not draw"):
+        draw_run_params(get_preset("randomized", keep=["voxel_size"]), np.random.default_rng(0))

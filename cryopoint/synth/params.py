@@ -112,6 +112,8 @@ class SynthParams:
         sirt_iterations: SIRT-like refinement passes after WBP (real-space path).
         randomize: draw every imaging and sample knob per run from the documented wide ranges
             (:mod:`cryopoint.synth.randomize`); the fields above are then only the starting point.
+        keep: knobs ``randomize`` leaves at the values given here (e.g. ``("shape_model",)`` with
+            ``shape_model="analytic"`` for a corpus of one particle model); the others are still drawn.
     """
 
     voxel_size: float = VOXEL_SIZE
@@ -158,6 +160,7 @@ class SynthParams:
     dqe: float = 0.5
     sirt_iterations: int = 0
     randomize: bool = False
+    keep: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.counts is not None:
@@ -191,6 +194,7 @@ class SynthParams:
         for name, (value, options) in choices.items():
             if value not in options:
                 raise ConfigError(f"{name} must be one of {', '.join(options)}; got {value!r}.")
+        object.__setattr__(self, "keep", (self.keep,) if isinstance(self.keep, str) else tuple(self.keep))
         kinds = (self.kinds,) if isinstance(self.kinds, str) else tuple(self.kinds)
         object.__setattr__(self, "kinds", kinds)
         bad = [k for k in kinds if k not in KINDS]

@@ -37,7 +37,8 @@ background_drift           0 - 0.8                                flat to strong
 sirt_iterations            0 (75 %) or 1 - 2                      WBP or SIRT-like
 =========================  =====================================  ==========================================
 
-Protein stays dark in every draw: no knob flips the contrast sign.
+Protein stays dark in every draw: no knob flips the contrast sign. ``SynthParams.keep`` names knobs to leave
+at the base's value (they are still drawn, then replaced, so the other knobs' draws do not change).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ import dataclasses
 
 import numpy as np
 
+from cryopoint.errors import ConfigError
 from cryopoint.synth.params import DENOISERS, IMAGING_PATHS, SHAPE_MODELS, SynthParams
 
 __all__ = ["draw_run_params"]
@@ -105,4 +107,12 @@ def draw_run_params(base: SynthParams, rng: np.random.Generator) -> SynthParams:
         sirt_iterations=int(rng.integers(1, 3)) if rng.random() < 0.25 else 0,
         randomize=False,
     )
+    unknown = sorted(set(base.keep) - set(drawn) - {"randomize"})
+    if unknown:
+        drawable = sorted(set(drawn) - {"randomize", "kinds"})
+        raise ConfigError(f"keep names knobs randomize does not draw: {unknown}; drawn knobs: {', '.join(drawable)}.")
+    for name in base.keep:
+        drawn.pop(name, None)
+    if "imaging" in base.keep:  # the kinds follow the kept path, as given
+        drawn.pop("kinds", None)
     return dataclasses.replace(base, **drawn)
