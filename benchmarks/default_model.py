@@ -109,11 +109,14 @@ def main(argv: list[str] | None = None) -> Path:
         args.out.with_suffix(".json"), json.dumps({"meta": meta, "sources": rows, "full": full}, indent=2)
     )
     lines = [
-        "# The shipped default model on the generalisation sources",
+        "# The shipped default model on the generalisation sources"
+        if args.model == "default"
+        else f"# A default-model candidate (`{ckpt.name}`) on the generalisation sources",
         "",
         f"`{meta['command'].strip()}` — {meta['date']}, {meta['machine']}. Checkpoint `{ckpt.name}` "
         f"(sha256 `{meta['sha256'][:16]}…`). Test runs of {tuple(b.shape)} voxels per source, as in "
-        "`generalization.md`; the model saw none of these sources in training (only `randomized` runs).",
+        "`generalization.md`; the model saw none of these sources in training (only "
+        f"`{det.config.data.synth_preset}` runs).",
         "",
         "| source | setting | weighted | " + " | ".join(SCORED) + " |",
         "|---|---|---|" + "---|" * len(SCORED),
