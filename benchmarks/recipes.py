@@ -67,19 +67,12 @@ def slug(name: str) -> str:
 
 
 def parse_corpus(items: list[str]) -> dict:
-    """``FIELD=VALUE`` strings -> simulator overrides (values read as YAML: ``[a,b]`` lists, numbers, names)."""
-    import yaml
-
-    from cryopoint.errors import ConfigError
+    """``FIELD=VALUE`` strings -> simulator overrides of the ``randomized`` corpus, checked before any training."""
     from cryopoint.synth import get_preset
+    from cryopoint.synth.params import parse_overrides
 
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"corpus override {item!r} must be FIELD=VALUE (a SynthParams field).")
-        out[key] = yaml.safe_load(value)
-    get_preset("randomized", **out)  # unknown fields and bad values fail here, before any training
+    out = parse_overrides(items)
+    get_preset("randomized", **out)  # bad values fail here, before any training
     return out
 
 

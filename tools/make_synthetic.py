@@ -2,28 +2,19 @@
 
     python tools/make_synthetic.py --out data/synth --runs 4 --shape 184 630 630 --seed 0 --preset realistic
     python tools/make_synthetic.py --out data/synth --runs 2 --split test --set snr=0.3 tilt_max=45
+    python tools/make_synthetic.py --out data/rand --preset randomized --set "keep=[shape_model]" shape_model=analytic
 
 Runs land in OUT/<split>/static/ExperimentRuns/<run>/VoxelSpacing10.000/denoised.zarr and their ground truth in
 OUT/<split>/overlay/ExperimentRuns/<run>/Picks/<particle>.json.
 """
 
 import argparse
-import ast
 import sys
 from pathlib import Path
 
 from cryopoint.cli import ArgumentParser, entry_point
 from cryopoint.synth import PRESETS, generate_dataset
-
-
-def _override(text: str) -> tuple[str, object]:
-    key, sep, value = text.partition("=")
-    if not sep:
-        raise argparse.ArgumentTypeError(f"--set expects NAME=VALUE, got {text!r}")
-    try:
-        return key, ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        return key, value
+from cryopoint.synth.params import parse_overrides
 
 
 @entry_point
@@ -35,9 +26,16 @@ def main(argv=None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--preset", choices=sorted(PRESETS), default="realistic")
     p.add_argument("--split", choices=("train", "test"), default="train")
-    p.add_argument("--set", type=_override, nargs="*", default=[], help="SynthParams overrides, e.g. snr=0.3")
+    p.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="SynthParams overrides, e.g. snr=0.3 keep=[shape_model]",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace existing runs of the same names")
     args = p.parse_args(argv)
+    overrides = parse_overrides(args.set)
     names = generate_dataset(
         args.out,
         runs=args.runs,
@@ -46,7 +44,7 @@ def main(argv=None) -> None:
         preset=args.preset,
         split=args.split,
         overwrite=args.overwrite,
-        **dict(args.set),
+        **overrides,
     )
     print(f"Wrote {len(names)} {args.preset} run(s) to {args.out / args.split}: {', '.join(names)}")
 

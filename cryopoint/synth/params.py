@@ -8,7 +8,7 @@ applied (unknown names raise a :class:`~cryopoint.errors.ConfigError` that lists
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from cryopoint.errors import ConfigError
@@ -18,6 +18,7 @@ __all__ = [
     "SynthParams",
     "PRESETS",
     "get_preset",
+    "parse_overrides",
     "REAL_MEAN_COUNTS",
     "REAL_SHAPE",
     "VOXEL_SIZE",
@@ -264,3 +265,38 @@ def get_preset(preset: str | SynthParams = "realistic", **overrides) -> SynthPar
     if unknown:
         raise ConfigError(f"Unknown synthetic parameter(s) {unknown}; valid: {', '.join(sorted(fields))}.")
     return dataclasses.replace(base, **overrides)
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, object]:
+    """``FIELD=VALUE`` strings (``make_synthetic --set``, a recipe's corpus) -> :class:`SynthParams` overrides.
+
+    A value is read as a Python literal where it is one (``0.3``, ``(2, 3)``, ``{'ribosome': 3}``), else as
+    YAML (``[shape_model]``, ``tv``, ``true``), so a list of knob names needs no quotes. Field names are checked
+    here; values are checked when the overrides are applied (:func:`get_preset`).
+
+    >>> parse_overrides(["snr=0.3", "keep=[shape_model]", "denoiser=tv", "defocus_um=(2, 3)"])
+    {'snr': 0.3, 'keep': ['shape_model'], 'denoiser': 'tv', 'defocus_um': (2, 3)}
+
+    Raises:
+        ConfigError: an item without ``=``, or a name that is not a :class:`SynthParams` field.
+    """
+    import ast
+
+    import yaml
+
+    fields = {f.name for f in dataclasses.fields(SynthParams)}
+    out: dict[str, object] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"Simulator override {item!r} must be FIELD=VALUE (a SynthParams field), e.g. snr=0.3.")
+        if key not in fields:
+            raise ConfigError(f"Unknown synthetic parameter {key!r}; valid: {', '.join(sorted(fields))}.")
+        try:
+            out[key] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            try:
+                out[key] = yaml.safe_load(text)
+            except yaml.YAMLError as err:
+                raise ConfigError(f"Simulator override {item!r}: cannot read the value ({err}).") from err
+    return out
