@@ -48,7 +48,7 @@ def drawn_knobs(params) -> dict:
     return out
 
 
-def evaluate(model: str, preset: str, runs: int, shape, seed: int, overrides: dict) -> dict:
+def evaluate(det, preset: str, runs: int, shape, seed: int, overrides: dict) -> dict:
     """Simulate the runs (those of ``make_synthetic --seed SEED --split train``), detect, score."""
     import cryopoint
     from cryopoint.metric import score
@@ -57,7 +57,6 @@ def evaluate(model: str, preset: str, runs: int, shape, seed: int, overrides: di
     from cryopoint.synth.dataset import run_rng
     from cryopoint.synth.simulate import simulate_run
 
-    det = cryopoint.load(model)
     params = get_preset(preset, **overrides)
     names = run_names(runs, seed, "train")
     truths, preds, knobs = [], [], {}
@@ -194,11 +193,12 @@ def main(argv=None) -> int:
     import cryopoint
 
     overrides = parse_overrides(args.set)
-    preset = args.preset or cryopoint.load(args.model).config.data.synth_preset
+    det = cryopoint.load(args.model)
+    preset = args.preset or det.config.data.synth_preset
     if not preset:
         p.error(f"{args.model} was not trained on a simulator preset; name one with --preset.")
     t0 = time.time()
-    result = evaluate(args.model, preset, args.runs, tuple(args.shape), args.seed, overrides)
+    result = evaluate(det, preset, args.runs, tuple(args.shape), args.seed, overrides)
     meta = {
         "command": "python -m benchmarks.in_distribution " + " ".join(argv if argv is not None else sys.argv[1:]),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
