@@ -81,8 +81,7 @@ def evaluate(det, preset: str, runs: int, shape, seed: int, overrides: dict) -> 
     for name in names:
         t = truth[truth.experiment == name]
         per_run[name] = {"score": float(score(t, own[own.experiment == name]).score), "particles": len(t)}
-    table = pooled.table
-    recall = {c: float(table.loc[c, "tp"] / max(table.loc[c, "tp"] + table.loc[c, "fn"], 1)) for c in SCORED}
+    recall = {c: float(pooled.table.loc[c, "recall"]) for c in SCORED}
     return {
         "own": float(pooled.score),
         "tuned": float(tuned.score_after),
