@@ -139,3 +139,49 @@ def parse_variants(parser, given: list[list[str]], reserved: tuple[str, ...] = (
             parser.error(f"--variant {name!r} needs a name (not {', '.join(reserved) or '-'}) and KEY=VALUE overrides.")
         variants[name] = overrides
     return variants
+
+
+def per_run_counts(truth, picks, runs: list[str]):
+    """Exact-metric counts per run and class: an array ``(len(runs), 3, n_classes)`` of true positives,
+    predictions and true particles (classes in ``PARTICLE_NAMES`` order), from ``cryopoint.metric.score``
+    on each run alone. ``picks`` are thresholded already; a run without picks counts no predictions."""
+    import numpy as np
+
+    from cryopoint.metric import score
+
+    out = []
+    for run in runs:
+        table = score(truth[truth.experiment == run], picks[picks.experiment == run]).table
+        out.append(table[["tp", "n_pred", "n_true"]].to_numpy(dtype=np.float64).T)
+    return np.stack(out) if out else np.zeros((0, 3, 0))
+
+
+def bootstrap_fbeta_gap(a, b, n_boot: int = 2000, seed: int = 0, level: float = 0.9, beta: float = 4.0) -> dict:
+    """Per-class F-beta of method ``a`` minus method ``b`` on the same runs, with a paired bootstrap interval.
+
+    ``a`` and ``b`` are :func:`per_run_counts` arrays over the same runs. Each resample draws runs with
+    replacement (the same draw for both methods and all classes) and pools its counts as the metric pools;
+    the interval is the central ``level`` of the resampled gaps. Runs, not particles, are resampled: particles
+    of one tomogram share its imaging, so they are not independent.
+
+    Returns:
+        ``{"a", "b", "gap", "lo", "hi"}``, each an array over classes (``a``/``b``/``gap`` on all runs).
+    """
+    import numpy as np
+
+    from cryopoint.metric import fbeta_from_counts
+
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 3 or a.shape[1] != 3 or len(a) == 0:
+        raise ValueError(f"need two (runs, 3, classes) count arrays over the same runs; got {a.shape} and {b.shape}")
+
+    def fbeta(counts, weights):
+        tp, n_pred, n_true = (weights @ counts[:, i, :] for i in range(3))
+        return fbeta_from_counts(tp, n_true, n_pred, beta)[2]
+
+    ones = np.ones((1, len(a)))
+    fa, fb = fbeta(a, ones)[0], fbeta(b, ones)[0]
+    draws = np.random.default_rng(seed).multinomial(len(a), np.full(len(a), 1.0 / len(a)), size=n_boot)
+    gaps = fbeta(a, draws) - fbeta(b, draws)
+    lo, hi = np.quantile(gaps, [(1 - level) / 2, (1 + level) / 2], axis=0)
+    return {"a": fa, "b": fb, "gap": fa - fb, "lo": lo, "hi": hi}

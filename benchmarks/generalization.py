@@ -104,16 +104,27 @@ BUDGETS = {
 }
 
 
-def source_root(name: str, b: Budget, cache_dir: str | None) -> Path:
-    """Generate (once, cached) a source's dataset: ``train_runs + test_runs`` runs of the train split."""
+def source_root(name: str, b: Budget, cache_dir: str | None, fresh_runs: int = 0) -> Path:
+    """Generate (once, cached) a source's dataset: ``train_runs + test_runs`` runs of the train split.
+
+    With ``fresh_runs`` > 0, instead a larger test set of that many new runs of the same source (same
+    settings, another seed: run names and draws disjoint from the benchmark's runs), for counts of the rare
+    classes that the benchmark's few test runs cannot give.
+    """
     from cryopoint.data.cache import ensure_synthetic_dataset
 
     overrides = {**SOURCES[name][0], "crowding": b.crowding}
     seed = b.seed * 100 + 10 * (1 + list(SOURCES).index(name))  # distinct run names per source
     runs = b.train_runs + b.test_runs
+    if fresh_runs > 0:
+        seed, runs = seed + FRESH_SEED_OFFSET, fresh_runs
     return ensure_synthetic_dataset(
         "realistic", runs=runs, shape=b.shape, seed=seed, cache_dir=cache_dir, overrides=overrides
     )
+
+
+#: Seed offset of a source's fresh test set (``source_root(..., fresh_runs=N)``): far from every budget's seeds.
+FRESH_SEED_OFFSET = 5000
 
 
 def randomized_root(b: Budget, cache_dir: str | None) -> Path:
@@ -233,21 +244,29 @@ def scores(preds: pd.DataFrame, truth: pd.DataFrame, own: dict[str, float] | Non
     return out
 
 
-def blob_scores(root: Path, train_names: list[str], test_names: list[str], truth: pd.DataFrame) -> dict:
-    """LoG blob baseline: thresholds tuned on the source's training runs, scored on its test runs."""
+def blob_picks(root: Path, names: list[str]) -> pd.DataFrame:
+    """Every LoG blob (with its score) on the runs ``names`` of ``root``."""
     from cryopoint.baselines.blob import detect_blobs
     from cryopoint.io import read_tomogram, tomogram_path
+
+    out = []
+    for n in names:
+        tomo = read_tomogram(tomogram_path(root, n))
+        out.append(detect_blobs(np.asarray(tomo.data), tomo.voxel_size, min_score=0.0).assign(experiment=n))
+    return pd.concat(out, ignore_index=True)
+
+
+def blob_thresholds(root: Path, train_names: list[str], truth: pd.DataFrame) -> dict[str, float]:
+    """The LoG blob baseline's per-class thresholds, tuned on the source's training runs."""
     from cryopoint.post.thresholds import tune_thresholds
 
-    def run(names):
-        out = []
-        for n in names:
-            tomo = read_tomogram(tomogram_path(root, n))
-            out.append(detect_blobs(np.asarray(tomo.data), tomo.voxel_size, min_score=0.0).assign(experiment=n))
-        return pd.concat(out, ignore_index=True)
+    return tune_thresholds(truth[truth.experiment.isin(train_names)], blob_picks(root, train_names)).thresholds
 
-    tuned = tune_thresholds(truth[truth.experiment.isin(train_names)], run(train_names)).thresholds
-    return scores(run(test_names), truth[truth.experiment.isin(test_names)], tuned)["own"]
+
+def blob_scores(root: Path, train_names: list[str], test_names: list[str], truth: pd.DataFrame) -> dict:
+    """LoG blob baseline: thresholds tuned on the source's training runs, scored on its test runs."""
+    tuned = blob_thresholds(root, train_names, truth)
+    return scores(blob_picks(root, test_names), truth[truth.experiment.isin(test_names)], tuned)["own"]
 
 
 def val_records(run_dir: Path) -> dict[int, dict]:

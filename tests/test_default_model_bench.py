@@ -1,0 +1,83 @@
+"""benchmarks/default_model.py: per-run counts, the paired bootstrap against the blob detector, fresh test runs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmarks.bench_common import bootstrap_fbeta_gap, per_run_counts
+from cryopoint.metric import score
+from cryopoint.particles import PARTICLE_NAMES
+
+RIBO, APO = PARTICLE_NAMES.index("ribosome"), PARTICLE_NAMES.index("apo-ferritin")
+
+
+def _truth(runs: int, per_run: int) -> pd.DataFrame:
+    rows = []
+    for r in range(runs):
+        for i in range(per_run):
+            rows.append({"experiment": f"r{r}", "particle_type": "ribosome", "x": 1000.0 * i, "y": 0.0, "z": 0.0})
+    return pd.DataFrame(rows)
+
+
+def test_per_run_counts_add_up_to_the_pooled_metric():
+    truth = _truth(3, 4)
+    picks = truth.iloc[[0, 1, 5, 9, 10, 11]].copy()  # 2 + 1 + 3 found
+    picks = pd.concat([picks, picks.iloc[:1].assign(x=50_000.0)], ignore_index=True)  # one false positive in r0
+    counts = per_run_counts(truth, picks, ["r0", "r1", "r2"])
+    assert counts.shape == (3, 3, len(PARTICLE_NAMES))
+    assert counts[:, 0, RIBO].tolist() == [2, 1, 3]  # true positives per run
+    assert counts[:, 1, RIBO].tolist() == [3, 1, 3]  # predictions per run
+    pooled = score(truth, picks).table
+    np.testing.assert_array_equal(counts.sum(axis=0)[0], pooled["tp"].to_numpy())
+    np.testing.assert_array_equal(counts.sum(axis=0)[1], pooled["n_pred"].to_numpy())
+    np.testing.assert_array_equal(counts.sum(axis=0)[2], pooled["n_true"].to_numpy())
+
+
+def test_bootstrap_gap_of_perfect_against_empty_is_one_with_a_tight_interval():
+    truth = _truth(5, 3)
+    runs = [f"r{i}" for i in range(5)]
+    perfect = per_run_counts(truth, truth, runs)
+    empty = per_run_counts(truth, truth.iloc[:0], runs)
+    gap = bootstrap_fbeta_gap(perfect, empty, n_boot=200)
+    assert gap["gap"][RIBO] == pytest.approx(1.0) and gap["lo"][RIBO] == pytest.approx(1.0)
+    assert gap["a"][APO] == gap["b"][APO] == gap["gap"][APO] == 0.0  # no apo-ferritin: nothing to find
+    same = bootstrap_fbeta_gap(perfect, perfect, n_boot=200)
+    assert same["lo"][RIBO] == same["hi"][RIBO] == 0.0  # paired draws: identical methods never differ
+
+
+def test_bootstrap_interval_widens_when_runs_disagree():
+    truth = _truth(6, 4)
+    runs = [f"r{i}" for i in range(6)]
+    # a finds all of runs 0-2 and none of 3-5; b finds 2 of 4 in every run: same pooled recall, 0.5
+    a = truth[truth.experiment.isin(["r0", "r1", "r2"])]
+    b = truth.groupby("experiment").head(2)
+    gap = bootstrap_fbeta_gap(per_run_counts(truth, a, runs), per_run_counts(truth, b, runs), n_boot=500)
+    assert gap["gap"][RIBO] == pytest.approx(0.0, abs=1e-12)
+    assert gap["lo"][RIBO] < -0.1 and gap["hi"][RIBO] > 0.1  # run-to-run disagreement shows as width
+    with pytest.raises(ValueError, match="same runs"):
+        bootstrap_fbeta_gap(per_run_counts(truth, a, runs), per_run_counts(truth, b, runs[:3]))
+
+
+def test_fresh_test_runs_are_new_runs_and_the_report_compares_with_blob(tmp_path):
+    from benchmarks import default_model
+    from benchmarks.generalization import BUDGETS, source_root, split_names
+    from cryopoint.io import list_runs
+
+    out = tmp_path / "dm"
+    cache = str(tmp_path / "cache")
+    default_model.main(["--budget", "smoke", "--no-full", "--test-runs", "2", "--cache-dir", cache, "--out", str(out)])
+    data = json.loads(out.with_suffix(".json").read_text())
+    for source, row in data["sources"].items():
+        bench_runs = set(list_runs(source_root(source, BUDGETS["smoke"], cache)))
+        assert len(row["test_runs"]) == 2 and not set(row["test_runs"]) & bench_runs
+        assert set(split_names(source_root(source, BUDGETS["smoke"], cache), BUDGETS["smoke"])[0]) <= bench_runs
+        for name in PARTICLE_NAMES:
+            g = row["vs_blob"][name]
+            assert g["lo"] <= g["hi"]
+            assert g["gap"] == pytest.approx(row["own"][name] - row["blob"][name])
+    md = out.with_suffix(".md").read_text()
+    assert "2 fresh runs" in md and "Above the blob detector?" in md
