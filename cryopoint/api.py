@@ -84,6 +84,9 @@ class Detector:
         particles: The catalogue the model was trained with (``{name, radius, weight, label}`` dicts).
         voxel_size: Å per voxel (z, y, x) of the training data.
         thresholds: Tuned per-class score thresholds (empty when none were tuned).
+        kept_density: Per class, the peaks per µm³ the thresholds kept on reference data (empty when not
+            measured); with ``config.post.adaptive_alpha > 0`` ``detect`` caps each tomogram's kept peaks at that
+            multiple of it (:mod:`cryopoint.post.adaptive`).
         path: The checkpoint file.
     """
 
@@ -92,6 +95,7 @@ class Detector:
     particles: list[dict[str, Any]]
     voxel_size: tuple[float, float, float]
     thresholds: dict[str, float] = field(default_factory=dict)
+    kept_density: dict[str, float] = field(default_factory=dict)
     path: Path | None = None
 
     def __post_init__(self) -> None:
@@ -171,6 +175,7 @@ def load(checkpoint: str | os.PathLike) -> Detector:
         particles=payload["particles"],
         voxel_size=as_voxel_size(payload["voxel_size"]),
         thresholds={str(k): float(v) for k, v in (payload.get("thresholds") or {}).items()},
+        kept_density={str(k): float(v) for k, v in (payload.get("kept_density") or {}).items()},
         path=Path(checkpoint),
     )
 
@@ -374,7 +379,9 @@ def detect(
         voxel_size: Å per voxel (one value or z, y, x); overrides a file's header.
         thresholds: Per-class minimum scores ``{name: score}`` (classes left out keep every peak), or one
             score for all classes. None: the detector's tuned thresholds, else its config's
-            ``post.default_threshold``. ``0.0`` keeps every peak (for re-thresholding later).
+            ``post.default_threshold``; with ``post.adaptive_alpha > 0`` and a reference density in the
+            checkpoint, raised per tomogram to cap the kept peaks per volume (:mod:`cryopoint.post.adaptive`).
+            ``0.0`` keeps every peak (for re-thresholding later).
         device: Compute device; default CUDA when available, else CPU.
         tta: Average flipped predictions (4 passes: slower). None: the checkpoint's ``infer.tta``.
         batch_size: Windows per forward pass (lower it if the device runs out of memory). None: ``infer.batch_size``.
@@ -412,9 +419,21 @@ def detect(
         settings = {"tta": tta, "batch_size": batch_size, "overlap": overlap, "roi": roi}
         picks = _run_model(detector, tomo, device=device, progress=progress, **settings)
         picks = apply_thresholds(
-            picks, detector.default_thresholds if thresholds is None else _as_threshold_dict(thresholds)
+            picks, _own_thresholds(detector, picks, tomo) if thresholds is None else _as_threshold_dict(thresholds)
         )
     return _tidy(picks, tomo.voxel_size)
+
+
+def _own_thresholds(detector: Detector, peaks: pd.DataFrame, tomo: Tomogram) -> dict[str, float]:
+    """The detector's thresholds for this tomogram: tuned (or default) ones, raised per tomogram where
+    ``post.adaptive_alpha > 0`` and the checkpoint carries a reference density (:mod:`cryopoint.post.adaptive`)."""
+    alpha = float(detector.config.post.adaptive_alpha)
+    if alpha <= 0 or not detector.kept_density:
+        return detector.default_thresholds
+    from cryopoint.post.adaptive import density_thresholds, volume_um3
+
+    size = volume_um3(tomo.shape, tomo.voxel_size)
+    return density_thresholds(peaks, detector.default_thresholds, detector.kept_density, size, alpha)
 
 
 def _as_threshold_dict(thresholds: Mapping[str, float] | float | None) -> dict[str, float] | None:

@@ -5,7 +5,9 @@ A checkpoint holds everything needed to rebuild a detector with no YAML at hand 
 ``format_version`` (int), ``model_state`` and ``ema_state`` (state dicts, ``ema_state`` may be None),
 ``config`` (the resolved config as a plain nested dict), ``particles`` (list of ``{name, radius, weight,
 label}``), ``voxel_size`` (three floats, z, y, x, Å), ``thresholds`` (``{particle name: float}``),
-``metrics`` (plain dict), ``step`` (int) and, for resuming, ``optimizer_state``/``scheduler_state``/``rng_state``.
+``metrics`` (plain dict), ``step`` (int), optionally ``kept_density`` (``{particle name: kept peaks per
+µm³}`` on reference data, for per-tomogram thresholds: :mod:`cryopoint.post.adaptive`) and, for resuming,
+``optimizer_state``/``scheduler_state``/``rng_state``.
 An ensemble checkpoint (k-fold training, :mod:`cryopoint.engine.kfold`) adds ``ensemble`` (``{members, folds,
 sources, steps}``) and holds every member's weights in ``model_state`` (``members.0.*``, ``members.1.*``, ...;
 :mod:`cryopoint.model.ensemble`).
@@ -205,5 +207,6 @@ def export_checkpoint(
     cast = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in state.items()}
     from cryopoint.model.ensemble import ENSEMBLE_KEY
 
-    keep = ("format_version", "config", "particles", "voxel_size", "thresholds", "metrics", "step", ENSEMBLE_KEY)
+    keep = ("format_version", "config", "particles", "voxel_size", "thresholds", "kept_density", "metrics", "step")
+    keep += (ENSEMBLE_KEY,)
     return save_checkpoint(dst, {**{k: payload[k] for k in keep if k in payload}, "model_state": cast})

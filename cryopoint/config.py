@@ -380,6 +380,9 @@ class PostConfig:
     ``threshold_tolerance``: the tuned (and checkpoint-stored) threshold of a class is the lowest one whose
     validation F-beta is within this much of the class's best (0 = the argmax; see
     :func:`cryopoint.post.thresholds.tune_thresholds`): thresholds meant to travel should lean low.
+    ``adaptive_alpha``: above 0, ``detect`` raises each class's threshold per tomogram so that it keeps at most
+    this multiple of the kept-peak density the checkpoint measured on reference data (``kept_density``; label
+    free, :mod:`cryopoint.post.adaptive`); 0 = off, and off for a checkpoint without a reference.
     """
 
     kernel_factor: float = 0.5
@@ -387,6 +390,7 @@ class PostConfig:
     top_k: int = 2000
     default_threshold: float = 0.5
     threshold_tolerance: float = 0.0
+    adaptive_alpha: float = 0.0
 
 
 @dataclass
@@ -621,6 +625,7 @@ def _validate(cfg: Config) -> None:
         (0.0 <= cfg.infer.overlap < 1.0, "infer.overlap must be in [0, 1)"),
         (cfg.infer.runtime in RUNTIMES, f"infer.runtime must be one of {', '.join(RUNTIMES)}"),
         (0.0 <= cfg.post.threshold_tolerance < 1.0, "post.threshold_tolerance must be in [0, 1) (F-beta units)"),
+        (cfg.post.adaptive_alpha >= 0.0, "post.adaptive_alpha must be >= 0 (0 = off)"),
         (cfg.data.samples_per_epoch > 0, "data.samples_per_epoch must be positive"),
     ]
     for ok, message in checks:

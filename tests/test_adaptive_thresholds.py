@@ -1,0 +1,95 @@
+"""Per-tomogram thresholds from a reference kept-peak density (cryopoint.post.adaptive) and their use in detect."""
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cryopoint.api import detect, load
+from cryopoint.checkpoint import export_checkpoint, load_checkpoint, save_checkpoint
+from cryopoint.config import config_from_dict
+from cryopoint.errors import CheckpointError, ConfigError
+from cryopoint.particles import PARTICLE_NAMES
+from cryopoint.post.adaptive import density_thresholds, kept_density, volume_um3
+from tests.test_api import TINY_CONFIG, save_tiny_checkpoint
+
+
+def _peaks(**scores):
+    return pd.DataFrame(
+        [{"particle_type": name.replace("_", "-"), "score": s} for name, values in scores.items() for s in values]
+    )
+
+
+def test_volume_is_physical():
+    assert volume_um3((100, 100, 100), 10.0) == pytest.approx(1e-3)  # 1000 Å cube
+    assert volume_um3((100, 100, 100), (20.0, 10.0, 5.0)) == pytest.approx(1e-3)
+    assert volume_um3((200, 200, 200), 5.0) == pytest.approx(volume_um3((100, 100, 100), 10.0))
+
+
+def test_kept_density_counts_peaks_at_or_above_each_threshold_per_volume():
+    peaks = _peaks(ribosome=[0.9, 0.5, 0.2, 0.1], apo_ferritin=[0.3])
+    got = kept_density(peaks, {"ribosome": 0.2, "apo-ferritin": 0.5, "thyroglobulin": 0.1}, total_um3=2.0)
+    assert got == {"ribosome": 1.5, "apo-ferritin": 0.0, "thyroglobulin": 0.0}
+    with pytest.raises(ConfigError, match="positive volume"):
+        kept_density(peaks, {"ribosome": 0.2}, total_um3=0.0)
+
+
+def test_thresholds_rise_to_the_capped_count_and_never_fall_below_the_floor():
+    peaks = _peaks(ribosome=[0.95, 0.9, 0.8, 0.6, 0.4, 0.3], apo_ferritin=[0.9, 0.2], thyroglobulin=[0.5, 0.4, 0.3])
+    floor = {"ribosome": 0.1, "apo-ferritin": 0.5, "thyroglobulin": 0.1, "virus-like-particle": 0.2}
+    density = {"ribosome": 1.5, "apo-ferritin": 10.0, "thyroglobulin": 0.0, "virus-like-particle": 1.0}
+    got = density_thresholds(peaks, floor, density, tomogram_um3=2.0, alpha=1.0)
+    assert got["ribosome"] == 0.8  # cap 3 peaks of 6: the third best
+    assert got["apo-ferritin"] == 0.5  # cap 20 > 2 peaks: the floor stands (never lowered)
+    assert got["thyroglobulin"] == 0.1  # a zero reference density keeps the floor rather than nothing
+    assert got["virus-like-particle"] == 0.2  # no peaks at all
+    assert (peaks[peaks.particle_type == "ribosome"].score >= got["ribosome"]).sum() == 3
+    # half the multiple keeps half the peaks; a class without a reference keeps its floor
+    assert density_thresholds(peaks, floor, density, 2.0, alpha=0.5)["ribosome"] == 0.9
+    assert density_thresholds(peaks, floor, {}, 2.0, alpha=0.5) == floor
+    with pytest.raises(ConfigError, match="alpha"):
+        density_thresholds(peaks, floor, density, 2.0, alpha=0.0)
+
+
+def test_a_larger_tomogram_keeps_proportionally_more_peaks():
+    peaks = _peaks(ribosome=list(np.linspace(1.0, 0.01, 100)))
+    small = density_thresholds(peaks, {"ribosome": 0.0}, {"ribosome": 10.0}, 1.0, 1.0)["ribosome"]
+    large = density_thresholds(peaks, {"ribosome": 0.0}, {"ribosome": 10.0}, 4.0, 1.0)["ribosome"]
+    assert (peaks.score >= small).sum() == 10 and (peaks.score >= large).sum() == 40
+
+
+@pytest.fixture()
+def adaptive_ckpt(tmp_path):
+    config = {**TINY_CONFIG, "post": {**TINY_CONFIG["post"], "adaptive_alpha": 1.0}}
+    path = save_tiny_checkpoint(tmp_path / "adaptive.pt", config=config)
+    payload = load_checkpoint(path)
+    payload["kept_density"] = {name: 1e4 for name in PARTICLE_NAMES}  # per µm³
+    return save_checkpoint(path, payload)
+
+
+def test_detect_caps_each_class_per_tomogram_only_for_the_detectors_own_thresholds(adaptive_ckpt, rng):
+    det = load(adaptive_ckpt)
+    assert det.kept_density["ribosome"] == 1e4 and det.config.post.adaptive_alpha == 1.0
+    data = rng.standard_normal((8, 32, 32)).astype(np.float32)
+    every = detect(data, det, voxel_size=10.0, thresholds=0.0)  # explicit thresholds: no cap
+    cap = int(np.ceil(1e4 * volume_um3(data.shape, 10.0)))  # 8 x 32 x 32 voxels of 10 Å: 0.08 -> 1 per class
+    own = detect(data, det, voxel_size=10.0)
+    counts = own.groupby("particle_type").size()
+    every_counts = every.groupby("particle_type").size()
+    assert (every_counts > cap).any()  # the test means something: uncapped, some class keeps more
+    assert cap == 1 and (counts <= cap).all()
+    for name, n in counts.items():  # the kept ones are each class's best
+        best = every[every.particle_type == name].score.nlargest(n)
+        np.testing.assert_allclose(np.sort(own[own.particle_type == name].score), np.sort(best))
+    off = dataclasses.replace(det, config=config_from_dict({**TINY_CONFIG}))  # alpha 0: everything kept (floor 0)
+    assert len(detect(data, off, voxel_size=10.0)) == len(every)
+
+
+def test_the_reference_survives_export_and_a_bad_alpha_is_refused(adaptive_ckpt, tmp_path):
+    shipped = export_checkpoint(adaptive_ckpt, tmp_path / "shipped.pt")
+    assert load(shipped).kept_density == load(adaptive_ckpt).kept_density
+    bad = load_checkpoint(adaptive_ckpt)
+    bad["config"]["post"]["adaptive_alpha"] = -1.0
+    with pytest.raises(CheckpointError, match="adaptive_alpha"):
+        load(save_checkpoint(tmp_path / "bad.pt", bad))
