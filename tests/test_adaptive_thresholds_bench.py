@@ -1,0 +1,46 @@
+"""benchmarks/adaptive_thresholds.py at smoke size: alpha chosen on development data, and the saved copy makes
+cryopoint.detect keep exactly the picks the benchmark scored."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+
+def test_selection_report_and_saved_copy_agree_with_detect(tmp_path):
+    import cryopoint
+    from benchmarks import adaptive_thresholds as bench
+    from benchmarks.generalization import BUDGETS, source_root
+    from cryopoint.io import list_runs, tomogram_path
+    from cryopoint.post.thresholds import apply_thresholds
+
+    out, copy, cache = tmp_path / "adaptive", tmp_path / "adaptive.pt", str(tmp_path / "cache")
+    argv = ["--budget", "smoke", "--ref-runs", "2", "--test-runs", "2", "--alphas", "0.1", "0.5"]
+    bench.main([*argv, "--cache-dir", cache, "--out", str(out), "--save-as", str(copy)])
+    result = json.loads(out.with_suffix(".json").read_text())
+    means = result["development_mean"]
+    assert result["selected_alpha"] == max((0.1, 0.5), key=lambda a: (means[str(a)], a))
+    assert set(result["development"]) == {"A", "B", "C", "reference"}
+    assert means["0.5"] == np.mean([r["alpha"]["0.5"] for r in result["development"].values()])
+    md = out.with_suffix(".md").read_text()
+    assert f"Selected: **alpha {result['selected_alpha']:g}**" in md and out.with_suffix(".png").is_file()
+
+    det = cryopoint.load(copy)
+    assert det.config.post.adaptive_alpha == result["selected_alpha"]
+    assert det.kept_density == result["kept_density"]
+    root = source_root("B", BUDGETS["smoke"], cache, fresh_runs=2)
+    run = sorted(list_runs(root))[0]
+    path = tomogram_path(root, run)
+    peaks = cryopoint.detect(path, det, thresholds=0.0).assign(experiment=run)
+    expected = bench.adapted(
+        peaks, det.default_thresholds, det.kept_density, bench.run_volumes(root, [run]), det.config.post.adaptive_alpha
+    )
+    got = cryopoint.detect(path, det)  # the copy applies its own per-tomogram thresholds
+    key = ["particle_type", "x", "y", "z"]
+    pd.testing.assert_frame_equal(
+        got[key].sort_values(key).reset_index(drop=True), expected[key].sort_values(key).reset_index(drop=True)
+    )
+    plain = apply_thresholds(peaks, det.default_thresholds)
+    assert len(got) < len(plain)  # small multiples: the cap removed picks, so the comparison above means something
