@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import sys
 import time
 from pathlib import Path
 
@@ -165,7 +166,7 @@ def main(argv: list[str] | None = None) -> Path:
         console.rule("full-size tomogram")
         full = run_in_child(_full_size, str(ckpt))  # the --model checkpoint, not whatever is shipped
     meta = {
-        "command": "python -m benchmarks.default_model " + " ".join(argv or []),
+        "command": "python -m benchmarks.default_model " + " ".join(argv if argv is not None else sys.argv[1:]),
         "checkpoint": str(ckpt),
         "sha256": sha256(ckpt),
         "budget": args.budget,
