@@ -116,6 +116,35 @@ class Detector:
         fallback = float(self.config.post.default_threshold)
         return {name: float(self.thresholds.get(name, fallback)) for name in PARTICLE_NAMES}
 
+    @property
+    def adapts(self) -> bool:
+        """Whether its own thresholds are raised per tomogram (``post.adaptive_alpha > 0`` and a reference)."""
+        alpha = float(self.config.post.adaptive_alpha)
+        if alpha > 0 and not self.kept_density:
+            warnings.warn(
+                f"post.adaptive_alpha is {alpha:g} but {self.path or 'this detector'} carries no reference density "
+                "(kept_density): its thresholds are used as they are. Make a copy with one: python -m "
+                "benchmarks.adaptive_thresholds --model MODEL --save-as MODEL_ADAPTIVE.pt",
+                AdjustedSettingWarning,
+                stacklevel=3,
+            )
+        return alpha > 0 and bool(self.kept_density)
+
+    def thresholds_for(
+        self, peaks: pd.DataFrame, shape: Sequence[int], voxel_size: float | Sequence[float]
+    ) -> dict[str, float]:
+        """The thresholds ``detect`` applies to one tomogram's ``peaks`` by default: :attr:`default_thresholds`,
+        raised per class where :attr:`adapts` to keep at most ``post.adaptive_alpha`` times the reference
+        density of peaks (:mod:`cryopoint.post.adaptive`). ``shape`` (z, y, x) and ``voxel_size`` (Å) are the
+        tomogram's, in the frame of ``peaks``."""
+        if not self.adapts:
+            return self.default_thresholds
+        from cryopoint.post.adaptive import density_thresholds, volume_um3
+
+        size = volume_um3(shape, voxel_size)
+        alpha = float(self.config.post.adaptive_alpha)
+        return density_thresholds(peaks, self.default_thresholds, self.kept_density, size, alpha)
+
     def detect(self, tomogram: Any, **kwargs: Any) -> pd.DataFrame:
         """Shorthand for ``cryopoint.detect(tomogram, self, **kwargs)``."""
         return detect(tomogram, self, **kwargs)
@@ -419,21 +448,12 @@ def detect(
         settings = {"tta": tta, "batch_size": batch_size, "overlap": overlap, "roi": roi}
         picks = _run_model(detector, tomo, device=device, progress=progress, **settings)
         picks = apply_thresholds(
-            picks, _own_thresholds(detector, picks, tomo) if thresholds is None else _as_threshold_dict(thresholds)
+            picks,
+            detector.thresholds_for(picks, tomo.shape, tomo.voxel_size)
+            if thresholds is None
+            else _as_threshold_dict(thresholds),
         )
     return _tidy(picks, tomo.voxel_size)
-
-
-def _own_thresholds(detector: Detector, peaks: pd.DataFrame, tomo: Tomogram) -> dict[str, float]:
-    """The detector's thresholds for this tomogram: tuned (or default) ones, raised per tomogram where
-    ``post.adaptive_alpha > 0`` and the checkpoint carries a reference density (:mod:`cryopoint.post.adaptive`)."""
-    alpha = float(detector.config.post.adaptive_alpha)
-    if alpha <= 0 or not detector.kept_density:
-        return detector.default_thresholds
-    from cryopoint.post.adaptive import density_thresholds, volume_um3
-
-    size = volume_um3(tomo.shape, tomo.voxel_size)
-    return density_thresholds(peaks, detector.default_thresholds, detector.kept_density, size, alpha)
 
 
 def _as_threshold_dict(thresholds: Mapping[str, float] | float | None) -> dict[str, float] | None:

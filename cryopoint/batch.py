@@ -294,14 +294,25 @@ def _thresholds(opts: BatchOptions, detector: Detector | str) -> dict[str, float
     return {} if isinstance(detector, str) else detector.default_thresholds
 
 
+def _cut(peaks: pd.DataFrame, status: dict, opts: BatchOptions, detector: Detector | str) -> pd.DataFrame:
+    """One run's picks: its peaks under the given thresholds, else the detector's own for that tomogram (raised
+    per tomogram where it adapts, exactly as ``detect`` would), else every peak (the blob baseline)."""
+    if opts.thresholds is None and not isinstance(detector, str):
+        return apply_thresholds(peaks, detector.thresholds_for(peaks, status["shape"], status["voxel_size"]))
+    thresholds = _thresholds(opts, detector)
+    return apply_thresholds(peaks, thresholds) if thresholds else peaks
+
+
 def _assemble(
-    runs: Sequence[str], statuses: dict[str, dict], opts: BatchOptions, thresholds: dict[str, float]
+    runs: Sequence[str], statuses: dict[str, dict], opts: BatchOptions, detector: Detector | str
 ) -> pd.DataFrame:
     """Combined outputs from the per-run peak files of the runs that finished; returns the thresholded picks."""
     ok = [r for r in runs if statuses[r].get("status") == "ok"]
     frames = [pd.read_csv(_peaks_path(opts.out_dir, r), dtype={"experiment": str}) for r in ok]
-    peaks = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["experiment", *COLUMNS])
-    picks = apply_thresholds(peaks, thresholds) if thresholds else peaks
+    empty = pd.DataFrame(columns=["experiment", *COLUMNS])
+    peaks = pd.concat(frames, ignore_index=True) if frames else empty
+    cut = [_cut(f, statuses[r], opts, detector) for r, f in zip(ok, frames)]
+    picks = pd.concat(cut, ignore_index=True) if cut else empty
     out = opts.out_dir
     if "raw" in opts.formats:
         with atomic_path(out / "peaks.csv") as tmp:
@@ -438,7 +449,7 @@ def run_batch(inputs: dict[str, Path | str], opts: BatchOptions, console: Consol
             "The blob baseline has no tuned thresholds: the picks files hold every peak. Tune them on labelled runs "
             "(tools/tune_thresholds.py --predictions OUT/peaks.csv ...) and pass --thresholds thresholds.yaml."
         )
-    picks = _assemble(runs, statuses, opts, _thresholds(opts, detector))
+    picks = _assemble(runs, statuses, opts, detector)
     console.print(_summary_table(runs, statuses, picks))
     summary = pd.DataFrame([
         {"run": r, "status": "skipped" if statuses[r].get("skipped") else statuses[r]["status"],

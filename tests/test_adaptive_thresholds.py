@@ -93,3 +93,39 @@ def test_the_reference_survives_export_and_a_bad_alpha_is_refused(adaptive_ckpt,
     bad["config"]["post"]["adaptive_alpha"] = -1.0
     with pytest.raises(CheckpointError, match="adaptive_alpha"):
         load(save_checkpoint(tmp_path / "bad.pt", bad))
+
+
+def test_batch_detection_applies_the_same_per_tomogram_thresholds_as_detect(adaptive_ckpt, tmp_path):
+    import mrcfile
+
+    from cryopoint.batch import BatchOptions, run_batch, runs_from_files
+
+    files, rng = [], np.random.default_rng(3)
+    for name, shape in (("small", (8, 32, 32)), ("large", (8, 64, 64))):  # different volumes: different caps
+        path = tmp_path / f"{name}.mrc"
+        with mrcfile.new(path) as mrc:
+            mrc.set_data(rng.standard_normal(shape).astype(np.float32))
+            mrc.voxel_size = 10.0
+        files.append(path)
+    out = tmp_path / "out"
+    run_batch(runs_from_files(files), BatchOptions(model=str(adaptive_ckpt), out_dir=out, formats=("submission",)))
+    got = pd.read_csv(out / "submission.csv")
+    det = load(adaptive_ckpt)
+    for path in files:
+        expected = detect(path, det)
+        mine = got[got.experiment == path.stem]
+        assert len(mine) == len(expected) > 0
+        assert mine.groupby("particle_type").size().to_dict() == expected.groupby("particle_type").size().to_dict()
+    every = detect(files[1], det, thresholds=0.0)
+    assert len(got[got.experiment == "large"]) < len(every)  # the cap did act on the batch path
+
+
+def test_adaptive_alpha_without_a_reference_warns_and_keeps_the_thresholds(tmp_path, rng):
+    from cryopoint.errors import AdjustedSettingWarning
+
+    config = {**TINY_CONFIG, "post": {**TINY_CONFIG["post"], "adaptive_alpha": 0.5}}
+    det = load(save_tiny_checkpoint(tmp_path / "no_reference.pt", config=config))
+    data = rng.standard_normal((8, 32, 32)).astype(np.float32)
+    with pytest.warns(AdjustedSettingWarning, match="no reference density"):
+        picks = detect(data, det, voxel_size=10.0)
+    assert len(picks) == len(detect(data, det, voxel_size=10.0, thresholds=det.default_thresholds))
