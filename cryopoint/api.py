@@ -130,6 +130,23 @@ class Detector:
             )
         return alpha > 0 and bool(self.kept_density)
 
+    def with_adaptive_alpha(self, alpha: float) -> Detector:
+        """This detector with ``post.adaptive_alpha = alpha`` (0 = off); the model is shared, not copied.
+
+        Raises:
+            ConfigError: ``alpha`` below 0, or above 0 for a checkpoint without a reference density.
+        """
+        if not alpha >= 0:
+            raise ConfigError(f"adaptive alpha must be >= 0 (0 = off); got {alpha}.")
+        if alpha > 0 and not self.kept_density:
+            raise ConfigError(
+                f"{self.path or 'this detector'} carries no reference density (kept_density), so its thresholds "
+                "cannot adapt per tomogram. Make a copy with one: python -m benchmarks.adaptive_thresholds "
+                "--model MODEL --save-as MODEL_ADAPTIVE.pt"
+            )
+        post = dataclasses.replace(self.config.post, adaptive_alpha=float(alpha))
+        return dataclasses.replace(self, config=dataclasses.replace(self.config, post=post))
+
     def thresholds_for(
         self, peaks: pd.DataFrame, shape: Sequence[int], voxel_size: float | Sequence[float]
     ) -> dict[str, float]:

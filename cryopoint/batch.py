@@ -66,7 +66,11 @@ COPICK_USER = "cryopoint"
 
 @dataclass(frozen=True)
 class BatchOptions:
-    """What to run and write. ``model`` is a checkpoint path or ``"blob"`` (re-loaded in each worker)."""
+    """What to run and write. ``model`` is a checkpoint path or ``"blob"`` (re-loaded in each worker).
+
+    ``adaptive_alpha`` overrides the model's ``post.adaptive_alpha`` (per-tomogram thresholds,
+    :mod:`cryopoint.post.adaptive`) where the model's own thresholds apply; None keeps the model's setting.
+    """
 
     model: str
     out_dir: Path
@@ -75,6 +79,7 @@ class BatchOptions:
     copick_config: Path | None = None
     split: str = "test"
     thresholds: dict[str, float] | float | None = None
+    adaptive_alpha: float | None = None
     devices: tuple[str, ...] = ()
     tta: bool | None = None
     batch_size: int | None = None
@@ -389,6 +394,8 @@ def run_batch(inputs: dict[str, Path | str], opts: BatchOptions, console: Consol
     opts = BatchOptions(**{**opts.__dict__, "devices": devices, "out_dir": Path(opts.out_dir)})
     console = console or make_console()
     detector = opts.model if opts.model == "blob" else load(opts.model)  # a bad checkpoint fails before any run
+    if opts.adaptive_alpha is not None and not isinstance(detector, str):
+        detector = detector.with_adaptive_alpha(opts.adaptive_alpha)
     made = made_with(opts, detector)
     if not opts.overwrite:
         _check_stale(inputs, opts, made)

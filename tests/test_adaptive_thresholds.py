@@ -129,3 +129,27 @@ def test_adaptive_alpha_without_a_reference_warns_and_keeps_the_thresholds(tmp_p
     with pytest.warns(AdjustedSettingWarning, match="no reference density"):
         picks = detect(data, det, voxel_size=10.0)
     assert len(picks) == len(detect(data, det, voxel_size=10.0, thresholds=det.default_thresholds))
+
+
+def test_detect_cli_turns_adaptation_on_and_off(adaptive_ckpt, tmp_path):
+    import mrcfile
+
+    from cryopoint.errors import ConfigError
+    from tools.detect import main
+
+    path = tmp_path / "tomo.mrc"
+    with mrcfile.new(path) as mrc:
+        mrc.set_data(np.random.default_rng(4).standard_normal((8, 64, 64)).astype(np.float32))
+        mrc.voxel_size = 10.0
+    counts = {}
+    for alpha in ("0", "1", "4"):
+        out = tmp_path / f"out{alpha}"
+        args = ["--model", str(adaptive_ckpt), "--files", str(path), "--out", str(out), "--adaptive", alpha]
+        assert main(args) == 0
+        counts[alpha] = len(pd.read_csv(out / "submission.csv"))
+    det = load(adaptive_ckpt)
+    assert counts["0"] == len(detect(path, det.with_adaptive_alpha(0.0))) > counts["4"] > counts["1"]
+    assert counts["1"] == len(detect(path, det))  # the checkpoint's own alpha is 1
+    plain = load(save_tiny_checkpoint(tmp_path / "plain.pt"))
+    with pytest.raises(ConfigError, match="no reference density"):
+        plain.with_adaptive_alpha(0.5)

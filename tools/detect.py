@@ -53,6 +53,13 @@ def main(argv=None) -> int:
     cut = p.add_mutually_exclusive_group()
     cut.add_argument("--threshold", type=float, help="one score threshold for every class (default: the model's)")
     cut.add_argument("--thresholds", type=Path, help="per-class thresholds YAML (tools/tune_thresholds.py --out)")
+    cut.add_argument(
+        "--adaptive",
+        type=float,
+        metavar="ALPHA",
+        help="per tomogram, keep at most ALPHA x the peaks per volume the model's thresholds keep on its reference "
+        "data (label-free, for data unlike the training data; 0 = off; default: the model's setting)",
+    )
     p.add_argument(
         "--devices",
         nargs="+",
@@ -81,6 +88,7 @@ def main(argv=None) -> int:
         copick_config=args.copick_config,
         split=args.split,
         thresholds=read_thresholds(args.thresholds) if args.thresholds else args.threshold,
+        adaptive_alpha=args.adaptive,
         devices=tuple(args.devices),
         tta=args.tta,
         batch_size=args.batch_size,
