@@ -185,3 +185,20 @@ def bootstrap_fbeta_gap(a, b, n_boot: int = 2000, seed: int = 0, level: float = 
     gaps = fbeta(a, draws) - fbeta(b, draws)
     lo, hi = np.quantile(gaps, [(1 - level) / 2, (1 + level) / 2], axis=0)
     return {"a": fa, "b": fb, "gap": fa - fb, "lo": lo, "hi": hi}
+
+
+def own_picks(detector, peaks, geometry: dict):
+    """The picks ``detector`` keeps by default, as ``cryopoint.detect`` would keep them: per run, its
+    thresholds for that tomogram (``Detector.thresholds_for``: raised per tomogram where it adapts).
+
+    ``peaks``: every peak (``experiment`` = run); ``geometry``: ``{run: (shape, voxel_size)}`` of each tomogram.
+    """
+    import pandas as pd
+
+    from cryopoint.post.thresholds import apply_thresholds
+
+    kept = [
+        apply_thresholds(group, detector.thresholds_for(group, *geometry[run]))
+        for run, group in peaks.groupby("experiment", sort=False)
+    ]
+    return pd.concat(kept, ignore_index=True) if kept else peaks.iloc[:0]

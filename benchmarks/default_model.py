@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from benchmarks.bench_common import bootstrap_fbeta_gap, machine, per_run_counts, run_in_child
+from benchmarks.bench_common import bootstrap_fbeta_gap, machine, own_picks, per_run_counts, run_in_child
 from benchmarks.generalization import (
     BUDGETS,
     FRESH_SEED_OFFSET,
@@ -40,6 +40,7 @@ from benchmarks.generalization import (
     blob_picks,
     blob_thresholds,
     predict,
+    run_geometry,
     scores,
     source_root,
     split_names,
@@ -149,12 +150,11 @@ def main(argv: list[str] | None = None) -> Path:
             preds.to_csv(args.save_predictions / f"source_{source}.csv", index=False)
         blob_thr = blob_thresholds(root, train_runs, truth_all)
         blobs = apply_thresholds(blob_picks(test_root, test_runs), blob_thr)
-        gap = bootstrap_fbeta_gap(
-            per_run_counts(truth, apply_thresholds(preds, det.thresholds), test_runs),
-            per_run_counts(truth, blobs, test_runs),
-        )
+        own = own_picks(det, preds, run_geometry(test_root, test_runs))  # as detect keeps them (adaptive or not)
+        gap = bootstrap_fbeta_gap(per_run_counts(truth, own, test_runs), per_run_counts(truth, blobs, test_runs))
         rows[source] = {
-            **scores(preds, truth, det.thresholds),
+            **scores(preds, truth, None),  # thresholds tuned on the test runs (oracle)
+            "own": _cells(own, truth),
             "blob": _cells(blobs, truth),
             "vs_blob": {n: {k: float(v[i]) for k, v in gap.items()} for i, n in enumerate(PARTICLE_NAMES)},
             "test_runs": list(test_runs),

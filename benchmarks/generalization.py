@@ -213,6 +213,17 @@ def predict(ckpt: Path, root: Path, names: list[str]) -> pd.DataFrame:
     return pd.concat(picks, ignore_index=True)
 
 
+def run_geometry(root: Path, names: list[str]) -> dict[str, tuple[tuple[int, ...], tuple[float, ...]]]:
+    """``{run: (shape, voxel_size)}`` of each run's tomogram (for per-tomogram thresholds)."""
+    from cryopoint.io import read_tomogram, tomogram_path
+
+    out = {}
+    for n in names:
+        tomo = read_tomogram(tomogram_path(root, n))
+        out[n] = (tuple(tomo.shape), tuple(tomo.voxel_size))
+    return out
+
+
 #: The lean threshold rule (``post.threshold_tolerance``) reported beside the argmax one, fixed before the run.
 LEAN_TOLERANCE = 0.05
 

@@ -26,7 +26,7 @@ import pandas as pd
 from rich.console import Console
 from rich.progress import Progress
 
-from benchmarks.bench_common import machine
+from benchmarks.bench_common import machine, own_picks
 from cryopoint.particles import PARTICLE_NAMES, get_particle
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,7 +52,7 @@ def evaluate(det, preset: str, runs: int, shape, seed: int, overrides: dict) -> 
     """Simulate the runs (those of ``make_synthetic --seed SEED --split train``), detect, score."""
     import cryopoint
     from cryopoint.metric import score
-    from cryopoint.post.thresholds import apply_thresholds, tune_thresholds
+    from cryopoint.post.thresholds import tune_thresholds
     from cryopoint.synth import get_preset, run_names
     from cryopoint.synth.dataset import run_rng
     from cryopoint.synth.simulate import simulate_run
@@ -74,7 +74,7 @@ def evaluate(det, preset: str, runs: int, shape, seed: int, overrides: dict) -> 
             )
             progress.advance(task)
     truth, preds = pd.concat(truths, ignore_index=True), pd.concat(preds, ignore_index=True)
-    own = apply_thresholds(preds, det.thresholds)
+    own = own_picks(det, preds, {name: (shape, params.voxel_size) for name in names})
     pooled = score(truth, own)
     tuned = tune_thresholds(truth, preds)
     per_run = {}

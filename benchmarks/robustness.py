@@ -30,7 +30,7 @@ import pandas as pd
 from rich.console import Console
 from rich.progress import Progress
 
-from benchmarks.bench_common import machine
+from benchmarks.bench_common import machine, own_picks
 from cryopoint.particles import PARTICLE_NAMES, get_particle
 
 REPO = Path(__file__).resolve().parents[1]
@@ -78,7 +78,8 @@ def make_tomograms(name: str, n: int, shape: tuple[int, int, int], seed: int, cr
 
 
 def cell(preds: pd.DataFrame, truth: pd.DataFrame, thresholds: dict | None) -> dict:
-    """Weighted F-beta and per-class F-beta and recall at ``thresholds`` (None: tuned on ``truth``)."""
+    """Weighted F-beta and per-class F-beta and recall at ``thresholds`` (None: tuned on ``truth``; ``{}``:
+    ``preds`` are the picks already)."""
     from cryopoint.metric import score
     from cryopoint.post.thresholds import apply_thresholds, tune_thresholds
 
@@ -126,7 +127,8 @@ def run(models: dict[str, str], shifts: list[str], n: int, shape, seed: int, cro
                     preds.append(cryopoint.detect(vol, det, voxel_size=vs, thresholds=0.0).assign(experiment=f"t{i}"))
                     progress.advance(task)
                 preds = pd.concat(preds, ignore_index=True)
-                row["models"][m] = {"own": cell(preds, truth, det.thresholds), "ranking": cell(preds, truth, None)}
+                own = own_picks(det, preds, {f"t{i}": (vol.shape, vs) for i, vol in enumerate(vols)})
+                row["models"][m] = {"own": cell(own, truth, {}), "ranking": cell(preds, truth, None)}
             blobs = []
             for i, vol in enumerate(vols):
                 blobs.append(detect_blobs(vol, vs, min_score=0.0).assign(experiment=f"t{i}"))

@@ -153,3 +153,18 @@ def test_detect_cli_turns_adaptation_on_and_off(adaptive_ckpt, tmp_path):
     plain = load(save_tiny_checkpoint(tmp_path / "plain.pt"))
     with pytest.raises(ConfigError, match="no reference density"):
         plain.with_adaptive_alpha(0.5)
+
+
+def test_benchmarks_keep_what_detect_keeps(adaptive_ckpt):
+    from benchmarks.bench_common import own_picks
+
+    det = load(adaptive_ckpt)
+    rng = np.random.default_rng(5)
+    vols = {"a": rng.standard_normal((8, 32, 32)), "b": rng.standard_normal((8, 64, 64))}
+    peaks = pd.concat([detect(v, det, voxel_size=10.0, thresholds=0.0).assign(experiment=k) for k, v in vols.items()])
+    kept = own_picks(det, peaks, {k: (v.shape, (10.0,) * 3) for k, v in vols.items()})
+    for k, v in vols.items():
+        expected = detect(v, det, voxel_size=10.0)
+        mine = kept[kept.experiment == k]
+        assert sorted(mine.score) == sorted(expected.score)
+    assert len(kept) < len(peaks)
