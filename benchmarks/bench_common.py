@@ -156,13 +156,17 @@ def per_run_counts(truth, picks, runs: list[str]):
     return np.stack(out) if out else np.zeros((0, 3, 0))
 
 
-def bootstrap_fbeta_gap(a, b, n_boot: int = 2000, seed: int = 0, level: float = 0.9, beta: float = 4.0) -> dict:
+def bootstrap_fbeta_gap(
+    a, b, n_boot: int = 2000, seed: int = 0, level: float = 0.9, beta: float = 4.0, weights=None
+) -> dict:
     """Per-class F-beta of method ``a`` minus method ``b`` on the same runs, with a paired bootstrap interval.
 
     ``a`` and ``b`` are :func:`per_run_counts` arrays over the same runs. Each resample draws runs with
     replacement (the same draw for both methods and all classes) and pools its counts as the metric pools;
     the interval is the central ``level`` of the resampled gaps. Runs, not particles, are resampled: particles
     of one tomogram share its imaging, so they are not independent.
+
+    ``weights`` (one per class, e.g. the challenge's): the same for the weighted score (scalars).
 
     Returns:
         ``{"a", "b", "gap", "lo", "hi"}``, each an array over classes (``a``/``b``/``gap`` on all runs).
@@ -183,6 +187,9 @@ def bootstrap_fbeta_gap(a, b, n_boot: int = 2000, seed: int = 0, level: float = 
     fa, fb = fbeta(a, ones)[0], fbeta(b, ones)[0]
     draws = np.random.default_rng(seed).multinomial(len(a), np.full(len(a), 1.0 / len(a)), size=n_boot)
     gaps = fbeta(a, draws) - fbeta(b, draws)
+    if weights is not None:  # the weighted score instead of per-class F-beta
+        w = np.asarray(weights, dtype=np.float64) / np.sum(weights)
+        fa, fb, gaps = fa @ w, fb @ w, gaps @ w
     lo, hi = np.quantile(gaps, [(1 - level) / 2, (1 + level) / 2], axis=0)
     return {"a": fa, "b": fb, "gap": fa - fb, "lo": lo, "hi": hi}
 

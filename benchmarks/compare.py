@@ -186,6 +186,7 @@ def evaluate(preds: pd.DataFrame, truth: pd.DataFrame, folds: dict[str, int]) ->
         ``miss_causes`` (``{class: {"true", "missed", cause: count}}`` of those picks, causes judged against
         each fold's picks scoring at least half its thresholds: :mod:`cryopoint.viz.misses`).
     """
+    from benchmarks.bench_common import per_run_counts
     from cryopoint.post.thresholds import cross_fold_score, tune_out_of_fold
     from cryopoint.viz.misses import miss_cause_table, miss_causes, near_threshold
 
@@ -210,6 +211,8 @@ def evaluate(preds: pd.DataFrame, truth: pd.DataFrame, folds: dict[str, int]) ->
         "thresholds_by_fold": {f: {k: float(v) for k, v in t.items()} for f, t in crossed.thresholds.items()},
         "per_class": per_class,
         "crossfold_preds": crossed.picks,
+        "runs": sorted(folds),  # and their exact-metric counts of the cross-fold picks, for intervals over tomograms
+        "run_counts": per_run_counts(truth, crossed.picks, sorted(folds)).tolist(),
         "miss_causes": {n: {k: int(v) for k, v in row.items()} for n, row in causes.iterrows()},
     }
 

@@ -82,18 +82,32 @@ def _weight(name: str) -> float:
     return next(p.weight for p in PARTICLES if p.name == name)
 
 
+def gap_interval(a: dict, b: dict) -> str:
+    """`` [lo, hi]``: the 90 % interval of row ``a``'s cross-fold weighted score minus row ``b``'s, from a paired
+    bootstrap over the tomograms (``run_counts``); empty when a row lacks them (results of older versions)."""
+    if a.get("runs") is None or a.get("runs") != b.get("runs"):
+        return ""
+    from benchmarks.bench_common import bootstrap_fbeta_gap
+
+    weights = [p.weight for p in PARTICLES]
+    g = bootstrap_fbeta_gap(a["run_counts"], b["run_counts"], weights=weights)
+    return f" [{float(g['lo']):+.3f}, {float(g['hi']):+.3f}]"
+
+
 def verdict(rows: list[dict], meta: dict) -> list[str]:
     """Plain sentences on the issue's goal, computed from the numbers (no spin)."""
     lines = []
     for src in _sources(rows):
         hm, un = _curve_rows(rows, src, "heatmap25d"), {r["steps"]: r for r in _curve_rows(rows, src, "unet3d")}
         pairs = [(h["steps"], h["score_crossfold"], un[h["steps"]]["score_crossfold"]) for h in hm if h["steps"] in un]
+        spans = {h["steps"]: gap_interval(h, un[h["steps"]]) for h in hm if h["steps"] in un}
         if pairs:
             behind = [s for s, h, u in pairs if h <= u]
             unpaired = sorted({h["steps"] for h in hm} ^ set(un))
             lines.append(
-                f"- {src}, heatmap25d vs unet3d (cross-fold weighted F-beta, equal steps and crop): "
-                + ", ".join(f"{s} steps {h:.3f} vs {u:.3f} ({h - u:+.3f})" for s, h, u in pairs)
+                f"- {src}, heatmap25d vs unet3d (cross-fold weighted F-beta, equal steps and crop; in brackets the "
+                "90 % interval of the gap from resampling tomograms): "
+                + ", ".join(f"{s} steps {h:.3f} vs {u:.3f} ({h - u:+.3f}{spans[s]})" for s, h, u in pairs)
                 + (
                     " — **heatmap25d ahead at every budget**."
                     if not behind

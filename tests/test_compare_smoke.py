@@ -297,3 +297,18 @@ def test_report_only_lists_an_untrained_variant(compare, tmp_path):
     assert any(m.startswith("B/heatmap25d-variant-hard-negatives/s1 (no finished fold0)") for m in payload["missing"])
     with pytest.raises(SystemExit):
         compare.main(["--budget", "smoke", "--variant", "no overrides"])
+
+
+def test_the_gap_to_unet_carries_an_interval_over_tomograms(compare):
+    from benchmarks.compare_report import gap_interval
+
+    truth, preds = _truth_and_preds()
+    folds = {"r0": 0, "r1": 1}
+    good = compare.evaluate(preds, truth, folds)
+    bad = compare.evaluate(preds[preds.score < 0.5], truth, folds)  # only the false positives
+    assert good["runs"] == ["r0", "r1"] and np.asarray(good["run_counts"]).shape == (2, 3, len(PARTICLE_NAMES))
+    span = gap_interval(good, bad)
+    lo, hi = (float(v) for v in span.strip(" []").split(","))
+    assert lo > 0.5 and hi <= 1.0  # every particle against none, on both tomograms
+    assert gap_interval(good, good) == " [+0.000, +0.000]"
+    assert gap_interval(good, {**bad, "runs": ["r0"]}) == ""  # other tomograms: no paired interval
