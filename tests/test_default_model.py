@@ -37,6 +37,14 @@ def test_shipped_weights_are_plain_fp16_tensors_loaded_safely():
     assert set(det.thresholds) == set(cryopoint.particles.PARTICLE_NAMES)
 
 
+def test_shipped_model_carries_a_reference_density_with_adaptation_off():
+    det = cryopoint.load("default")
+    assert set(det.kept_density) == set(cryopoint.particles.PARTICLE_NAMES)
+    assert all(v > 0 for v in det.kept_density.values())  # peaks per µm³ its thresholds kept on the reference runs
+    assert det.config.post.adaptive_alpha == 0.0 and not det.adapts  # off by default (docs/models.md says why)
+    assert det.with_adaptive_alpha(0.5).adapts
+
+
 @pytest.mark.slow
 def test_default_model_finds_the_particles_of_an_easy_tomogram():
     """A real detection test on a small `easy` tomogram (15 scored particles, never seen in training).
