@@ -17,7 +17,7 @@ Also, behind options:
 Every training is kept in the work folder (``<work>/<source>/<arm>/s<steps>/fold<k>``, with ``done.json``):
 a killed or extended run (more budgets, sources or settings) trains only what is missing and rescores the rest::
 
-    python -m benchmarks.compare                    # --budget cpu: 250/500/1000 steps, realistic + B (~3.5 h on 2 cores, est.)
+    python -m benchmarks.compare                    # cpu: 250/500/1000 steps, realistic + B (~3.5 h est., 2 cores)
     python -m benchmarks.compare --sources realistic  # realistic alone (~2 h, est.); B later adds to it
     python -m benchmarks.compare --curve 250 500     # 250/500 steps only: 91 min measured (2026-12-03)
     python -m benchmarks.compare --budget gpu       # full-size tomograms, 1000/3000/6000 steps
