@@ -265,27 +265,39 @@ def _lost_run_status(run: str, opts: BatchOptions, before: tuple[int, int] | Non
 def _run_parallel(todo: dict, opts: BatchOptions, on_event: Callable[..., None], made: dict) -> None:
     before = {run: _stamp(_status_path(opts.out_dir, run)) for run in todo}
     ctx = torch.multiprocessing.get_context("spawn")
-    tasks, results = ctx.Queue(), ctx.Queue()
+    tasks = ctx.Queue()
+    # One results queue per worker: a worker killed while its queue's feeder thread holds the queue's write lock
+    # (os._exit, the OOM killer) leaves that lock taken for good, and a shared queue would then block every
+    # other worker's messages, so the batch would hang. A per-worker queue confines the damage to the dead one.
+    results = [ctx.Queue() for _ in opts.devices]
     for item in todo.items():
         tasks.put(item)
     for _ in opts.devices:
         tasks.put(None)
-    workers = [ctx.Process(target=_worker, args=(i, d, opts, tasks, results, made)) for i, d in enumerate(opts.devices)]
+    workers = [
+        ctx.Process(target=_worker, args=(i, d, opts, tasks, results[i], made)) for i, d in enumerate(opts.devices)
+    ]
     for w in workers:
         w.start()
     remaining = set(todo)
     while remaining:
-        try:
-            kind, rank, run, a, b = results.get(timeout=5)
-        except queue.Empty:
-            if not any(w.is_alive() for w in workers):
-                for run in sorted(remaining):  # every worker is gone (some died, e.g. out of memory): do not hang
-                    on_event("done", 0, run, _lost_run_status(run, opts, before[run]), None)
-                break
+        got = False
+        for q in results:
+            try:
+                kind, rank, run, a, b = q.get_nowait()
+            except queue.Empty:
+                continue
+            got = True
+            on_event(kind, rank, run, a, b)
+            if kind == "done":
+                remaining.discard(run)
+        if got:
             continue
-        on_event(kind, rank, run, a, b)
-        if kind == "done":
-            remaining.discard(run)
+        if not any(w.is_alive() for w in workers) and all(q.empty() for q in results):
+            for run in sorted(remaining):  # every worker is gone (some died, e.g. out of memory): do not hang
+                on_event("done", 0, run, _lost_run_status(run, opts, before[run]), None)
+            break
+        time.sleep(0.05)
     for w in workers:
         w.join()
 
