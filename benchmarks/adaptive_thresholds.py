@@ -33,7 +33,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from benchmarks.bench_common import bootstrap_fbeta_gap, machine, per_run_counts
-from benchmarks.generalization import BUDGETS, SOURCES, predict, source_root, split_names
+from benchmarks.generalization import BUDGETS, SOURCES, predict, run_geometry, source_root, split_names
 from cryopoint.particles import PARTICLE_NAMES, get_particle
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,14 +66,9 @@ def reference_peaks(det, preset: str, runs: int, seed: int, shape) -> tuple[pd.D
 
 def run_volumes(root: Path, names: list[str]) -> dict[str, float]:
     """µm³ of each run's tomogram (shape and voxel size from the file)."""
-    from cryopoint.io import read_tomogram, tomogram_path
     from cryopoint.post.adaptive import volume_um3
 
-    out = {}
-    for n in names:
-        tomo = read_tomogram(tomogram_path(root, n))
-        out[n] = volume_um3(tomo.shape, tomo.voxel_size)
-    return out
+    return {n: volume_um3(shape, vs) for n, (shape, vs) in run_geometry(root, names).items()}
 
 
 def adapted(peaks: pd.DataFrame, floor: dict, density: dict, volumes: dict[str, float], alpha: float) -> pd.DataFrame:
