@@ -302,22 +302,17 @@ def _run_parallel(todo: dict, opts: BatchOptions, on_event: Callable[..., None],
         w.join()
 
 
-def _thresholds(opts: BatchOptions, detector: Detector | str) -> dict[str, float]:
-    """``--threshold`` for every class if given, else the detector's defaults (none for the blob baseline)."""
-    if isinstance(opts.thresholds, (int, float)):
-        return {name: float(opts.thresholds) for name in PARTICLE_NAMES}
-    if opts.thresholds is not None:
-        return dict(opts.thresholds)
-    return {} if isinstance(detector, str) else detector.default_thresholds
-
-
 def _cut(peaks: pd.DataFrame, status: dict, opts: BatchOptions, detector: Detector | str) -> pd.DataFrame:
-    """One run's picks: its peaks under the given thresholds, else the detector's own for that tomogram (raised
-    per tomogram where it adapts, exactly as ``detect`` would), else every peak (the blob baseline)."""
-    if opts.thresholds is None and not isinstance(detector, str):
-        return apply_thresholds(peaks, detector.thresholds_for(peaks, status["shape"], status["voxel_size"]))
-    thresholds = _thresholds(opts, detector)
-    return apply_thresholds(peaks, thresholds) if thresholds else peaks
+    """One run's picks: its peaks under ``--threshold``/``--thresholds`` if given, else under the detector's own
+    thresholds for that tomogram (raised per tomogram where it adapts, exactly as ``detect`` would), else every
+    peak (the blob baseline has no tuned thresholds)."""
+    if isinstance(opts.thresholds, (int, float)):
+        return apply_thresholds(peaks, {name: float(opts.thresholds) for name in PARTICLE_NAMES})
+    if opts.thresholds is not None:
+        return apply_thresholds(peaks, dict(opts.thresholds))
+    if isinstance(detector, str):
+        return peaks
+    return apply_thresholds(peaks, detector.thresholds_for(peaks, status["shape"], status["voxel_size"]))
 
 
 def _assemble(
