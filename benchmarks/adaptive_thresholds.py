@@ -32,7 +32,7 @@ import pandas as pd
 from rich.console import Console
 from rich.progress import Progress
 
-from benchmarks.bench_common import bootstrap_fbeta_gap, machine, per_run_counts
+from benchmarks.bench_common import bootstrap_fbeta_gap, machine, per_run_counts, score_cells
 from benchmarks.generalization import BUDGETS, SOURCES, predict, run_geometry, source_root, split_names
 from cryopoint.particles import PARTICLE_NAMES, get_particle
 
@@ -80,17 +80,6 @@ def adapted(peaks: pd.DataFrame, floor: dict, density: dict, volumes: dict[str, 
     for run, group in peaks.groupby("experiment", sort=False):
         kept.append(apply_thresholds(group, density_thresholds(group, floor, density, volumes[run], alpha)))
     return pd.concat(kept, ignore_index=True) if kept else peaks.iloc[:0]
-
-
-def cells(picks: pd.DataFrame, truth: pd.DataFrame) -> dict:
-    from cryopoint.metric import score
-
-    res = score(truth, picks)
-    out = {"score": float(res.score)}
-    for n in SCORED:
-        out[n] = float(res.table.loc[n, "fbeta"])
-        out[f"{n} recall"] = float(res.table.loc[n, "recall"])
-    return out
 
 
 def write_figure(result: dict, path: Path) -> None:
@@ -263,8 +252,8 @@ def main(argv: list[str] | None = None) -> Path:
     for name, (peaks, truth, vols) in dev_sets.items():
         development[name] = {
             "particles": int(truth.particle_type.isin(SCORED).sum()),
-            "plain": cells(apply_thresholds(peaks, floor), truth)["score"],
-            "alpha": {str(x): cells(adapted(peaks, floor, density, vols, x), truth)["score"] for x in alphas},
+            "plain": score_cells(apply_thresholds(peaks, floor), truth)["score"],
+            "alpha": {str(x): score_cells(adapted(peaks, floor, density, vols, x), truth)["score"] for x in alphas},
         }
     dev_mean = {"plain": float(np.mean([r["plain"] for r in development.values()]))}
     dev_mean |= {str(x): float(np.mean([r["alpha"][str(x)] for r in development.values()])) for x in alphas}
@@ -285,9 +274,9 @@ def main(argv: list[str] | None = None) -> Path:
         test[source] = {
             "particles": int(truth.particle_type.isin(SCORED).sum()),
             "runs": len(names),
-            "plain": cells(plain, truth),
-            "adaptive": cells(adapt, truth),
-            "oracle": cells(oracle, truth),
+            "plain": score_cells(plain, truth),
+            "adaptive": score_cells(adapt, truth),
+            "oracle": score_cells(oracle, truth),
             "gap": {n: {k: float(v[i]) for k, v in gap.items()} for i, n in enumerate(PARTICLE_NAMES) if n in SCORED},
         }
 

@@ -209,3 +209,17 @@ def own_picks(detector, peaks, geometry: dict):
         for run, group in peaks.groupby("experiment", sort=False)
     ]
     return pd.concat(kept, ignore_index=True) if kept else peaks.iloc[:0]
+
+
+def score_cells(picks, truth) -> dict:
+    """Weighted F-beta of thresholded ``picks`` (``score``) and, per class, F-beta (``NAME``) and recall
+    (``NAME recall``), from the exact metric."""
+    from cryopoint.metric import score
+    from cryopoint.particles import PARTICLE_NAMES
+
+    res = score(truth, picks)
+    out = {"score": float(res.score)}
+    for n in PARTICLE_NAMES:
+        out[n] = float(res.table.loc[n, "fbeta"])
+        out[f"{n} recall"] = float(res.table.loc[n, "recall"])
+    return out

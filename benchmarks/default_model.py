@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from benchmarks.bench_common import bootstrap_fbeta_gap, machine, own_picks, per_run_counts, run_in_child
+from benchmarks.bench_common import bootstrap_fbeta_gap, machine, own_picks, per_run_counts, run_in_child, score_cells
 from benchmarks.generalization import (
     BUDGETS,
     FRESH_SEED_OFFSET,
@@ -50,14 +50,6 @@ from cryopoint.particles import PARTICLE_NAMES, get_particle
 REPO = Path(__file__).resolve().parents[1]
 SCORED = [n for n in PARTICLE_NAMES if get_particle(n).weight > 0]
 console = Console()
-
-
-def _cells(picks, truth) -> dict:
-    """Weighted and per-class F-beta of thresholded ``picks``."""
-    from cryopoint.metric import score
-
-    res = score(truth, picks)
-    return {"score": float(res.score), **{n: float(res.table.loc[n, "fbeta"]) for n in PARTICLE_NAMES}}
 
 
 def vs_blob_lines(rows: dict) -> list[str]:
@@ -154,8 +146,8 @@ def main(argv: list[str] | None = None) -> Path:
         gap = bootstrap_fbeta_gap(per_run_counts(truth, own, test_runs), per_run_counts(truth, blobs, test_runs))
         rows[source] = {
             **scores(preds, truth, None),  # thresholds tuned on the test runs (oracle)
-            "own": _cells(own, truth),
-            "blob": _cells(blobs, truth),
+            "own": score_cells(own, truth),
+            "blob": score_cells(blobs, truth),
             "vs_blob": {n: {k: float(v[i]) for k, v in gap.items()} for i, n in enumerate(PARTICLE_NAMES)},
             "test_runs": list(test_runs),
             "counts": {n: int((truth.particle_type == n).sum()) for n in PARTICLE_NAMES},
