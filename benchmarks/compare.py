@@ -8,18 +8,24 @@ Two scores each: cross-fold thresholds (each fold thresholded by thresholds tune
 honest, the headline) and thresholds tuned on all pooled OOF picks (optimistic, the challenge CV habit).
 Also, behind options:
 
-* **transfer**: heatmap25d pretrained on the ``randomized`` corpus (or a given checkpoint, ``--pretrained``)
-  and fine-tuned as a whole (``train.init_from``) on each source at the same budgets as from scratch;
+* **transfer**: heatmap25d pretrained on the ``randomized`` corpus, or the shipped model (``--pretrained
+  default``, the ``cpu`` budget's choice), or a given checkpoint, and fine-tuned as a whole
+  (``train.init_from``) on each source at the same budgets as from scratch (``--transfer-budgets N``: the
+  curve's N cheapest);
 * **preprocessing** (on the first source, at the middle budget): Gaussian low-pass, a difference-of-Gaussians
   band-pass matched to particle size and local contrast normalisation, each applied to every tomogram of the
   dataset (a preprocessed copy), so training and inference see the same input; heatmap25d and blob.
 
 Every training is kept in the work folder (``<work>/<source>/<arm>/s<steps>/fold<k>``, with ``done.json``):
-a killed or extended run (more budgets, sources or settings) trains only what is missing and rescores the rest::
+a killed or extended run (more budgets, sources or settings) trains only what is missing and rescores the rest.
+``--plan`` lists a command's trainings, those already finished and the time the rest should take at the speed
+the finished ones measured (:mod:`benchmarks.compare_plan`)::
 
-    python -m benchmarks.compare                    # cpu: 250/500/1000 steps, realistic + B (~3.5 h est., 2 cores)
-    python -m benchmarks.compare --sources realistic  # realistic alone (~2 h, est.); B later adds to it
-    python -m benchmarks.compare --curve 250 500     # 250/500 steps only: 91 min measured (2026-12-03)
+    python -m benchmarks.compare            # cpu: 200/400/800 steps, realistic + B, transfer at 200/400, band-pass
+                                            # and local normalisation at 400 (~2 h est. on 2 cores by --plan)
+    python -m benchmarks.compare --plan     # what it would train, and for how long; trains nothing
+    python -m benchmarks.compare --curve 250 500 1000 --transfer-budgets 3 --preprocess bandpass localnorm lowpass
+                                            # + --pretrained FILE: the published run (compare.md names it exactly)
     python -m benchmarks.compare --budget gpu       # full-size tomograms, 1000/3000/6000 steps
     python -m benchmarks.compare --budget smoke     # seconds; what the test runs
     python -m benchmarks.compare --report-only      # after a kill: score what finished, train nothing
@@ -47,6 +53,7 @@ import torch
 from rich.console import Console
 
 from benchmarks.bench_common import PeakRSS, add_variant_option, machine, parse_variants
+from benchmarks.compare_plan import BLOB, FINETUNED, estimate, measured_rates, plan, total_seconds
 from benchmarks.compare_report import verdict, write_figure, write_report
 from cryopoint.particles import PARTICLE_NAMES, PARTICLES
 
@@ -64,7 +71,10 @@ class Budget:
 
     ``heatmap_config`` is the heatmap recipe of that scale (its model section is used as is, except
     ``encoder`` when given); unet3d always starts from ``configs/unet3d.yaml`` with ``unet_channels``.
-    ``pretrain_runs`` / ``pretrain_steps``: the ``randomized`` corpus and schedule of the transfer's pretraining.
+    ``pretrain_runs`` / ``pretrain_steps``: the ``randomized`` corpus and schedule of the transfer's pretraining
+    (when ``pretrained`` is ``"randomized"``; ``"default"`` fine-tunes the shipped model, pretrained already).
+    ``transfer_budgets``: the transfer arm runs at this many of the curve's budgets, cheapest first (None: all).
+    ``preprocess``: the preprocessings compared by default (``--preprocess``).
     """
 
     runs: int
@@ -84,17 +94,22 @@ class Budget:
     num_workers: int = 0
     encoder: str = ""
     seed: int = 0
+    pretrained: str = "randomized"
+    transfer_budgets: int | None = None
+    preprocess: tuple[str, ...] = ("bandpass", "localnorm", "lowpass")
 
 
 BUDGETS = {
     "smoke": Budget(
         2, (64, 128, 128), 2, (1, 2), (16, 32, 32), 1, (32, 64, 64), "configs/smoke.yaml", (4, 8, 16), 2, 2
     ),  # fmt: skip
+    # Sized to ~2 h on 2 CPU cores (``--plan`` prices a command from trainings already measured): the
+    # transfer starts from the shipped model (no pretraining) at the two lower budgets, two preprocessings.
     "cpu": Budget(
         6,
         (96, 320, 320),
         2,
-        (250, 500, 1000),
+        (200, 400, 800),
         (32, 64, 64),
         2,
         (96, 320, 320),
@@ -102,6 +117,9 @@ BUDGETS = {
         (16, 32, 64),
         6,
         1000,
+        pretrained="default",
+        transfer_budgets=2,
+        preprocess=("bandpass", "localnorm"),
     ),  # fmt: skip
     "gpu": Budget(
         7,
@@ -120,8 +138,6 @@ BUDGETS = {
 
 #: The methods trained on the curve (``--methods``); the fine-tuned heatmap25d is the transfer arm.
 METHODS = ("heatmap25d", "unet3d")
-FINETUNED = "heatmap25d fine-tuned"
-BLOB = "blob (LoG)"
 
 
 def largest_radius_voxels(voxel_size) -> float:
@@ -447,6 +463,51 @@ def pretrained_checkpoint(spec: str, b: Budget, work: Path, cache_dir: str | Non
     }
 
 
+def transfer_tag(spec: str) -> str:
+    """The name of the transfer's starting network in its arm folder (``finetuned-<tag>``): ``randomized``, or
+    the first 10 hex digits of the checkpoint's sha256 (a retrained default is not mistaken for the old one)."""
+    from cryopoint.checkpoint import sha256
+    from cryopoint.weights import resolve_checkpoint
+
+    return "randomized" if spec == "randomized" else sha256(resolve_checkpoint(spec))[:10]
+
+
+def print_plan(jobs, b: Budget, work: Path, pretrain: bool) -> None:
+    """``--plan``: a table of the command's trainings, what ``work`` already holds and the time left.
+
+    Returns:
+        None (``main`` returns it: nothing was written).
+    """
+    from rich.table import Table
+
+    rates = measured_rates(work)
+    priced = estimate(jobs, b.folds, work, rates)
+    table = Table(title=f"trainings in {work} ({b.folds} folds each)")
+    for col in ("source", "arm", "steps", "finished", "to train", "est. min"):
+        table.add_column(col, justify="left" if col in ("source", "arm") else "right")
+    for p in priced:
+        j = p["job"]
+        est = "-" if not p["todo"] else "?" if p["seconds"] is None else f"{p['seconds'] / 60:.0f}"
+        table.add_row(j.source, j.arm, str(j.steps), f"{p['finished']}/{b.folds}", str(p["todo"]), est)
+    console.print(table)
+    total = total_seconds(priced)
+    if pretrain:
+        done = finished_run(work / "pretrain", "randomized") is not None
+        rate = rates.get("heatmap25d")
+        extra = 0.0 if done else (rate["s_per_step"] * b.pretrain_steps + rate["val_s"]) if rate else None
+        total = None if total is None or extra is None else total + extra
+        console.print(f"pretraining on the randomized corpus, {b.pretrain_steps} steps: "
+                      + ("finished" if done else "?" if extra is None else f"~{extra / 60:.0f} min"))  # fmt: skip
+    for kind, r in sorted(rates.items()):
+        console.print(f"measured {kind}: {r['s_per_step']:.3f} s/step, {r['val_s']:.0f} s per final validation "
+                      f"({r['n']} finished trainings in {work})")  # fmt: skip
+    if total is None:
+        console.print("Time left: unknown (no finished training in the work folder to measure the speed by).")
+    else:
+        console.print(f"Time left for the trainings: ~{total / 60:.0f} min (data generation, the blob baseline and "
+                      "scoring come on top: minutes)")  # fmt: skip
+
+
 def save_predictions(rows: list[dict], folder: Path) -> list[Path]:
     """Every row's pooled out-of-fold picks (with scores) under ``folder/<source>/<row>.csv``, and beside them
     ``<row>.crossfold.csv``: the picks its cross-fold score counts (each fold's picks kept at the thresholds
@@ -489,16 +550,20 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--no-transfer", action="store_true", help="skip the pretrained + fine-tuned heatmap25d arm")
     parser.add_argument(
         "--pretrained",
-        default="randomized",
         help="the transfer's starting network: 'randomized' (trained here on the randomized corpus, "
-        "pretrain_steps of the budget), 'default' (the shipped model) or a checkpoint path",
+        "pretrain_steps of the budget), 'default' (the shipped model) or a checkpoint path (default: the budget's)",
+    )
+    parser.add_argument(
+        "--transfer-budgets",
+        type=int,
+        help="fine-tune at this many of the curve's budgets, cheapest first (default: the budget's; cpu 2, else all)",
     )
     parser.add_argument(
         "--preprocess",
         nargs="*",
         choices=sorted(PREPROCESSINGS),
-        default=sorted(PREPROCESSINGS),
-        help="preprocessings compared on the first source at --preprocess-steps (none given: skip)",
+        help="preprocessings compared on the first source at --preprocess-steps (default: the budget's; "
+        "the option alone: none)",
     )
     parser.add_argument("--preprocess-steps", type=int, help="their budget (default: the curve's middle one)")
     add_variant_option(
@@ -512,6 +577,12 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--cache-dir", help="synthetic dataset cache (default: cryopoint's cache)")
     parser.add_argument("--note", action="append", default=[], help="a sentence added to the report (repeatable)")
     parser.add_argument(
+        "--plan",
+        action="store_true",
+        help="train nothing: list the trainings this command would run, those already finished in --work, and the "
+        "time the rest should take at the speed measured by the finished ones",
+    )
+    parser.add_argument(
         "--report-only",
         action="store_true",
         help="train nothing: score the finished trainings in --work and list the arms left out (after a kill)",
@@ -523,8 +594,12 @@ def main(argv: list[str] | None = None) -> Path:
 
     over = {"runs": args.runs, "shape": tuple(args.shape) if args.shape else None}
     over |= {"folds": args.folds, "crop": tuple(args.crop) if args.crop else None}
-    over |= {"curve": tuple(sorted(set(args.curve))) if args.curve else None}
+    over |= {"curve": tuple(sorted(set(args.curve))) if args.curve else None, "pretrained": args.pretrained}
+    over |= {"transfer_budgets": args.transfer_budgets}
+    over |= {"preprocess": tuple(args.preprocess) if args.preprocess is not None else None}
     b = dataclasses.replace(BUDGETS[args.budget], **{k: v for k, v in over.items() if v is not None})
+    if b.transfer_budgets is not None and b.transfer_budgets < 1:
+        parser.error(f"--transfer-budgets must be at least 1 (use --no-transfer for none); got {b.transfer_budgets}.")
     if b.folds < 2:
         parser.error(f"--folds must be at least 2 (cross-fold thresholds need another fold); got {b.folds}.")
     pre_steps = args.preprocess_steps or b.curve[len(b.curve) // 2]
@@ -538,6 +613,11 @@ def main(argv: list[str] | None = None) -> Path:
     REUSED.clear()
     begin = time.perf_counter()
     command = "python -m benchmarks.compare " + " ".join(argv if argv is not None else sys.argv[1:])
+    tag = None if args.no_transfer else transfer_tag(b.pretrained)
+    transfer_curve = b.curve[: b.transfer_budgets]
+    jobs = plan(args.sources, args.methods, b.curve, b.preprocess, pre_steps, variants, var_steps, tag, transfer_curve)
+    if args.plan:
+        return print_plan(jobs, b, work, pretrain=b.pretrained == "randomized" and tag is not None)
 
     console.rule("[bold]data")
     data = {}
@@ -554,7 +634,7 @@ def main(argv: list[str] | None = None) -> Path:
         "budget_name": args.budget,
         "budget": dataclasses.asdict(b),
         "preprocess_steps": pre_steps,
-        "preprocessings": {p: PREPROCESSINGS[p][0] for p in args.preprocess},
+        "preprocessings": {p: PREPROCESSINGS[p][0] for p in b.preprocess},
         "variant_steps": var_steps,
         "variants": variants,
         "sources": {
@@ -599,53 +679,36 @@ def main(argv: list[str] | None = None) -> Path:
     for src, d in data.items():
         console.rule(f"[bold]{src}: blob (LoG)")
         add(src, BLOB, None, run_blob(d["root"], d["names"]))
-    for steps in b.curve:  # cheapest budgets first: a killed run has whole low budgets to report
-        for src, d in data.items():
-            for method in args.methods:
-                raw = arm(method, b, d["root"], d["folds"], work / src / method / f"s{steps}", steps)
-                add(src, method, steps, raw)
-        report()
 
-    first = args.sources[0]
-    for prep in args.preprocess:
-        d = data[first]
-        root, prep_s = preprocess_dataset(d["root"], work / first / f"data-{prep}", prep)
-        console.rule(f"[bold]{first}, {prep}: blob (LoG)")
-        add(first, BLOB, None, run_blob(root, d["names"]), prep, prep_s_per_tomo=prep_s)
-        raw = arm("heatmap25d", b, root, d["folds"], work / first / f"heatmap25d-{prep}" / f"s{pre_steps}", pre_steps)
-        add(first, "heatmap25d", pre_steps, raw, prep, prep_s_per_tomo=prep_s)
-        report()
-
-    if variants:
-        for src, d in data.items():
-            have = {(r["source"], r["method"], r["steps"], r["preprocess"], r["variant"]) for r in rows}
-            if (src, "heatmap25d", var_steps, "none", "none") not in have:  # the plain recipe beside them
-                add(
-                    src,
-                    "heatmap25d",
-                    var_steps,
-                    arm("heatmap25d", b, d["root"], d["folds"], work / src / "heatmap25d" / f"s{var_steps}", var_steps),
+    prepared: dict[str, Path] = {}  # preprocessing -> the first source's preprocessed copy
+    prep_s: dict[str, float] = {}
+    no_pretrain = False  # --report-only found the pretraining unfinished: no transfer rows
+    for i, job in enumerate(jobs):
+        d = data[job.source]
+        root, more, extra = d["root"], {}, list(variants.get(job.variant, []))
+        if job.preprocess != "none":
+            if job.preprocess not in prepared:
+                prepared[job.preprocess], prep_s[job.preprocess] = preprocess_dataset(
+                    d["root"], work / job.source / f"data-{job.preprocess}", job.preprocess
                 )
-            for name, overrides in variants.items():
-                slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
-                out_dir = work / src / f"heatmap25d-variant-{slug}" / f"s{var_steps}"
-                raw = arm("heatmap25d", b, d["root"], d["folds"], out_dir, var_steps, overrides)
-                add(src, "heatmap25d", var_steps, raw, variant=name)
-            report()
-
-    if not args.no_transfer:
-        try:
-            meta["pretrain"] = pretrained_checkpoint(args.pretrained, b, work, args.cache_dir)
-        except NotTrained:
-            meta["missing"].append("the transfer arm (its pretraining has not finished)")
-            args.no_transfer = True
-    if not args.no_transfer:
-        ckpt = Path(meta["pretrain"]["checkpoint"])
-        extra = [f"train.init_from={ckpt}", f"train.lr={b.finetune_lr}", *model_overrides(ckpt)]
-        for steps in b.curve:
-            for src, d in data.items():
-                out_dir = work / src / f"finetuned-{meta['pretrain']['tag']}" / f"s{steps}"
-                add(src, FINETUNED, steps, arm("heatmap25d", b, d["root"], d["folds"], out_dir, steps, extra))
+                console.rule(f"[bold]{job.source}, {job.preprocess}: blob (LoG)")
+                blob = run_blob(prepared[job.preprocess], d["names"])
+                add(job.source, BLOB, None, blob, job.preprocess, prep_s_per_tomo=prep_s[job.preprocess])
+            root, more = prepared[job.preprocess], {"prep_s_per_tomo": prep_s[job.preprocess]}
+        if job.method == FINETUNED:
+            if meta["pretrain"] is None and not no_pretrain:
+                try:
+                    meta["pretrain"] = pretrained_checkpoint(b.pretrained, b, work, args.cache_dir)
+                except NotTrained:
+                    meta["missing"].append("the transfer arm (its pretraining has not finished)")
+                    no_pretrain = True
+            if no_pretrain:
+                continue
+            ckpt = Path(meta["pretrain"]["checkpoint"])
+            extra = [f"train.init_from={ckpt}", f"train.lr={b.finetune_lr}", *model_overrides(ckpt)]
+        raw = arm(job.network, b, root, d["folds"], job.out_dir(work), job.steps, extra)
+        add(job.source, job.method, job.steps, raw, job.preprocess, variant=job.variant, **more)
+        if i + 1 == len(jobs) or jobs[i + 1].group != job.group:
             report()
 
     md = report()

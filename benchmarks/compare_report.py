@@ -19,10 +19,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from benchmarks.compare_plan import BLOB, FINETUNED  # noqa: E402
 from cryopoint.particles import PARTICLE_NAMES, PARTICLES  # noqa: E402
 
 SCORED = [p.name for p in PARTICLES if p.weight > 0]
-BLOB, FINETUNED = "blob (LoG)", "heatmap25d fine-tuned"
 CURVE_METHODS = ("heatmap25d", "unet3d", FINETUNED)
 STYLE = {"heatmap25d": ("tab:blue", "o"), "unet3d": ("tab:orange", "s"), FINETUNED: ("tab:green", "^")}
 
