@@ -263,26 +263,40 @@ def _lost_run_status(run: str, opts: BatchOptions, before: tuple[int, int] | Non
 
 
 def _run_parallel(todo: dict, opts: BatchOptions, on_event: Callable[..., None], made: dict) -> None:
+    """Each run on one worker process per device; no queue is shared between workers.
+
+    A worker killed while it holds a queue's lock (os._exit, the OOM killer: inside a ``get``, or while its
+    feeder thread writes) leaves that lock taken for good; with shared queues every other worker would block on
+    it and the batch would hang. So each worker has its own task and results queues and holds one run at a
+    time, handed out here: a dead worker can only take its own run with it. That run fails at once (with a
+    recorded reason) and the surviving workers take the rest.
+    """
     before = {run: _stamp(_status_path(opts.out_dir, run)) for run in todo}
     ctx = torch.multiprocessing.get_context("spawn")
-    tasks = ctx.Queue()
-    # One results queue per worker: a worker killed while its queue's feeder thread holds the queue's write lock
-    # (os._exit, the OOM killer) leaves that lock taken for good, and a shared queue would then block every
-    # other worker's messages, so the batch would hang. A per-worker queue confines the damage to the dead one.
+    tasks = [ctx.Queue() for _ in opts.devices]
     results = [ctx.Queue() for _ in opts.devices]
-    for item in todo.items():
-        tasks.put(item)
-    for _ in opts.devices:
-        tasks.put(None)
     workers = [
-        ctx.Process(target=_worker, args=(i, d, opts, tasks, results[i], made)) for i, d in enumerate(opts.devices)
+        ctx.Process(target=_worker, args=(i, d, opts, tasks[i], results[i], made)) for i, d in enumerate(opts.devices)
     ]
     for w in workers:
         w.start()
+    pending = list(todo.items())  # runs not handed out yet, in order
+    holding: dict[int, str | None] = {}  # worker -> the run it was handed (None: told to stop)
+
+    def hand_out(i: int) -> None:
+        holding[i] = pending[0][0] if pending else None
+        tasks[i].put(pending.pop(0) if pending else None)
+
+    def lost(run: str) -> None:
+        on_event("done", 0, run, _lost_run_status(run, opts, before[run]), None)
+        remaining.discard(run)
+
     remaining = set(todo)
+    for i in range(len(workers)):
+        hand_out(i)
     while remaining:
         got = False
-        for q in results:
+        for i, q in enumerate(results):
             try:
                 kind, rank, run, a, b = q.get_nowait()
             except queue.Empty:
@@ -291,11 +305,16 @@ def _run_parallel(todo: dict, opts: BatchOptions, on_event: Callable[..., None],
             on_event(kind, rank, run, a, b)
             if kind == "done":
                 remaining.discard(run)
+                hand_out(i)
         if got:
             continue
+        for i, w in enumerate(workers):
+            if not w.is_alive() and results[i].empty() and holding[i] is not None:  # died holding a run
+                lost(holding[i])
+                holding[i] = None
         if not any(w.is_alive() for w in workers) and all(q.empty() for q in results):
-            for run in sorted(remaining):  # every worker is gone (some died, e.g. out of memory): do not hang
-                on_event("done", 0, run, _lost_run_status(run, opts, before[run]), None)
+            for run in [r for r, _ in pending if r in remaining]:  # every worker is gone: do not hang
+                lost(run)
             break
         time.sleep(0.05)
     for w in workers:

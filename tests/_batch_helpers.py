@@ -29,3 +29,21 @@ class _DieOnCrashRun:
 def crashing_worker(rank, device, opts, tasks, results, made):
     """``cryopoint.batch._worker``, except that whichever worker takes :data:`CRASH_RUN` dies."""
     batch._worker(rank, device, opts, _DieOnCrashRun(tasks), results, made)
+
+
+class _DieHoldingTheLock:
+    """Wraps the task queue: the first ``get`` takes the queue's reader lock and the process dies holding it
+    (what a worker killed inside ``Queue.get`` leaves behind)."""
+
+    def __init__(self, tasks):
+        self.tasks = tasks
+
+    def get(self):
+        self.tasks._rlock.acquire()
+        os._exit(CRASH_EXIT_CODE)
+
+
+def lock_holding_worker(rank, device, opts, tasks, results, made):
+    """``cryopoint.batch._worker``, except that worker 0 dies inside its first ``get``, holding its task
+    queue's lock: had the queue been shared, every other worker would block on that lock for good."""
+    batch._worker(rank, device, opts, _DieHoldingTheLock(tasks) if rank == 0 else tasks, results, made)

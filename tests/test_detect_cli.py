@@ -180,6 +180,35 @@ def test_a_worker_process_dying_fails_its_run_alone(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
+def test_a_worker_dying_inside_a_queue_get_does_not_hang_the_batch(tmp_path, monkeypatch):
+    """A worker killed inside ``Queue.get`` leaves the queue's lock taken for good. No queue is shared between
+    workers, so only the run handed to the dead worker fails; the other worker does the rest."""
+    import multiprocessing
+    import threading
+
+    import cryopoint.batch
+    from tests._batch_helpers import lock_holding_worker
+
+    root = tmp_path / "data"
+    runs = ("TS_a", "TS_b", "TS_c")
+    write_challenge_store(root, runs=runs, shape=SHAPE, split="test", picks=pd.DataFrame())
+    monkeypatch.setattr(cryopoint.batch, "_worker", lock_holding_worker)
+    opts = BatchOptions(model="blob", out_dir=tmp_path / "out", devices=("cpu", "cpu"), formats=("raw",))
+    done = {}
+    batch = threading.Thread(target=lambda: done.update(summary=run_batch(runs_from_root(root, "test"), opts)))
+    batch.daemon = True
+    batch.start()
+    batch.join(timeout=300)
+    if batch.is_alive():  # hung: end the workers so that the test fails instead of hanging the suite
+        for child in multiprocessing.active_children():
+            child.terminate()
+        pytest.fail("the batch hung after a worker died holding its task queue's lock")
+    summary = done["summary"].set_index("run")
+    assert summary.loc["TS_a", "status"] == "failed" and "worker process died" in summary.loc["TS_a", "error"]
+    assert list(summary.loc[["TS_b", "TS_c"], "status"]) == ["ok", "ok"]  # worker 1 took both
+
+
+@pytest.mark.slow
 def test_smoke_train_then_detect_and_score(tmp_path):
     """Train the smoke config, then detect on a held-out synthetic run via the API and the CLI, and score."""
     from cryopoint.api import detect
