@@ -24,7 +24,7 @@ the finished ones measured (:mod:`benchmarks.compare_plan`)::
     python -m benchmarks.compare            # cpu: 200/400/800 steps, realistic + B, transfer at 200/400, band-pass
                                             # and local normalisation at 400 (~2 h est. on 2 cores by --plan)
     python -m benchmarks.compare --plan     # what it would train, and for how long; trains nothing
-    python -m benchmarks.compare --curve 250 500 1000 --transfer-budgets 3 --preprocess bandpass localnorm lowpass
+    python -m benchmarks.compare --curve 250 500 1000 --transfer-budgets 2 --preprocess bandpass localnorm lowpass
                                             # + --pretrained FILE: the published run (compare.md names it exactly)
     python -m benchmarks.compare --budget gpu       # full-size tomograms, 1000/3000/6000 steps
     python -m benchmarks.compare --budget smoke     # seconds; what the test runs

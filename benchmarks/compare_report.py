@@ -388,7 +388,7 @@ def write_figure(rows: list[dict], meta: dict, path: Path) -> Path:
     from cryopoint.io.atomic import atomic_path
 
     sources = _sources(rows)
-    fig, axes = plt.subplots(1, len(sources), figsize=(max(7.5, 5.6 * len(sources)), 4.4), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(1, len(sources), figsize=(max(7.5, 5.6 * len(sources)), 5.4), squeeze=False, sharey=True)
     top = max([0.1, *(r["score_crossfold"] for r in rows)]) * 1.15
     for ax, src in zip(axes[0], sources):
         for method in CURVE_METHODS:
@@ -420,7 +420,8 @@ def write_figure(rows: list[dict], meta: dict, path: Path) -> Path:
         xs = [r["train_s_per_model"] / 60 for r in rows if r["source"] == src and r["method"] != BLOB]
         ax.set_xlim(0, max([1e-3, *xs]) * 1.12)  # room for the markers at the right edge
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="best")
+        # below the panel: inside, it covered the curves (fine-tuned rows sit high on B)
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
     axes[0][0].set_ylabel("weighted F-beta, cross-fold thresholds")
     fig.suptitle(f"Learning curves, budget {meta['budget_name']} ({meta['machine']})", fontsize=10)
     fig.tight_layout()
