@@ -23,13 +23,14 @@ class _FixedPicks:
         return self.thresholds
 
 
-def test_scenes_sweep_snr_then_remove_clutter_then_particles():
-    from benchmarks.background_fp import NO_CLUTTER, scenes
+def test_scenes_sweep_snr_then_remove_clutter():
+    from benchmarks.background_fp import COUNTS, NO_CLUTTER, scenes, simulate
 
     s = scenes([1, 8])
-    assert list(s) == ["SNR 1", "SNR 8", "no clutter", "ice only"]
-    assert s["SNR 8"] == {"snr": 8.0} and s["no clutter"] == NO_CLUTTER
-    assert s["ice only"]["counts"] == dict.fromkeys(PARTICLE_NAMES, 0) and s["ice only"]["gold_per_volume"] == 0
+    assert list(s) == ["SNR 1", "SNR 8", "no clutter"] and s["SNR 8"] == {"snr": 8.0}
+    assert s["no clutter"] == {"clutter_per_particle": 0.0, "vesicles_per_volume": 0.0, "gold_per_volume": 0.0}
+    vol, truth, voxel = simulate(NO_CLUTTER, (32, 96, 96), 0)
+    assert vol.shape == (32, 96, 96) and truth["particle_type"].value_counts().to_dict() == COUNTS
 
 
 @pytest.mark.slow
@@ -39,20 +40,19 @@ def test_false_positives_are_counted_at_the_models_own_thresholds(tmp_path):
 
     seeds = [1, 2]
     res = evaluate({"fixed": _FixedPicks()}, scenes([4]), (32, 96, 96), seeds)
-    for scene in ("SNR 4", "no clutter", "ice only"):
+    for scene in ("SNR 4", "no clutter"):
         cell = res[scene]["fixed"]
         assert cell["fp"]["apo-ferritin"] == 2 * len(seeds)  # 0.9 and 0.5 kept in every tomogram, 0.1 not
         assert sum(cell["fp"].values()) == cell["fp"]["apo-ferritin"]
-    ice, sweep = res["ice only"]["fixed"], res["SNR 4"]["fixed"]
-    assert ice["particles"] == 0 and ice["own"] is None
-    assert sweep["particles"] == len(seeds) * sum(COUNTS.values())
-    assert sweep["fn"] == {n: len(seeds) * COUNTS[n] for n in COUNTS}  # nothing found: every particle missed
+        assert cell["particles"] == len(seeds) * sum(COUNTS.values())
+        assert cell["fn"] == {n: len(seeds) * COUNTS[n] for n in COUNTS}  # nothing found: every particle missed
+        assert cell["own"] == 0.0 and cell["tuned"] == 0.0
     voxel_nm = get_preset("easy").voxel_size / 10  # the CZII 10.012 Å
-    assert sweep["own"] == 0.0 and ice["fp_per_um3"] == pytest.approx(4 / (2 * 32 * 96 * 96 * voxel_nm**3 * 1e-9))
+    assert cell["fp_per_um3"] == pytest.approx(4 / (2 * 32 * 96 * 96 * voxel_nm**3 * 1e-9))
 
     meta = {"command": "x", "date": "d", "machine": "m", "minutes": 0.1, "models": {"fixed": "stub"}}
     md = write_report(res, meta | {"seeds": seeds, "shape": [32, 96, 96]}, tmp_path / "bfp")
     text = md.read_text()
-    assert "| ice only | fixed | — | — | 4 | 0 | 0 | 0 | 0 | 0 |" in text
+    assert "| no clutter | fixed | 0.000 | 0.000 | 4 | 0 | 0 | 0 | 0 | 0 |" in text
     assert (tmp_path / "bfp.png").read_bytes()[:4] == b"\x89PNG"
     assert json.loads((tmp_path / "bfp.json").read_text())["result"]["SNR 4"]["fixed"]["fp"]["apo-ferritin"] == 4
