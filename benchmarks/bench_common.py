@@ -131,6 +131,13 @@ def add_variant_option(parser, what: str) -> None:
     )
 
 
+def slug(name: str) -> str:
+    """A name as a folder or file stem: lower case, runs of anything but letters and digits as one ``-``."""
+    import re
+
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
 def parse_variants(parser, given: list[list[str]], reserved: tuple[str, ...] = ()) -> dict[str, list[str]]:
     """``{name: overrides}`` from ``--variant`` values; a parser error for a reserved name or no KEY=VALUE."""
     variants = {}

@@ -52,7 +52,7 @@ import pandas as pd
 import torch
 from rich.console import Console
 
-from benchmarks.bench_common import PeakRSS, add_variant_option, machine, parse_variants
+from benchmarks.bench_common import PeakRSS, add_variant_option, machine, parse_variants, slug
 from benchmarks.compare_plan import BLOB, FINETUNED, estimate, measured_rates, plan, total_seconds
 from benchmarks.compare_report import verdict, write_figure, write_report
 from cryopoint.particles import PARTICLE_NAMES, PARTICLES
@@ -517,8 +517,8 @@ def save_predictions(rows: list[dict], folder: Path) -> list[Path]:
 
     written = []
     for r in rows:
-        slug = re.sub(r"[^a-z0-9]+", "-", row_label(r).lower()).strip("-")
-        for name, frame in ((f"{slug}.csv", r["preds"]), (f"{slug}.crossfold.csv", r["crossfold_preds"])):
+        stem = slug(row_label(r))
+        for name, frame in ((f"{stem}.csv", r["preds"]), (f"{stem}.crossfold.csv", r["crossfold_preds"])):
             path = folder / r["source"] / name
             path.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(path) as tmp:

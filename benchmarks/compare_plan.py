@@ -9,10 +9,11 @@ this machine), so a user can check a command against a time budget before starti
 from __future__ import annotations
 
 import json
-import re
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+
+from benchmarks.bench_common import slug
 
 #: The report's methods of the training-free baseline and of the transfer arm (heatmap25d pretrained elsewhere,
 #: fine-tuned as a whole).
@@ -41,10 +42,6 @@ class Job:
 
     def out_dir(self, work: Path) -> Path:
         return work / self.source / self.arm / f"s{self.steps}"
-
-
-def slug(name: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
 def plan(

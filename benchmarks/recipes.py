@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import re
 import sys
 import time
 from pathlib import Path
@@ -38,7 +37,7 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from benchmarks.bench_common import add_variant_option, machine, parse_variants
+from benchmarks.bench_common import add_variant_option, machine, parse_variants, slug
 from benchmarks.generalization import (
     BUDGETS,
     SOURCES,
@@ -60,10 +59,6 @@ PLAIN = "plain"
 #: The threshold settings reported, in order: (key in a scores() result, label).
 SETTINGS = (("own", "own"), ("own_lean", "own, lean"), ("oracle", "tuned on H"))
 console = Console()
-
-
-def slug(name: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
 def parse_corpus(items: list[str]) -> dict:
