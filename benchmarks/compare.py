@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import re
 import sys
 import time
 from collections.abc import Callable
@@ -53,7 +52,7 @@ import torch
 from rich.console import Console
 
 from benchmarks.bench_common import PeakRSS, add_variant_option, machine, parse_variants, slug
-from benchmarks.compare_plan import BLOB, FINETUNED, estimate, measured_rates, plan, total_seconds
+from benchmarks.compare_plan import BLOB, FINETUNED, estimate, finished_run, measured_rates, plan, total_seconds
 from benchmarks.compare_report import verdict, write_figure, write_report
 from cryopoint.particles import PARTICLE_NAMES, PARTICLES
 
@@ -325,18 +324,6 @@ def network_config(method: str, b: Budget, root: Path, val_runs: list[str], out_
     else:
         arch = [f"model.encoder={b.encoder}"] if b.encoder else []
     return load_config(REPO / base, [*shared, *arch, *extra])
-
-
-def finished_run(out_dir: Path, name: str) -> Path | None:
-    """A finished training of that name (``name`` or the engine's ``name-N``): ``done.json``, ``best.pt`` and
-    ``oof_predictions.csv`` all there."""
-    pattern = re.compile(rf"{re.escape(name)}(-\d+)?")
-    for p in sorted(out_dir.glob(f"{name}*")):
-        if pattern.fullmatch(p.name) and all(
-            (p / f).is_file() for f in ("done.json", "best.pt", "oof_predictions.csv")
-        ):
-            return p
-    return None
 
 
 class NotTrained(Exception):

@@ -9,6 +9,7 @@ this machine), so a user can check a command against a time budget before starti
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,6 +88,18 @@ def plan(
     return jobs
 
 
+def finished_run(out_dir: Path, name: str) -> Path | None:
+    """A finished training of that name (``name`` or the engine's ``name-N``): ``done.json``, ``best.pt`` and
+    ``oof_predictions.csv`` all there."""
+    pattern = re.compile(rf"{re.escape(name)}(-\d+)?")
+    for p in sorted(out_dir.glob(f"{name}*")):
+        if pattern.fullmatch(p.name) and all(
+            (p / f).is_file() for f in ("done.json", "best.pt", "oof_predictions.csv")
+        ):
+            return p
+    return None
+
+
 def _rate_key(arm: str) -> str:
     """Which measured trainings price an arm: unet3d, the fine-tuned network (its own architecture), or
     heatmap25d (from scratch, preprocessed inputs and variants alike)."""
@@ -124,8 +137,6 @@ def estimate(jobs: list[Job], folds: int, work: Path, rates: dict[str, dict[str,
     Returns:
         One dict per job: ``job``, ``finished`` (folds already trained), ``todo``, ``seconds``, ``priced_as``.
     """
-    from benchmarks.compare import finished_run
-
     out = []
     for job in jobs:
         finished = sum(finished_run(job.out_dir(work), f"fold{f}") is not None for f in range(folds))

@@ -287,8 +287,8 @@ def _run_parallel(todo: dict, opts: BatchOptions, on_event: Callable[..., None],
         holding[i] = pending[0][0] if pending else None
         tasks[i].put(pending.pop(0) if pending else None)
 
-    def lost(run: str) -> None:
-        on_event("done", 0, run, _lost_run_status(run, opts, before[run]), None)
+    def lost(run: str, rank: int = 0) -> None:
+        on_event("done", rank, run, _lost_run_status(run, opts, before[run]), None)
         remaining.discard(run)
 
     remaining = set(todo)
@@ -310,7 +310,7 @@ def _run_parallel(todo: dict, opts: BatchOptions, on_event: Callable[..., None],
             continue
         for i, w in enumerate(workers):
             if not w.is_alive() and results[i].empty() and holding[i] is not None:  # died holding a run
-                lost(holding[i])
+                lost(holding[i], i)
                 holding[i] = None
         if not any(w.is_alive() for w in workers) and all(q.empty() for q in results):
             for run in [r for r, _ in pending if r in remaining]:  # every worker is gone: do not hang

@@ -39,7 +39,7 @@ def test_plan_adds_the_plain_recipe_beside_variants_only_where_the_curve_lacks_i
 def _finished(folder, steps, train_s, val_s, complete=True):
     folder.mkdir(parents=True)
     (folder / "done.json").write_text(json.dumps({"steps": steps, "train_s": train_s, "val_s": val_s}))
-    if complete:  # what compare.finished_run asks of a reusable training
+    if complete:  # what finished_run asks of a reusable training
         (folder / "best.pt").write_bytes(b"")
         (folder / "oof_predictions.csv").write_text("")
 
