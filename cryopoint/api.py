@@ -162,6 +162,29 @@ class Detector:
         alpha = float(self.config.post.adaptive_alpha)
         return density_thresholds(peaks, self.default_thresholds, self.kept_density, size, alpha)
 
+    def flooded(
+        self, picks: pd.DataFrame, shape: Sequence[int], voxel_size: float | Sequence[float]
+    ) -> dict[str, tuple[int, float]]:
+        """Classes whose picks in one tomogram are suspiciously dense: ``{class: (picks, ratio)}``.
+
+        ``ratio`` is the picks per µm³ over the density this model's thresholds keep on its reference data
+        (:func:`cryopoint.post.adaptive.density_ratios`); a class is listed when the ratio is at least
+        ``FLOOD_FACTOR`` and it holds at least ``FLOOD_MIN_PICKS`` picks. Label-free: it cannot tell a crowded
+        sample from false positives, only that the thresholds keep far more than on data like the reference.
+        Empty for a model without a reference density. ``shape`` (z, y, x) and ``voxel_size`` (Å) are the
+        tomogram's."""
+        if not self.kept_density:
+            return {}
+        from cryopoint.post.adaptive import FLOOD_FACTOR, FLOOD_MIN_PICKS, density_ratios, volume_um3
+
+        counts = picks["particle_type"].value_counts() if len(picks) else pd.Series(dtype=int)
+        ratios = density_ratios(picks, self.kept_density, volume_um3(shape, voxel_size))
+        return {
+            name: (int(counts.get(name, 0)), ratio)
+            for name, ratio in ratios.items()
+            if ratio >= FLOOD_FACTOR and counts.get(name, 0) >= FLOOD_MIN_PICKS
+        }
+
     def detect(self, tomogram: Any, **kwargs: Any) -> pd.DataFrame:
         """Shorthand for ``cryopoint.detect(tomogram, self, **kwargs)``."""
         return detect(tomogram, self, **kwargs)

@@ -368,6 +368,24 @@ def _assemble(
     return picks
 
 
+def _flood_notes(
+    runs: Sequence[str], statuses: dict[str, dict], picks: pd.DataFrame, opts: BatchOptions, detector: Detector | str
+) -> list[str]:
+    """One line per run and class whose picks are far denser than the model's thresholds keep on its reference
+    data (:meth:`Detector.flooded`); none for explicit thresholds, the blob baseline or a model without one."""
+    if isinstance(detector, str) or opts.thresholds is not None:
+        return []
+    lines = []
+    for run in runs:
+        st = statuses[run]
+        if st.get("status") != "ok":
+            continue
+        mine = picks[picks["experiment"] == run]
+        for name, (n, ratio) in detector.flooded(mine, st["shape"], st["voxel_size"]).items():
+            lines.append(f"{run}: {n} {name} picks, {ratio:.1f}x the density its thresholds keep on reference data")
+    return lines
+
+
 def _summary_table(runs: Sequence[str], statuses: dict[str, dict], picks: pd.DataFrame) -> Table:
     table = Table(title="cryopoint detect")
     for col in ("run", "status", "seconds", *PARTICLE_NAMES, "total"):
@@ -484,6 +502,17 @@ def run_batch(inputs: dict[str, Path | str], opts: BatchOptions, console: Consol
         )
     picks = _assemble(runs, statuses, opts, detector)
     console.print(_summary_table(runs, statuses, picks))
+    flooded = _flood_notes(runs, statuses, picks, opts, detector)
+    if flooded:
+        console.print("[yellow]Many more picks than the model keeps on data like its training data:[/]")
+        for line in flooded:
+            console.print(f"  {line}")
+        console.print(
+            "Unless the sample is that crowded, most of these are likely false positives: the thresholds sit low for "
+            "this data (docs/models.md, 'Thresholds: how generic they are'). Cap them per tomogram with --adaptive "
+            "0.5, or recalibrate from a few labelled tomograms: tools/tune_thresholds.py ... --checkpoint MODEL "
+            "--save-as mine.pt. The picks files are written unchanged."
+        )
     summary = pd.DataFrame([
         {"run": r, "status": "skipped" if statuses[r].get("skipped") else statuses[r]["status"],
          "seconds": statuses[r].get("seconds", 0.0), "error": statuses[r].get("error", "")}

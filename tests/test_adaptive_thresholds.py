@@ -11,7 +11,14 @@ from cryopoint.checkpoint import export_checkpoint, load_checkpoint, save_checkp
 from cryopoint.config import config_from_dict
 from cryopoint.errors import CheckpointError, ConfigError
 from cryopoint.particles import PARTICLE_NAMES
-from cryopoint.post.adaptive import density_thresholds, kept_density, volume_um3
+from cryopoint.post.adaptive import (
+    FLOOD_FACTOR,
+    FLOOD_MIN_PICKS,
+    density_ratios,
+    density_thresholds,
+    kept_density,
+    volume_um3,
+)
 from tests.test_api import TINY_CONFIG, save_tiny_checkpoint
 
 
@@ -168,3 +175,63 @@ def test_benchmarks_keep_what_detect_keeps(adaptive_ckpt):
         mine = kept[kept.experiment == k]
         assert sorted(mine.score) == sorted(expected.score)
     assert len(kept) < len(peaks)
+
+
+def test_density_ratios_compare_a_tomograms_picks_with_the_reference_per_volume():
+    picks = _peaks(ribosome=[0.9] * 6, apo_ferritin=[0.5])
+    got = density_ratios(picks, {"ribosome": 2.0, "apo-ferritin": 1.0, "thyroglobulin": 0.0}, tomogram_um3=0.5)
+    assert got == {"ribosome": 6.0, "apo-ferritin": 2.0}  # 12 and 2 per µm³; a zero reference is left out
+    assert density_ratios(picks.iloc[:0], {"ribosome": 2.0}, 1.0) == {"ribosome": 0.0}
+    with pytest.raises(ConfigError, match="positive volume"):
+        density_ratios(picks, {"ribosome": 2.0}, 0.0)
+
+
+def test_a_detector_names_only_classes_both_dense_and_numerous(adaptive_ckpt):
+    det = load(adaptive_ckpt)  # reference: 1e4 kept peaks per µm³ for every class
+    shape, vs = (100, 100, 100), 10.0  # 1e-3 µm³: 10 picks match the reference
+    many = FLOOD_MIN_PICKS + 10
+    assert many >= FLOOD_FACTOR * 10  # the test means something: the dense class clears both bars
+    picks = _peaks(ribosome=[0.5] * many, apo_ferritin=[0.5] * 10, thyroglobulin=[0.5] * (FLOOD_MIN_PICKS - 1))
+    got = det.flooded(picks, shape, vs)
+    assert list(got) == ["ribosome"] and got["ribosome"] == (many, pytest.approx(many / 10))
+    small = (50, 50, 50)  # 1/8 the volume: 19 thyroglobulins are 15x and 10 apo-ferritins 8x, but too few to say
+    assert list(det.flooded(picks, small, vs)) == ["ribosome"]
+    assert dataclasses.replace(det, kept_density={}).flooded(picks, shape, vs) == {}
+
+
+def test_batch_detection_notes_flooded_classes_and_leaves_the_picks_alone(adaptive_ckpt, tmp_path):
+    import io
+
+    import mrcfile
+    from rich.console import Console
+
+    from cryopoint.batch import BatchOptions, run_batch, runs_from_files
+
+    path = tmp_path / "noise.mrc"
+    with mrcfile.new(path) as mrc:
+        mrc.set_data(np.random.default_rng(5).standard_normal((8, 64, 64)).astype(np.float32))
+        mrc.voxel_size = 10.0
+    payload = load_checkpoint(adaptive_ckpt)
+    payload["config"]["post"]["adaptive_alpha"] = 0.0  # own thresholds as tuned: nothing capped
+    payload["kept_density"] = {name: 1.0 for name in PARTICLE_NAMES}  # 1 per µm³: any real count is far denser
+    ckpt = save_checkpoint(tmp_path / "dense.pt", payload)
+
+    def run(model, out, **kw):
+        text = io.StringIO()
+        opts = BatchOptions(model=str(model), out_dir=tmp_path / out, formats=("submission",), **kw)
+        run_batch(runs_from_files([path]), opts, console=Console(file=text, width=200))
+        return text.getvalue(), pd.read_csv(tmp_path / out / "submission.csv")
+
+    said, picks = run(ckpt, "dense")
+    counts = picks.groupby("particle_type").size()
+    dense = counts[counts >= FLOOD_MIN_PICKS]
+    assert len(dense) > 0  # untrained network on noise: plenty of picks
+    assert "Many more picks than the model keeps" in said and "--adaptive" in said
+    for name, n in dense.items():
+        assert f"noise: {n} {name} picks" in said
+    assert len(picks) == len(detect(path, load(ckpt)))  # a note, not a filter
+    quiet, _ = run(ckpt, "explicit", thresholds=0.5)  # the user's own thresholds: no note
+    assert "Many more picks" not in quiet
+    payload["kept_density"] = {name: 1e9 for name in PARTICLE_NAMES}
+    quiet, _ = run(save_checkpoint(tmp_path / "sparse.pt", payload), "sparse")
+    assert "Many more picks" not in quiet

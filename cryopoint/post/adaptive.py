@@ -25,10 +25,17 @@ import pandas as pd
 
 from cryopoint.errors import ConfigError
 
-__all__ = ["volume_um3", "kept_density", "density_thresholds"]
+__all__ = ["volume_um3", "kept_density", "density_thresholds", "density_ratios", "FLOOD_FACTOR", "FLOOD_MIN_PICKS"]
 
 #: Å³ per µm³.
 _A3_PER_UM3 = 1e12
+
+#: A class whose picks in a tomogram are at least this many times denser than the reference density is reported
+#: as possibly flooded with false positives (``tools/detect.py`` prints a note; nothing is removed).
+FLOOD_FACTOR = 3.0
+
+#: ... and holds at least this many picks (a handful of picks in a small volume is not evidence of anything).
+FLOOD_MIN_PICKS = 20
 
 
 def volume_um3(shape: Sequence[int], voxel_size: float | Sequence[float]) -> float:
@@ -90,3 +97,30 @@ def density_thresholds(
                 thr = max(thr, float(scores[k - 1]))
         out[str(name)] = thr
     return out
+
+
+def density_ratios(picks: pd.DataFrame, density: Mapping[str, float], tomogram_um3: float) -> dict[str, float]:
+    """Per class with a positive reference density, this tomogram's picks per µm³ over that reference.
+
+    A label-free check of how well a model's thresholds fit a tomogram: on data like its reference the ratio
+    is near 1 (fewer where the sample holds fewer particles); a ratio far above 1 means many more picks than
+    the thresholds kept there, either a sample that crowded or, far more often on unfamiliar data, scores
+    whose scale moved so that the thresholds sit low (``docs/models.md``).
+
+    Args:
+        picks: One tomogram's kept picks (``particle_type``).
+        density: Reference kept peaks per µm³ per class (:func:`kept_density`); classes at 0 are left out.
+        tomogram_um3: This tomogram's volume (:func:`volume_um3`).
+
+    >>> picks = pd.DataFrame({"particle_type": ["ribosome"] * 6 + ["apo-ferritin"]})
+    >>> density_ratios(picks, {"ribosome": 2.0, "apo-ferritin": 1.0, "thyroglobulin": 0.0}, tomogram_um3=1.0)
+    {'ribosome': 3.0, 'apo-ferritin': 1.0}
+    """
+    if not tomogram_um3 > 0:
+        raise ConfigError(f"tomogram_um3 must be a positive volume in µm³; got {tomogram_um3}.")
+    counts = picks["particle_type"].value_counts() if len(picks) else pd.Series(dtype=int)
+    return {
+        str(name): float(counts.get(name, 0)) / tomogram_um3 / float(ref)
+        for name, ref in density.items()
+        if float(ref) > 0
+    }
