@@ -147,20 +147,35 @@ class Detector:
         post = dataclasses.replace(self.config.post, adaptive_alpha=float(alpha))
         return dataclasses.replace(self, config=dataclasses.replace(self.config, post=post))
 
+    def with_noise_tail(self, on: bool) -> Detector:
+        """This detector with ``post.noise_tail = on``; the model is shared, not copied."""
+        if not isinstance(on, bool):
+            raise ConfigError(f"noise_tail must be True or False; got {on!r}.")
+        post = dataclasses.replace(self.config.post, noise_tail=on)
+        return dataclasses.replace(self, config=dataclasses.replace(self.config, post=post))
+
     def thresholds_for(
         self, peaks: pd.DataFrame, shape: Sequence[int], voxel_size: float | Sequence[float]
     ) -> dict[str, float]:
         """The thresholds ``detect`` applies to one tomogram's ``peaks`` by default: :attr:`default_thresholds`,
-        raised per class where :attr:`adapts` to keep at most ``post.adaptive_alpha`` times the reference
-        density of peaks (:mod:`cryopoint.post.adaptive`). ``shape`` (z, y, x) and ``voxel_size`` (Å) are the
-        tomogram's, in the frame of ``peaks``."""
-        if not self.adapts:
-            return self.default_thresholds
+        raised per class where ``post.noise_tail`` is on to where the peaks stand above this tomogram's own
+        background tail (:mod:`cryopoint.post.noise_tail`), and where :attr:`adapts` to keep at most
+        ``post.adaptive_alpha`` times the reference density of peaks (:mod:`cryopoint.post.adaptive`); with both,
+        the higher. ``shape`` (z, y, x) and ``voxel_size`` (Å) are the tomogram's, in the frame of ``peaks``."""
+        thresholds = self.default_thresholds
+        tail, adapts = bool(self.config.post.noise_tail), self.adapts
+        if not (tail or adapts):
+            return thresholds
         from cryopoint.post.adaptive import density_thresholds, volume_um3
+        from cryopoint.post.noise_tail import noise_tail_thresholds
 
         size = volume_um3(shape, voxel_size)
-        alpha = float(self.config.post.adaptive_alpha)
-        return density_thresholds(peaks, self.default_thresholds, self.kept_density, size, alpha)
+        if tail:
+            thresholds = noise_tail_thresholds(peaks, thresholds, size)
+        if adapts:
+            alpha = float(self.config.post.adaptive_alpha)
+            thresholds = density_thresholds(peaks, thresholds, self.kept_density, size, alpha)
+        return thresholds
 
     def flooded(
         self, picks: pd.DataFrame, shape: Sequence[int], voxel_size: float | Sequence[float]
@@ -448,9 +463,8 @@ def detect(
         voxel_size: Å per voxel (one value or z, y, x); overrides a file's header.
         thresholds: Per-class minimum scores ``{name: score}`` (classes left out keep every peak), or one
             score for all classes. None: the detector's tuned thresholds, else its config's
-            ``post.default_threshold``; with ``post.adaptive_alpha > 0`` and a reference density in the
-            checkpoint, raised per tomogram to cap the kept peaks per volume (:mod:`cryopoint.post.adaptive`).
-            ``0.0`` keeps every peak (for re-thresholding later).
+            ``post.default_threshold``; raised per tomogram where the config asks (:meth:`Detector.thresholds_for`:
+            ``post.noise_tail``, ``post.adaptive_alpha``). ``0.0`` keeps every peak (for re-thresholding later).
         device: Compute device; default CUDA when available, else CPU.
         tta: Average flipped predictions (4 passes: slower). None: the checkpoint's ``infer.tta``.
         batch_size: Windows per forward pass (lower it if the device runs out of memory). None: ``infer.batch_size``.

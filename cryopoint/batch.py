@@ -69,7 +69,8 @@ class BatchOptions:
     """What to run and write. ``model`` is a checkpoint path or ``"blob"`` (re-loaded in each worker).
 
     ``adaptive_alpha`` overrides the model's ``post.adaptive_alpha`` (per-tomogram thresholds,
-    :mod:`cryopoint.post.adaptive`) where the model's own thresholds apply; None keeps the model's setting.
+    :mod:`cryopoint.post.adaptive`) and ``noise_tail`` its ``post.noise_tail`` (:mod:`cryopoint.post.noise_tail`)
+    where the model's own thresholds apply; None keeps the model's setting.
     """
 
     model: str
@@ -80,6 +81,7 @@ class BatchOptions:
     split: str = "test"
     thresholds: dict[str, float] | float | None = None
     adaptive_alpha: float | None = None
+    noise_tail: bool | None = None
     devices: tuple[str, ...] = ()
     tta: bool | None = None
     batch_size: int | None = None
@@ -440,6 +442,8 @@ def run_batch(inputs: dict[str, Path | str], opts: BatchOptions, console: Consol
     detector = opts.model if opts.model == "blob" else load(opts.model)  # a bad checkpoint fails before any run
     if opts.adaptive_alpha is not None and not isinstance(detector, str):
         detector = detector.with_adaptive_alpha(opts.adaptive_alpha)
+    if opts.noise_tail is not None and not isinstance(detector, str):
+        detector = detector.with_noise_tail(opts.noise_tail)
     made = made_with(opts, detector)
     if not opts.overwrite:
         _check_stale(inputs, opts, made)
@@ -509,9 +513,9 @@ def run_batch(inputs: dict[str, Path | str], opts: BatchOptions, console: Consol
             console.print(f"  {line}")
         console.print(
             "Unless the sample is that crowded, most of these are likely false positives: the thresholds sit low for "
-            "this data (docs/models.md, 'Thresholds: how generic they are'). Cap them per tomogram with --adaptive "
-            "0.5, or recalibrate from a few labelled tomograms: tools/tune_thresholds.py ... --checkpoint MODEL "
-            "--save-as mine.pt. The picks files are written unchanged."
+            "this data (docs/models.md, 'Thresholds: how generic they are'). Raise them per tomogram with "
+            "--noise-tail or --adaptive 0.5, or recalibrate from a few labelled tomograms: tools/tune_thresholds.py "
+            "... --checkpoint MODEL --save-as mine.pt. The picks files are written unchanged."
         )
     summary = pd.DataFrame([
         {"run": r, "status": "skipped" if statuses[r].get("skipped") else statuses[r]["status"],

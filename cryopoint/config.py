@@ -383,6 +383,9 @@ class PostConfig:
     ``adaptive_alpha``: above 0, ``detect`` raises each class's threshold per tomogram so that it keeps at most
     this multiple of the kept-peak density the checkpoint measured on reference data (``kept_density``; label
     free, :mod:`cryopoint.post.adaptive`); 0 = off, and off for a checkpoint without a reference.
+    ``noise_tail``: ``detect`` raises each class's threshold per tomogram to where its peaks stand above the
+    tomogram's own background tail (label free, no reference needed, :mod:`cryopoint.post.noise_tail`). With
+    both on, each class takes the higher of the two thresholds.
     """
 
     kernel_factor: float = 0.5
@@ -391,6 +394,7 @@ class PostConfig:
     default_threshold: float = 0.5
     threshold_tolerance: float = 0.0
     adaptive_alpha: float = 0.0
+    noise_tail: bool = False
 
 
 @dataclass

@@ -61,6 +61,13 @@ def main(argv=None) -> int:
         "data (label-free, for data unlike the training data; 0 = off; default: the model's setting)",
     )
     p.add_argument(
+        "--noise-tail",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="per tomogram and class, raise the model's threshold to where peaks stand above the tomogram's own "
+        "background tail (label-free; default: the model's setting)",
+    )
+    p.add_argument(
         "--devices",
         nargs="+",
         default=[],
@@ -72,6 +79,8 @@ def main(argv=None) -> int:
     p.add_argument("--voxel-size", type=float, help="Å per voxel, for files without one in their header")
     p.add_argument("--overwrite", action="store_true", help="redo runs that already finished")
     args = p.parse_args(argv)
+    if args.noise_tail and (args.threshold is not None or args.thresholds):
+        p.error("--noise-tail raises the model's own thresholds; it does not apply with --threshold/--thresholds")
     if args.copick_config and args.overlay_root:
         p.error("--overlay-root is for --root/--files; with --copick-config, picks go into the copick project")
     if args.copick_config:
@@ -89,6 +98,7 @@ def main(argv=None) -> int:
         split=args.split,
         thresholds=read_thresholds(args.thresholds) if args.thresholds else args.threshold,
         adaptive_alpha=args.adaptive,
+        noise_tail=args.noise_tail,
         devices=tuple(args.devices),
         tta=args.tta,
         batch_size=args.batch_size,
