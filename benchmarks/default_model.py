@@ -201,7 +201,16 @@ def main(argv: list[str] | None = None) -> Path:
             per_class = " | ".join(f"{cell[n]:.2f}" for n in SCORED)
             lines.append(f"| {source} | {label} | **{cell['score']:.3f}** | {per_class} |")
     counts = {s: sum(r["counts"][n] for n in SCORED) for s, r in rows.items()}
-    lines += ["", "Scored test particles per source: " + ", ".join(f"{s} {n}" for s, n in counts.items()) + ".", ""]
+    post = det.config.post
+    lines += [
+        "",
+        "Scored test particles per source: " + ", ".join(f"{s} {n}" for s, n in counts.items()) + ".",
+        "",
+        "Shipped thresholds: as `cryopoint.detect` applies them by default, the model's tuned thresholds raised per "
+        f"tomogram where its config asks (`post.noise_tail: {str(post.noise_tail).lower()}`, "
+        f"`post.adaptive_alpha: {post.adaptive_alpha:g}`).",
+        "",
+    ]
     lines += vs_blob_lines(rows)
     if full:
         lines += [

@@ -37,8 +37,9 @@ def test_shipped_weights_are_plain_fp16_tensors_loaded_safely():
     assert set(det.thresholds) == set(cryopoint.particles.PARTICLE_NAMES)
 
 
-def test_shipped_model_carries_a_reference_density_with_adaptation_off():
+def test_shipped_model_raises_its_thresholds_by_the_noise_tail_and_leaves_the_density_cap_off():
     det = cryopoint.load("default")
+    assert det.config.post.noise_tail is True  # on: docs/models.md, "Thresholds from each tomogram's own noise"
     assert set(det.kept_density) == set(cryopoint.particles.PARTICLE_NAMES)
     assert all(v > 0 for v in det.kept_density.values())  # peaks per µm³ its thresholds kept on the reference runs
     assert det.config.post.adaptive_alpha == 0.0 and not det.adapts  # off by default (docs/models.md says why)
@@ -49,10 +50,10 @@ def test_shipped_model_carries_a_reference_density_with_adaptation_off():
 def test_default_model_finds_the_particles_of_an_easy_tomogram():
     """A real detection test on a small `easy` tomogram (15 scored particles, never seen in training).
 
-    Measured when the model shipped (release of 2026-12-03): 0.727 weighted F-beta at the shipped thresholds (every
-    particle found; the false positives cost the rest, as the lean thresholds sit low on this look) and 0.989 with
-    thresholds tuned on this tomogram (the previous release: 0.718 / 0.923); the bars sit below. The model card's
-    goal of 0.9 at the shipped thresholds is not met yet (docs/models.md).
+    What ``detect`` does by default: the shipped thresholds, raised per tomogram by the noise-tail rule. Measured
+    when that rule was switched on (2026-12-03): 0.871 weighted F-beta, every particle found (0.727 at the tuned
+    thresholds alone, whose false positives cost the rest: they sit low on this look), and 0.989 with thresholds
+    tuned on this tomogram; the bars sit below. The model card's goal of 0.9 is not met yet (docs/models.md).
     """
     counts = {"apo-ferritin": 4, "beta-galactosidase": 3, "ribosome": 3, "thyroglobulin": 3, "virus-like-particle": 2}
     params = get_preset("easy", counts=counts)
@@ -60,7 +61,7 @@ def test_default_model_finds_the_particles_of_an_easy_tomogram():
     truth = truth.assign(experiment="t")
     picks = cryopoint.detect(vol, voxel_size=params.voxel_size)  # no model: the shipped one, its thresholds
     result = score(truth, pd.DataFrame(picks).assign(experiment="t"))
-    assert result.score >= 0.7, result.table
+    assert result.score >= 0.82, result.table
     assert (result.table.loc[list(counts), "fn"] == 0).all(), result.table  # recall 1 on every scored class
     every = cryopoint.detect(vol, voxel_size=params.voxel_size, thresholds=0.0).assign(experiment="t")
     assert tune_thresholds(truth, every).score_after >= 0.9  # the ranking: every particle scores above the clutter
