@@ -64,6 +64,35 @@ def reference_peaks(det, preset: str, runs: int, seed: int, shape) -> tuple[pd.D
     return pd.concat(peaks, ignore_index=True), pd.concat(truths, ignore_index=True), total
 
 
+def development_sets(
+    ckpt: Path, det, budget, preset: str, ref_runs: int, ref_seed: int, cache_dir: str | None
+) -> dict[str, tuple[pd.DataFrame, pd.DataFrame, dict[str, float]]]:
+    """The development data of a per-tomogram threshold rule: ``{set: (every peak, truth, {run: µm³})}`` for the
+    standard test runs of each source and (``REFERENCE``) ``ref_runs`` fresh runs of ``preset``."""
+    from cryopoint.io import read_truth
+    from cryopoint.synth import run_names
+
+    sets = {}
+    for source in SOURCES:
+        root = source_root(source, budget, cache_dir)
+        _, test = split_names(root, budget)
+        truth = read_truth(root)
+        sets[source] = (predict(ckpt, root, test), truth[truth.experiment.isin(test)], run_volumes(root, test))
+    peaks, truth, um3 = reference_peaks(det, preset, ref_runs, ref_seed, budget.shape)
+    sets[REFERENCE] = (peaks, truth, {n: um3 / ref_runs for n in run_names(ref_runs, ref_seed, "train")})
+    return sets
+
+
+def fresh_test_set(ckpt: Path, budget, source: str, runs: int, cache_dir: str | None):
+    """``runs`` fresh runs of ``source`` (the ``default_model --test-runs`` sets): ``(names, every peak, truth,
+    {run: µm³})``."""
+    from cryopoint.io import list_runs, read_truth
+
+    root = source_root(source, budget, cache_dir, fresh_runs=runs)
+    names = sorted(list_runs(root), key=lambda n: int(n.rsplit("_", 1)[1]))
+    return names, predict(ckpt, root, names), read_truth(root), run_volumes(root, names)
+
+
 def run_volumes(root: Path, names: list[str]) -> dict[str, float]:
     """µm³ of each run's tomogram (shape and voxel size from the file)."""
     from cryopoint.post.adaptive import volume_um3
@@ -220,7 +249,6 @@ def main(argv: list[str] | None = None) -> Path:
         parser.error("--ref-runs and --test-runs must be >= 1 and every alpha > 0")
 
     import cryopoint
-    from cryopoint.io import list_runs, read_truth
     from cryopoint.post.adaptive import kept_density
     from cryopoint.post.thresholds import apply_thresholds, tune_thresholds
     from cryopoint.weights import resolve_checkpoint
@@ -235,19 +263,10 @@ def main(argv: list[str] | None = None) -> Path:
     if not preset:
         parser.error(f"{ckpt} was not trained on a synthetic preset: name the reference data's with --preset")
 
-    console.rule("reference")
-    ref_peaks, ref_truth, ref_um3 = reference_peaks(det, preset, args.ref_runs, args.ref_seed, b.shape)
-    density = kept_density(ref_peaks, floor, ref_um3)
-    ref_vol = {n: ref_um3 / args.ref_runs for n in ref_peaks.experiment.unique()}
-
     console.rule("development")
-    dev_sets = {}
-    for source in SOURCES:
-        root = source_root(source, b, args.cache_dir)
-        _, test = split_names(root, b)
-        truth = read_truth(root)
-        dev_sets[source] = (predict(ckpt, root, test), truth[truth.experiment.isin(test)], run_volumes(root, test))
-    dev_sets[REFERENCE] = (ref_peaks, ref_truth, ref_vol)
+    dev_sets = development_sets(ckpt, det, b, preset, args.ref_runs, args.ref_seed, args.cache_dir)
+    ref_peaks, _, ref_vol = dev_sets[REFERENCE]
+    density = kept_density(ref_peaks, floor, sum(ref_vol.values()))
     development = {}
     for name, (peaks, truth, vols) in dev_sets.items():
         development[name] = {
@@ -263,12 +282,9 @@ def main(argv: list[str] | None = None) -> Path:
     console.rule("test")
     test = {}
     for source in SOURCES:
-        root = source_root(source, b, args.cache_dir, fresh_runs=args.test_runs)
-        names = sorted(list_runs(root), key=lambda n: int(n.rsplit("_", 1)[1]))
-        truth = read_truth(root)
-        peaks = predict(ckpt, root, names)
+        names, peaks, truth, vols = fresh_test_set(ckpt, b, source, args.test_runs, args.cache_dir)
         plain = apply_thresholds(peaks, floor)
-        adapt = adapted(peaks, floor, density, run_volumes(root, names), selected)
+        adapt = adapted(peaks, floor, density, vols, selected)
         gap = bootstrap_fbeta_gap(per_run_counts(truth, adapt, names), per_run_counts(truth, plain, names))
         oracle = apply_thresholds(peaks, tune_thresholds(truth, peaks).thresholds)
         test[source] = {

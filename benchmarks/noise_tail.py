@@ -37,9 +37,9 @@ import numpy as np
 import pandas as pd
 from rich.console import Console
 
-from benchmarks.adaptive_thresholds import adapted, reference_peaks, run_volumes
+from benchmarks.adaptive_thresholds import adapted, development_sets, fresh_test_set
 from benchmarks.bench_common import bootstrap_fbeta_gap, machine, per_run_counts, score_cells
-from benchmarks.generalization import BUDGETS, SOURCES, predict, source_root, split_names
+from benchmarks.generalization import BUDGETS, SOURCES
 from cryopoint.particles import PARTICLE_NAMES, get_particle
 
 REPO = Path(__file__).resolve().parents[1]
@@ -277,7 +277,6 @@ def main(argv: list[str] | None = None) -> Path:
 
     import cryopoint
     from cryopoint.checkpoint import sha256
-    from cryopoint.io import list_runs, read_truth
     from cryopoint.io.atomic import atomic_write_text
     from cryopoint.post.thresholds import apply_thresholds, tune_thresholds
     from cryopoint.weights import resolve_checkpoint
@@ -294,14 +293,7 @@ def main(argv: list[str] | None = None) -> Path:
     regions = {key(r): r for r in args.fit_regions}
 
     console.rule("development")
-    dev_sets = {}
-    for source in SOURCES:
-        root = source_root(source, b, args.cache_dir)
-        _, test = split_names(root, b)
-        truth = read_truth(root)
-        dev_sets[source] = (predict(ckpt, root, test), truth[truth.experiment.isin(test)], run_volumes(root, test))
-    ref_peaks, ref_truth, ref_um3 = reference_peaks(det, preset, args.ref_runs, args.ref_seed, b.shape)
-    dev_sets[REFERENCE] = (ref_peaks, ref_truth, {n: ref_um3 / args.ref_runs for n in ref_peaks.experiment.unique()})
+    dev_sets = development_sets(ckpt, det, b, preset, args.ref_runs, args.ref_seed, args.cache_dir)
     development = {
         name: {
             "particles": int(truth.particle_type.isin(SCORED).sum()),
@@ -319,11 +311,7 @@ def main(argv: list[str] | None = None) -> Path:
     density = args.alpha > 0 and bool(det.kept_density)
     test = {}
     for source in SOURCES:
-        root = source_root(source, b, args.cache_dir, fresh_runs=args.test_runs)
-        names = sorted(list_runs(root), key=lambda n: int(n.rsplit("_", 1)[1]))
-        truth = read_truth(root)
-        peaks = predict(ckpt, root, names)
-        vols = run_volumes(root, names)
+        names, peaks, truth, vols = fresh_test_set(ckpt, b, source, args.test_runs, args.cache_dir)
         own = apply_thresholds(peaks, floor)
         tail = tail_picks(peaks, floor, vols, regions[selected])
         gap = bootstrap_fbeta_gap(per_run_counts(truth, tail, names), per_run_counts(truth, own, names))

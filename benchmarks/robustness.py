@@ -51,6 +51,8 @@ SHIFTS: dict[str, tuple[dict, str]] = {
     "no wedge": ({"tilt_max": 90.0, "tilt_step": 1.0}, "tilts to ±90°: no missing wedge"),
     "wedge ±35°": ({"tilt_max": 35.0}, "a huge missing wedge"),
     "crowded x3": ({"crowding": 3.0}, "three times the real runs' particle counts"),
+    "crowded x6": ({"crowding": 6.0}, "six times the real runs' particle counts"),
+    "crowded x12": ({"crowding": 12.0}, "twelve times: a packed sample"),
     "clean": ({"snr": 6.0, "clutter_per_particle": 0.2}, "high SNR, little clutter"),
     "noisy": ({"snr": 0.15}, "very low SNR"),
 }

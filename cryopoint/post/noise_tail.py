@@ -20,10 +20,10 @@ is not a falling tail, or no peaks stand above it.
 
 With few particles against much background, the background's own fluctuations above its fitted tail count
 as particles too: the rule then errs low, keeping more false positives than needed (never fewer particles).
-The rule assumes a class holds far fewer particles per volume than ``FIT_DENSITY``'s lower end (5000 per µm³,
-one per 58 nm cube; the simulated and CZII tomograms hold at most ~4000); in a sample much more crowded than
-that, particles fill the fit region, the noise is overestimated and recall is lost (``post.noise_tail: false``
-turns it off). Measured on held-out sources in ``benchmarks/results/noise_tail.md``.
+The rule assumes that particles are a small share of the peaks in the fit region. In a packed sample they are
+not: the background is overestimated and recall is lost (``post.noise_tail: false`` turns it off). The
+robustness sweep's crowding rows say where that starts (``benchmarks/results/robustness_noise_tail_crowding.md``);
+the rule is measured on held-out sources in ``benchmarks/results/noise_tail.md``.
 """
 
 from __future__ import annotations
