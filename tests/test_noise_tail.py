@@ -9,7 +9,7 @@ from cryopoint.config import config_from_dict
 from cryopoint.errors import CheckpointError, ConfigError
 from cryopoint.particles import PARTICLE_NAMES
 from cryopoint.post.adaptive import volume_um3
-from cryopoint.post.noise_tail import FIT_DENSITY, fit_noise_tail, noise_tail_thresholds
+from cryopoint.post.noise_tail import FIT_DENSITY, MIN_TAIL_STEEPNESS, fit_noise_tail, noise_tail_thresholds
 from cryopoint.post.thresholds import apply_thresholds
 from tests.test_api import TINY_CONFIG, save_tiny_checkpoint
 
@@ -34,7 +34,7 @@ def test_particles_above_the_background_are_all_kept_and_most_of_the_background_
         assert false[-1] <= 0.02 * len(background)  # the floor (0.02) would keep all of it
         assert 0.8 * n <= fit.particles <= 1.5 * n + 5  # the count behind it
         assert fit.kept == (np.concatenate([background, particles]) >= fit.threshold).sum()
-        assert fit.slope < 0
+        assert fit.slope < -MIN_TAIL_STEEPNESS
     # Usually next to no background; with a few particles in much background (seed 5: 7 in ~4000) noise swells the
     # count and the rule errs low, keeping tens of false picks (module docstring).
     assert np.median(false) <= 2 and max(false) > 10
@@ -56,6 +56,8 @@ def test_no_decision_without_enough_peaks_a_falling_tail_or_anything_above_it():
     assert fit_noise_tail(background, 1e-4) is None  # a tiny volume: the fit region is under 10 peaks
     assert fit_noise_tail(np.full(5000, 0.3), 0.05) is None  # flat: no tail to fit
     assert fit_noise_tail(np.array([]), 0.05) is None
+    packed = np.concatenate([background[:300], rng.uniform(0.05, 0.9, 2000)])  # particles fill the fit region
+    assert fit_noise_tail(packed, 0.05) is None  # too flat to be background: the floor stands
     fit = fit_noise_tail(background, 0.05)  # background alone: at most a handful counted as particles
     assert fit is None or (fit.particles < 10 and fit.kept < 20)
 

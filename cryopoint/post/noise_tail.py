@@ -16,12 +16,13 @@ of its own score distribution. Per class, the peaks ranked ``r = 1, 2, ...`` by 
 
 :func:`noise_tail_thresholds` applies it per class and never returns a threshold below the model's own (the
 ``floor``): it only removes peaks. A class keeps its floor when the tomogram has too few peaks to fit, the fit
-is not a falling tail, or no peaks stand above it.
+is not a steeply falling tail (``MIN_TAIL_STEEPNESS``), or no peaks stand above it.
 
 With few particles against much background, the background's own fluctuations above its fitted tail count
 as particles too: the rule then errs low, keeping more false positives than needed (never fewer particles).
 The rule assumes that particles are a small share of the peaks in the fit region. In a packed sample they are
-not: the background is overestimated and recall is lost (``post.noise_tail: false`` turns it off). The
+not: the background is overestimated and recall is lost. The steepness check catches the worst of it (a class
+whose particles fill the region), not all (``post.noise_tail: false`` turns the rule off). The
 robustness sweep's crowding rows say where that starts (``benchmarks/results/robustness_noise_tail_crowding.md``);
 the rule is measured on held-out sources in ``benchmarks/results/noise_tail.md``.
 """
@@ -37,13 +38,18 @@ import pandas as pd
 
 from cryopoint.errors import ConfigError
 
-__all__ = ["FIT_DENSITY", "TailFit", "fit_noise_tail", "noise_tail_thresholds"]
+__all__ = ["FIT_DENSITY", "MIN_TAIL_STEEPNESS", "TailFit", "fit_noise_tail", "noise_tail_thresholds"]
 
 #: Peaks per µm³ at the top and bottom of the ranks the background's tail is fitted on.
 FIT_DENSITY = (5_000.0, 50_000.0)
 
 #: The fit region needs at least this many peaks (and its bottom at least twice its top rank).
 MIN_FIT_PEAKS = 10
+
+#: The fitted tail must fall at least this steeply (per unit of score; 10: a decade of peaks within 0.23 of
+#: score). A flatter one spans the scores particles have, which is what a packed sample gives when its particles
+#: fill the fit region: no decision then (the floor stands).
+MIN_TAIL_STEEPNESS = 10.0
 
 #: Recall weighs ``BETA^2`` times more than precision (the challenge's F-beta).
 BETA = 4.0
@@ -86,7 +92,7 @@ def fit_noise_tail(
 
     Returns:
         The fit, or None when it cannot decide: too few peaks for the fit region, a tail that does not
-        fall, or no peaks standing above it.
+        fall steeply enough to be background (:data:`MIN_TAIL_STEEPNESS`), or no peaks standing above it.
 
     >>> rng = np.random.default_rng(0)
     >>> background = rng.exponential(0.05, 5000)          # 5000 background peaks in 0.1 µm³
@@ -112,7 +118,7 @@ def fit_noise_tail(
     if np.ptp(x) <= 0:
         return None
     slope, intercept = np.polyfit(x, y, 1)
-    if not slope < 0:
+    if not slope < -MIN_TAIL_STEEPNESS:  # flat: not a background tail (a packed sample's particles fill the region)
         return None
     noise = np.minimum(np.exp(intercept + slope * s), rank)  # expected background peaks at or above each score
     excess = np.maximum(rank - noise, 0.0)
