@@ -23,7 +23,7 @@ as particles too: the rule then errs low, keeping more false positives than need
 The rule assumes that particles are a small share of the peaks in the fit region. In a packed sample they are
 not: the background is overestimated and recall is lost. The steepness check catches the worst of it (a class
 whose particles fill the region), not all (``post.noise_tail: false`` turns the rule off). The
-robustness sweep's crowding rows say where that starts (``benchmarks/results/robustness_noise_tail_crowding.md``);
+robustness sweep's crowding rows say where that starts (``benchmarks/results/robustness_noise_tail.md``);
 the rule is measured on held-out sources in ``benchmarks/results/noise_tail.md``.
 """
 
