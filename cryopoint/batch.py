@@ -6,6 +6,8 @@ Layout of the output folder::
     OUT/runs/<run>.json         status: "ok" (seconds, shape, voxel size) or "failed" (the error message)
     OUT/submission.csv          challenge submission (thresholded)          --formats submission
     OUT/peaks.csv               every peak of every run, unthresholded      --formats raw
+    OUT/thresholds.csv          the threshold each run's picks were cut at, per class (always, but for the
+                                blob baseline without thresholds): per-tomogram rules raise them run by run
     OUT/particles_relion4.star  RELION 4 pixel coordinates, rlnTomoName = run (thresholded)  --formats star4
     OUT/particles_relion5.star  RELION 5 centred Å coordinates (thresholded)                 --formats star5
     OVERLAY/ExperimentRuns/<run>/Picks/cryopoint_0_<particle>.json   --formats copick (OVERLAY: a copick
@@ -323,17 +325,32 @@ def _run_parallel(todo: dict, opts: BatchOptions, on_event: Callable[..., None],
         w.join()
 
 
-def _cut(peaks: pd.DataFrame, status: dict, opts: BatchOptions, detector: Detector | str) -> pd.DataFrame:
-    """One run's picks: its peaks under ``--threshold``/``--thresholds`` if given, else under the detector's own
-    thresholds for that tomogram (raised per tomogram where it adapts, exactly as ``detect`` would), else every
-    peak (the blob baseline has no tuned thresholds)."""
+def _run_thresholds(
+    peaks: pd.DataFrame, status: dict, opts: BatchOptions, detector: Detector | str
+) -> dict[str, float] | None:
+    """The thresholds one run's picks are cut at: ``--threshold``/``--thresholds`` if given, else the detector's
+    own for that tomogram (raised per tomogram where its config asks, exactly as ``detect`` would), else None
+    (the blob baseline has no tuned thresholds: every peak is kept)."""
     if isinstance(opts.thresholds, (int, float)):
-        return apply_thresholds(peaks, {name: float(opts.thresholds) for name in PARTICLE_NAMES})
+        return {name: float(opts.thresholds) for name in PARTICLE_NAMES}
     if opts.thresholds is not None:
-        return apply_thresholds(peaks, dict(opts.thresholds))
+        return dict(opts.thresholds)
     if isinstance(detector, str):
-        return peaks
-    return apply_thresholds(peaks, detector.thresholds_for(peaks, status["shape"], status["voxel_size"]))
+        return None
+    return detector.thresholds_for(peaks, status["shape"], status["voxel_size"])
+
+
+def _thresholds_table(used: dict[str, dict[str, float] | None], detector: Detector | str, opts: BatchOptions):
+    """``experiment, particle_type, threshold, tuned``: per run and class the threshold applied and, where the
+    model's own thresholds apply, the tuned one it started from (a per-tomogram rule raised it if higher)."""
+    own = None if isinstance(detector, str) or opts.thresholds is not None else detector.default_thresholds
+    rows = [
+        {"experiment": run, "particle_type": name, "threshold": thr, "tuned": own.get(name) if own else None}
+        for run, thresholds in used.items()
+        if thresholds is not None
+        for name, thr in thresholds.items()
+    ]
+    return pd.DataFrame(rows, columns=["experiment", "particle_type", "threshold", "tuned"])
 
 
 def _assemble(
@@ -344,9 +361,16 @@ def _assemble(
     frames = [pd.read_csv(_peaks_path(opts.out_dir, r), dtype={"experiment": str}) for r in ok]
     empty = pd.DataFrame(columns=["experiment", *COLUMNS])
     peaks = pd.concat(frames, ignore_index=True) if frames else empty
-    cut = [_cut(f, statuses[r], opts, detector) for r, f in zip(ok, frames)]
+    used = {r: _run_thresholds(f, statuses[r], opts, detector) for r, f in zip(ok, frames)}
+    cut = [f if used[r] is None else apply_thresholds(f, used[r]) for r, f in zip(ok, frames)]
     picks = pd.concat(cut, ignore_index=True) if cut else empty
     out = opts.out_dir
+    table = _thresholds_table(used, detector, opts)
+    if len(table):
+        with atomic_path(out / "thresholds.csv") as tmp:
+            table.to_csv(tmp, index=False)
+    else:  # every peak kept (the blob baseline): no cut to record, and none left from an earlier call
+        (out / "thresholds.csv").unlink(missing_ok=True)
     if "raw" in opts.formats:
         with atomic_path(out / "peaks.csv") as tmp:
             peaks.to_csv(tmp, index=False)

@@ -186,6 +186,18 @@ def test_detect_cli_turns_it_on_and_off_and_refuses_it_with_explicit_thresholds(
     with pytest.raises(SystemExit):
         main(["--model", str(tail_ckpt), "--files", str(path), "--out", str(tmp_path / "x"), "--noise-tail",
               "--threshold", "0.3"])  # fmt: skip
+    # thresholds.csv records the cut of each run and class: the rule's thresholds, beside the tuned ones
+    every = detect(path, det, thresholds=0.0)
+    expected = det.thresholds_for(every, (16, 128, 128), (10.0, 10.0, 10.0))
+    table = pd.read_csv(tmp_path / "out--noise-tail" / "thresholds.csv").set_index("particle_type")
+    assert (table.experiment == "tomo").all() and len(table) == len(PARTICLE_NAMES)
+    for name in PARTICLE_NAMES:
+        assert table.loc[name, "threshold"] == pytest.approx(expected[name])
+        assert table.loc[name, "tuned"] == pytest.approx(det.default_thresholds[name])
+    out = tmp_path / "fixed"
+    assert main(["--model", str(tail_ckpt), "--files", str(path), "--out", str(out), "--threshold", "0.3"]) == 0
+    fixed = pd.read_csv(out / "thresholds.csv")
+    assert (fixed.threshold == 0.3).all() and fixed.tuned.isna().all()  # explicit: no tuned threshold involved
 
 
 def test_the_benchmark_keeps_what_detect_keeps(tail_ckpt):
