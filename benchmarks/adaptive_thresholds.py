@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -91,6 +92,35 @@ def fresh_test_set(ckpt: Path, budget, source: str, runs: int, cache_dir: str | 
     root = source_root(source, budget, cache_dir, fresh_runs=runs)
     names = sorted(list_runs(root), key=lambda n: int(n.rsplit("_", 1)[1]))
     return names, predict(ckpt, root, names), read_truth(root), run_volumes(root, names)
+
+
+def rule_meta(name: str, argv, args, ckpt: Path, preset: str, budget, begin: float, figure: Path) -> dict:
+    """The ``meta`` block both per-tomogram threshold benchmarks write: the command, model and data, when, where
+    and how long (``begin``: ``time.perf_counter()`` at the start)."""
+    return {
+        "command": f"python -m benchmarks.{name} " + " ".join(sys.argv[1:] if argv is None else argv),
+        "model": str(args.model),
+        "checkpoint": str(ckpt),
+        "preset": preset,
+        "ref_runs": args.ref_runs,
+        "ref_seed": args.ref_seed,
+        "shape": list(budget.shape),
+        "test_runs": args.test_runs,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": machine("cpu"),
+        "minutes": (time.perf_counter() - begin) / 60,
+        "figure": figure.name,
+    }
+
+
+def write_outputs(result: dict, out: Path, figure: Path, write_figure, write_report) -> Path:
+    """``out``.json (atomic), the figure and the report; returns the report's path."""
+    from cryopoint.io.atomic import atomic_write_text
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out.with_suffix(".json"), json.dumps(result, indent=2))
+    write_figure(result, figure)
+    return write_report(result, out)
 
 
 def run_volumes(root: Path, names: list[str]) -> dict[str, float]:
@@ -229,8 +259,6 @@ def save_adaptive_copy(model: str, dst: Path, density: dict, alpha: float) -> Pa
 
 
 def main(argv: list[str] | None = None) -> Path:
-    import sys
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="default")
     parser.add_argument("--budget", choices=sorted(BUDGETS), default="cpu", help="which source datasets")
@@ -297,34 +325,16 @@ def main(argv: list[str] | None = None) -> Path:
         }
 
     figure = args.out.parent / f"{args.out.name}.png"
+    meta = rule_meta("adaptive_thresholds", argv, args, ckpt, preset, b, begin, figure) | {"alphas": alphas}
     result = {
-        "meta": {
-            "command": "python -m benchmarks.adaptive_thresholds " + " ".join(sys.argv[1:] if argv is None else argv),
-            "model": str(args.model),
-            "checkpoint": str(ckpt),
-            "preset": preset,
-            "ref_runs": args.ref_runs,
-            "ref_seed": args.ref_seed,
-            "shape": list(b.shape),
-            "alphas": alphas,
-            "test_runs": args.test_runs,
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "machine": machine("cpu"),
-            "minutes": (time.perf_counter() - begin) / 60,
-            "figure": figure.name,
-        },
+        "meta": meta,
         "kept_density": density,
         "development": development,
         "development_mean": dev_mean,
         "selected_alpha": selected,
         "test": test,
     }
-    from cryopoint.io.atomic import atomic_write_text
-
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.out.with_suffix(".json"), json.dumps(result, indent=2))
-    write_figure(result, figure)
-    md = write_report(result, args.out)
+    md = write_outputs(result, args.out, figure, write_figure, write_report)
     if args.save_as is not None:
         save_adaptive_copy(args.model, args.save_as, density, selected)
         console.print(f"Wrote {args.save_as} (post.adaptive_alpha {selected:g} and the reference density)")

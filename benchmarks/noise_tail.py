@@ -28,8 +28,6 @@ Writes ``benchmarks/results/noise_tail.{md,json,png}``.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import time
 from pathlib import Path
 
@@ -37,8 +35,8 @@ import numpy as np
 import pandas as pd
 from rich.console import Console
 
-from benchmarks.adaptive_thresholds import adapted, development_sets, fresh_test_set
-from benchmarks.bench_common import bootstrap_fbeta_gap, machine, per_run_counts, score_cells
+from benchmarks.adaptive_thresholds import adapted, development_sets, fresh_test_set, rule_meta, write_outputs
+from benchmarks.bench_common import bootstrap_fbeta_gap, per_run_counts, score_cells
 from benchmarks.generalization import BUDGETS, SOURCES
 from cryopoint.particles import PARTICLE_NAMES, get_particle
 
@@ -277,7 +275,6 @@ def main(argv: list[str] | None = None) -> Path:
 
     import cryopoint
     from cryopoint.checkpoint import sha256
-    from cryopoint.io.atomic import atomic_write_text
     from cryopoint.post.thresholds import apply_thresholds, tune_thresholds
     from cryopoint.weights import resolve_checkpoint
 
@@ -351,24 +348,10 @@ def main(argv: list[str] | None = None) -> Path:
     easy = {"runs": runs, "pooled": pooled}
 
     figure = args.out.parent / f"{args.out.name}.png"
+    meta = rule_meta("noise_tail", argv, args, ckpt, preset, b, begin, figure)
+    meta |= {"sha256": sha256(ckpt), "fit_regions": list(regions), "alpha": args.alpha if density else 0.0}
     result = {
-        "meta": {
-            "command": "python -m benchmarks.noise_tail " + " ".join(sys.argv[1:] if argv is None else argv),
-            "model": str(args.model),
-            "checkpoint": str(ckpt),
-            "sha256": sha256(ckpt),
-            "preset": preset,
-            "ref_runs": args.ref_runs,
-            "ref_seed": args.ref_seed,
-            "shape": list(b.shape),
-            "fit_regions": list(regions),
-            "alpha": args.alpha if density else 0.0,
-            "test_runs": args.test_runs,
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "machine": machine("cpu"),
-            "minutes": (time.perf_counter() - begin) / 60,
-            "figure": figure.name,
-        },
+        "meta": meta,
         "thresholds": floor,
         "development": development,
         "development_mean": dev_mean,
@@ -376,10 +359,7 @@ def main(argv: list[str] | None = None) -> Path:
         "test": test,
         "easy": easy,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.out.with_suffix(".json"), json.dumps(result, indent=2))
-    write_figure(result, figure)
-    md = write_report(result, args.out)
+    md = write_outputs(result, args.out, figure, write_figure, write_report)
     console.print(f"Wrote {md}")
     return md
 
