@@ -42,8 +42,7 @@ from cryopoint.particles import PARTICLE_NAMES, get_particle
 
 REPO = Path(__file__).resolve().parents[1]
 SCORED = [n for n in PARTICLE_NAMES if get_particle(n).weight > 0]
-REFERENCE = "reference"
-#: The ``easy`` tomograms: the counts and shape of ``tests/test_default_model.py``.
+#: The ``easy`` tomograms (:func:`easy_tomogram`), also those of ``tests/test_default_model.py``.
 EASY_COUNTS = {"apo-ferritin": 4, "beta-galactosidase": 3, "ribosome": 3, "thyroglobulin": 3, "virus-like-particle": 2}
 EASY_SHAPE = (64, 256, 256)
 #: Threshold-tuning tolerances of the recalibration rows (argmax and the lean rule).
@@ -63,21 +62,29 @@ def tail_picks(peaks: pd.DataFrame, floor: dict, volumes: dict[str, float], regi
     return pd.concat(kept, ignore_index=True) if kept else peaks.iloc[:0]
 
 
-def easy_peaks(det, seeds: list[int]) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, float]]:
-    """Every peak of ``det`` on small ``easy`` tomograms (one per seed): ``(peaks, truth, {run: µm³})``."""
-    import cryopoint
-    from cryopoint.post.adaptive import volume_um3
+def easy_tomogram(seed: int) -> tuple[np.ndarray, pd.DataFrame, float]:
+    """One small ``easy`` tomogram (``EASY_COUNTS``, ``EASY_SHAPE``; seed 2026 is the regression test's):
+    ``(volume, truth, voxel size in Å)``."""
     from cryopoint.synth import get_preset
     from cryopoint.synth.simulate import simulate_run
 
     params = get_preset("easy", counts=EASY_COUNTS)
+    vol, truth = simulate_run(EASY_SHAPE, params, np.random.default_rng(seed))
+    return vol, truth, params.voxel_size
+
+
+def easy_peaks(det, seeds: list[int]) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, float]]:
+    """Every peak of ``det`` on small ``easy`` tomograms (one per seed): ``(peaks, truth, {run: µm³})``."""
+    import cryopoint
+    from cryopoint.post.adaptive import volume_um3
+
     peaks, truths, vols = [], [], {}
     for seed in seeds:
         name = f"easy_{seed}"
-        vol, truth = simulate_run(EASY_SHAPE, params, np.random.default_rng(seed))
-        peaks.append(cryopoint.detect(vol, det, voxel_size=params.voxel_size, thresholds=0.0).assign(experiment=name))
+        vol, truth, vs = easy_tomogram(seed)
+        peaks.append(cryopoint.detect(vol, det, voxel_size=vs, thresholds=0.0).assign(experiment=name))
         truths.append(truth.assign(experiment=name))
-        vols[name] = volume_um3(EASY_SHAPE, params.voxel_size)
+        vols[name] = volume_um3(EASY_SHAPE, vs)
     return pd.concat(peaks, ignore_index=True), pd.concat(truths, ignore_index=True), vols
 
 

@@ -107,22 +107,20 @@ def tail_ckpt(tmp_path):
 def test_detect_raises_the_thresholds_per_tomogram_and_keeps_every_particle_of_an_easy_tomogram():
     """The shipped model on the small `easy` tomogram of tests/test_default_model.py, with the rule on and off."""
     import cryopoint
+    from benchmarks.noise_tail import EASY_COUNTS as counts
+    from benchmarks.noise_tail import easy_tomogram
     from cryopoint.metric import score
-    from cryopoint.synth import get_preset
-    from cryopoint.synth.simulate import simulate_run
 
-    counts = {"apo-ferritin": 4, "beta-galactosidase": 3, "ribosome": 3, "thyroglobulin": 3, "virus-like-particle": 2}
-    params = get_preset("easy", counts=counts)
-    vol, truth = simulate_run((64, 256, 256), params, np.random.default_rng(2026))
+    vol, truth, voxel_size = easy_tomogram(2026)
     truth = truth.assign(experiment="t")
     det = cryopoint.load("default")
     on, off = det.with_noise_tail(True), det.with_noise_tail(False)
-    every = detect(vol, det, voxel_size=params.voxel_size, thresholds=0.0)
-    expected = noise_tail_thresholds(every, det.default_thresholds, volume_um3(vol.shape, params.voxel_size))
-    assert on.thresholds_for(every, vol.shape, params.voxel_size) == expected
-    assert off.thresholds_for(every, vol.shape, params.voxel_size) == det.default_thresholds
-    picks_on = detect(vol, on, voxel_size=params.voxel_size)
-    picks_off = detect(vol, off, voxel_size=params.voxel_size)
+    every = detect(vol, det, voxel_size=voxel_size, thresholds=0.0)
+    expected = noise_tail_thresholds(every, det.default_thresholds, volume_um3(vol.shape, voxel_size))
+    assert on.thresholds_for(every, vol.shape, voxel_size) == expected
+    assert off.thresholds_for(every, vol.shape, voxel_size) == det.default_thresholds
+    picks_on = detect(vol, on, voxel_size=voxel_size)
+    picks_off = detect(vol, off, voxel_size=voxel_size)
     assert len(picks_on) == len(apply_thresholds(every, expected)) < len(picks_off) / 2  # it acted, strongly
     with_rule, without = score(truth, picks_on.assign(experiment="t")), score(truth, picks_off.assign(experiment="t"))
     assert (with_rule.table.loc[list(counts), "fn"] == 0).all(), with_rule.table  # no particle lost
