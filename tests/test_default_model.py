@@ -48,9 +48,10 @@ def test_default_model_finds_the_particles_of_an_easy_tomogram():
     """A real detection test on a small `easy` tomogram (15 scored particles, never seen in training).
 
     What ``detect`` does by default: the shipped thresholds, raised per tomogram by the noise-tail rule. Measured
-    when that rule was switched on (2026-12-03): 0.871 weighted F-beta, every particle found (0.727 at the tuned
-    thresholds alone, whose false positives cost the rest: they sit low on this look), and 0.989 with thresholds
-    tuned on this tomogram; the bars sit below. The model card's goal of 0.9 is not met yet (docs/models.md).
+    for the release of 2026-12-03 (continued training on 128 more draws): 0.892 weighted F-beta, every particle
+    found (0.69 at the tuned thresholds alone, whose false positives cost the rest: they sit low on this look),
+    and 0.979 with thresholds tuned on this tomogram; the bars sit below. The model card's goal of 0.9 is not met
+    yet (docs/models.md).
     """
     from benchmarks.noise_tail import EASY_COUNTS as counts
     from benchmarks.noise_tail import easy_tomogram
@@ -59,7 +60,7 @@ def test_default_model_finds_the_particles_of_an_easy_tomogram():
     truth = truth.assign(experiment="t")
     picks = cryopoint.detect(vol, voxel_size=voxel_size)  # no model: the shipped one, its thresholds
     result = score(truth, pd.DataFrame(picks).assign(experiment="t"))
-    assert result.score >= 0.82, result.table
+    assert result.score >= 0.85, result.table
     assert (result.table.loc[list(counts), "fn"] == 0).all(), result.table  # recall 1 on every scored class
     every = cryopoint.detect(vol, voxel_size=voxel_size, thresholds=0.0).assign(experiment="t")
     assert tune_thresholds(truth, every).score_after >= 0.9  # the ranking: every particle scores above the clutter
