@@ -1,5 +1,5 @@
 """benchmarks/adaptive_thresholds.py at smoke size: alpha chosen on development data, and the saved copy makes
-cryopoint.detect keep exactly the picks the benchmark scored."""
+cryopoint.detect keep exactly the picks the benchmark scored (the cap alone: the copy's noise-tail rule off)."""
 
 from __future__ import annotations
 
@@ -31,16 +31,23 @@ def test_selection_report_and_saved_copy_agree_with_detect(tmp_path):
     assert det.config.post.adaptive_alpha == result["selected_alpha"]
     assert det.kept_density == result["kept_density"]
     root = source_root("B", BUDGETS["smoke"], cache, fresh_runs=2)
-    run = sorted(list_runs(root))[0]
-    path = tomogram_path(root, run)
-    peaks = cryopoint.detect(path, det, thresholds=0.0).assign(experiment=run)
-    expected = bench.adapted(
-        peaks, det.default_thresholds, det.kept_density, bench.run_volumes(root, [run]), det.config.post.adaptive_alpha
-    )
-    got = cryopoint.detect(path, det)  # the copy applies its own per-tomogram thresholds
-    key = ["particle_type", "x", "y", "z"]
-    pd.testing.assert_frame_equal(
-        got[key].sort_values(key).reset_index(drop=True), expected[key].sort_values(key).reset_index(drop=True)
-    )
-    plain = apply_thresholds(peaks, det.default_thresholds)
-    assert len(got) < len(plain)  # small multiples: the cap removed picks, so the comparison above means something
+    det = det.with_noise_tail(False)  # the copy keeps the noise-tail rule too; the benchmark scores the cap alone
+    kept, capped = 0, 0
+    for run in sorted(list_runs(root)):  # every run: a single small one may hold too few picks for the cap to bite
+        path = tomogram_path(root, run)
+        peaks = cryopoint.detect(path, det, thresholds=0.0).assign(experiment=run)
+        expected = bench.adapted(
+            peaks,
+            det.default_thresholds,
+            det.kept_density,
+            bench.run_volumes(root, [run]),
+            det.config.post.adaptive_alpha,
+        )
+        got = cryopoint.detect(path, det)  # the copy applies its own per-tomogram thresholds
+        key = ["particle_type", "x", "y", "z"]
+        pd.testing.assert_frame_equal(
+            got[key].sort_values(key).reset_index(drop=True), expected[key].sort_values(key).reset_index(drop=True)
+        )
+        kept += len(apply_thresholds(peaks, det.default_thresholds))
+        capped += len(got)
+    assert capped < kept  # small multiples: the cap removed picks, so the comparisons above mean something
