@@ -12,7 +12,9 @@ seed ``--ref-seed``, never a training seed of the shipped model), then picks the
    per class the gap adaptive minus plain with a 90 % interval from resampling runs (paired).
 
 ``--save-as PATH`` writes a copy of the model with the reference density and the selected ``alpha``, which
-``cryopoint.detect`` then applies by itself (the shipped file is never modified)::
+``cryopoint.detect`` then applies by itself (the shipped file is never modified). The copy keeps the model's
+``post.noise_tail`` (on for the shipped model), so each class then takes the higher of the two rules' thresholds,
+while this benchmark scores the cap alone::
 
     python -m benchmarks.adaptive_thresholds                      # the shipped model, ~12 min on 2 cores
     python -m benchmarks.adaptive_thresholds --model runs/x/best.pt --save-as runs/x/adaptive.pt
