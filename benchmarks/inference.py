@@ -18,6 +18,10 @@ reference only for a network whose scores do not depend on the window (``model.d
     python -m benchmarks.inference                         # the shipped model, CPU (~15 min on 2 cores)
     python -m benchmarks.inference --shape 96 320 320      # a quick look
     python -m benchmarks.inference --checkpoint runs/x/best.pt --out /tmp/inference
+    python -m benchmarks.inference --seed 1001 1002 1003 --variants 0 6   # several tomograms: pooled score
+
+With several ``--seed`` values each variant detects in every tomogram: time is the mean per tomogram, the score
+is pooled, and the table adds the difference vs plain on each tomogram alone (how much one tomogram's luck moves).
 """
 
 from __future__ import annotations
@@ -53,22 +57,41 @@ VARIANTS = [
     ("fast_cpu (fp32), 96x320x320, overlap 0", {**PLAIN, **BIG, "fast_cpu": True}),
     ("onnxruntime, 96x224x224 windows, overlap 0", {**PLAIN, **MID, "runtime": "onnxruntime"}),
     ("fast_cpu (fp32), 96x224x224, overlap 0", {**PLAIN, **MID, "fast_cpu": True}),
+    # Seam margin: 2 x 2 x 2 windows that overlap by more than BIG's 8 (z) and 10 (y, x) voxels.
+    ("fast_cpu (fp32), 96x352x352, overlap 0", {**PLAIN, "roi": [96, 352, 352], "overlap": 0.0, "fast_cpu": True}),
+    ("fast_cpu (fp32), 104x352x352, overlap 0", {**PLAIN, "roi": [104, 352, 352], "overlap": 0.0, "fast_cpu": True}),
+    ("fast_cpu (fp32), 128x320x320, overlap 0", {**PLAIN, "roi": [128, 320, 320], "overlap": 0.0, "fast_cpu": True}),
+    # Overlap at the reference window size: do the big windows lose score to their size or to having no overlap?
+    (
+        "fast_cpu + cpu_bf16, reference windows at overlap 0.125",
+        {**PLAIN, "overlap": 0.125, "fast_cpu": True, "cpu_bf16": True},
+    ),
+    ("fast_cpu + cpu_bf16, 64x192x192, overlap 0", {**PLAIN, "overlap": 0.0, "fast_cpu": True, "cpu_bf16": True}),
+    (
+        "fast_cpu + cpu_bf16, 112x352x352, overlap 0",
+        {**PLAIN, "roi": [112, 352, 352], "overlap": 0.0, "fast_cpu": True, "cpu_bf16": True},
+    ),
 ]
 GPU_VARIANTS = [("cuda (bf16 autocast always), reference windows", PLAIN)]
 
 
 def _simulate(args: argparse.Namespace, folder: Path) -> dict:
+    """One labelled tomogram per seed, saved as ``volume_SEED.npy`` and ``truth_SEED.csv``."""
     from cryopoint.synth import get_preset, simulate_run
 
     params = get_preset(args.preset)
-    volume, truth = simulate_run(tuple(args.shape), params, np.random.default_rng(args.seed))
-    np.save(folder / "volume.npy", volume.astype(np.float32))
-    truth.to_csv(folder / "truth.csv", index=False)
-    return {"voxel_size": float(params.voxel_size), "particles": int(len(truth))}
+    particles = {}
+    for seed in args.seed:
+        volume, truth = simulate_run(tuple(args.shape), params, np.random.default_rng(seed))
+        np.save(folder / f"volume_{seed}.npy", volume.astype(np.float32))
+        truth.to_csv(folder / f"truth_{seed}.csv", index=False)
+        particles[seed] = int(len(truth))
+    return {"voxel_size": float(params.voxel_size), "particles": sum(particles.values()), "per_seed": particles}
 
 
 def _run_variant(args: argparse.Namespace, folder: Path, overrides: dict, device: str, out: mp.Queue) -> None:
-    """Child process: load the detector, detect in the simulated tomogram, report time, memory and score."""
+    """Child process: load the detector, detect in each simulated tomogram, report time (mean per tomogram), peak
+    memory and score (pooled over the tomograms, and per tomogram)."""
     from cryopoint.api import load
     from cryopoint.metric import score
 
@@ -76,8 +99,7 @@ def _run_variant(args: argparse.Namespace, folder: Path, overrides: dict, device
     detector = load(args.checkpoint)
     infer = dataclasses.replace(detector.config.infer, **{k: v for k, v in overrides.items() if v is not None})
     detector.config.infer = infer
-    volume = np.load(folder / "volume.npy", mmap_mode="r")
-    truth = pd.read_csv(folder / "truth.csv")
+    volume = np.load(folder / f"volume_{args.seed[0]}.npy", mmap_mode="r")
     before = peak_rss_gb()
     export_seconds = 0.0
     if infer.runtime != "torch" and device == "cpu":  # export once (cached) before timing, as a user's 2nd call
@@ -90,11 +112,17 @@ def _run_variant(args: argparse.Namespace, folder: Path, overrides: dict, device
             predict_heatmaps(detector.model, Tomogram(np.zeros(roi, np.float32), args.voxel_size), roi=roi,
                              normalized=True, runtime=infer.runtime)  # fmt: skip
         export_seconds = time.perf_counter() - start
-    run = timed_detect(volume, detector, args.voxel_size, device)
-    picks = run["picks"]
-    result = score(truth.assign(experiment="bench"), picks.assign(experiment="bench"))
+    runs, truths, picks = [], [], []
+    for seed in args.seed:
+        volume = np.load(folder / f"volume_{seed}.npy", mmap_mode="r")
+        runs.append(timed_detect(volume, detector, args.voxel_size, device))
+        picks.append(runs[-1]["picks"].assign(experiment=f"seed{seed}"))
+        truths.append(pd.read_csv(folder / f"truth_{seed}.csv").assign(experiment=f"seed{seed}"))
+    run = runs[0]
+    result = score(pd.concat(truths, ignore_index=True), pd.concat(picks, ignore_index=True))
+    per_seed = [score(t, p).score for t, p in zip(truths, picks)]
     out.put({
-        "seconds": run["seconds"],
+        "seconds": float(np.mean([r["seconds"] for r in runs])),
         "export_seconds": export_seconds,
         "peak_host_gb": peak_rss_gb(),
         "before_gb": before,
@@ -102,8 +130,9 @@ def _run_variant(args: argparse.Namespace, folder: Path, overrides: dict, device
         "windows": run["windows"],
         "roi": [int(r) for r in infer.roi],
         "overlap": float(infer.overlap),
-        "picks": int(len(picks)),
+        "picks": int(sum(len(p) for p in picks)),
         "score": float(result.score),
+        "per_seed": [float(x) for x in per_seed],
     })  # fmt: skip
 
 
@@ -111,18 +140,24 @@ def measure(args: argparse.Namespace, folder: Path, overrides: dict, device: str
     return run_in_child(_run_variant, args, folder, overrides, device)
 
 
+def _count(seeds: list[int]) -> str:
+    return {1: "One", 2: "Two", 3: "Three", 4: "Four", 5: "Five"}.get(len(seeds), str(len(seeds)))
+
+
 def _markdown(rows: list[dict], args: argparse.Namespace, sim: dict) -> str:
     lines = [
         "# Inference benchmark (`benchmarks/inference.py`)",
         "",
-        f"One simulated `{args.preset}` tomogram (seed {args.seed}, {' x '.join(map(str, args.shape))} voxels of "
-        f"{sim['voxel_size']:.2f} Å, {sim['particles']} particles), checkpoint `{args.checkpoint}` with its own "
+        f"{_count(args.seed)} simulated `{args.preset}` tomogram{'s' if len(args.seed) > 1 else ''} (seed "
+        f"{', '.join(map(str, args.seed))}; {' x '.join(map(str, args.shape))} voxels of {sim['voxel_size']:.2f} Å, "
+        f"{sim['particles']} particles), checkpoint `{args.checkpoint}` with its own "
         f"thresholds. {machine()}. Peak host memory = the variant process's peak resident set (VmHWM: imports, "
         "model and the tomogram included).",
         "",
         "| device | variant | windows (roi z, y, x; overlap) | seconds / tomogram | x plain | peak host GB "
-        "| peak GPU GB | picks | weighted F-beta | Δ vs plain |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| peak GPU GB | picks | weighted F-beta | Δ vs plain"
+        + (" | Δ per tomogram |" if len(args.seed) > 1 else " |"),
+        "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if len(args.seed) > 1 else ""),
     ]
     for r in rows:
         gpu = f"{r['peak_gpu_gb']:.2f}" if r["peak_gpu_gb"] is not None else "-"
@@ -133,13 +168,25 @@ def _markdown(rows: list[dict], args: argparse.Namespace, sim: dict) -> str:
             + " | "
             f"{r['speedup']:.2f} | {r['peak_host_gb']:.2f} | {gpu} | {r['picks']} | {r['score']:.3f} | "
             f"{r['score'] - r['plain_score']:+.3f} |"
+            + (
+                " " + " / ".join(f"{a - b:+.3f}" for a, b in zip(r["per_seed"], r["plain_per_seed"])) + " |"
+                if len(args.seed) > 1
+                else ""
+            )
         )
     lines += [
         "",
         "`x plain` is the plain variant's time over this variant's, measured in the same invocation. The score is "
         "the challenge's weighted F-beta (β = 4) against the simulation's truth at the checkpoint's shipped "
-        f"thresholds, on one tomogram ({sim['particles']} particles: a small count, so compare variants with each "
-        "other rather than read the absolute value as the model's accuracy; that is in `default_model.md`).",
+        f"thresholds, pooled over the {_count(args.seed).lower()} tomogram{'s' if len(args.seed) > 1 else ''} "
+        f"({sim['particles']} particles: compare variants with each other rather than read the absolute value as the "
+        "model's accuracy; that is in `default_model.md`)"
+        + (
+            "; `Δ per tomogram` is the same difference on each tomogram alone, in seed order: its spread shows how "
+            "much of a pooled Δ one tomogram's luck can make."
+            if len(args.seed) > 1
+            else "."
+        ),
         "",
         "No CUDA device on this machine: no GPU rows." if not torch.cuda.is_available() else "GPU: bf16 autocast.",
         "",
@@ -152,7 +199,9 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--shape", type=int, nargs=3, default=[184, 630, 630], help="tomogram size (z, y, x) voxels")
     parser.add_argument("--checkpoint", default="default", help="checkpoint to run (default: the shipped model)")
     parser.add_argument("--preset", default="randomized", help="synthetic preset of the labelled tomogram")
-    parser.add_argument("--seed", type=int, default=1000, help="simulation seed (not one the shipped model saw)")
+    parser.add_argument(
+        "--seed", type=int, nargs="+", default=[1000], help="simulation seeds, one tomogram each (unseen in training)"
+    )
     parser.add_argument("--threads", type=int, default=max(1, torch.get_num_threads()))
     parser.add_argument("--variants", type=int, nargs="*", help="indices of VARIANTS to run (default: all)")
     parser.add_argument("--out", type=Path, default=RESULTS / "inference")
@@ -162,7 +211,7 @@ def main(argv: list[str] | None = None) -> Path:
     rows = []
     with tempfile.TemporaryDirectory(prefix="cryopoint-inference-") as tmp:
         folder = Path(tmp)
-        with console.status(f"Simulating a {' x '.join(map(str, args.shape))} `{args.preset}` tomogram"):
+        with console.status(f"Simulating {len(args.seed)} x {' x '.join(map(str, args.shape))} `{args.preset}`"):
             sim = _simulate(args, folder)
         args.voxel_size = sim["voxel_size"]
         plan = [("cpu", n, o) for i, (n, o) in enumerate(VARIANTS) if args.variants is None or i in args.variants]
@@ -177,6 +226,7 @@ def main(argv: list[str] | None = None) -> Path:
     for r in rows:
         r["speedup"] = rows[0]["seconds"] / r["seconds"]
         r["plain_score"] = rows[0]["score"]
+        r["plain_per_seed"] = rows[0]["per_seed"]
 
     table = Table(title=f"cryopoint.detect on {' x '.join(map(str, args.shape))} ({args.checkpoint})")
     for col in ("device", "variant", "windows", "s / tomogram", "x plain", "peak host GB", "F-beta", "Δ"):
