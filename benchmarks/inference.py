@@ -15,7 +15,7 @@ export, cached per window shape, is timed apart). Then the faster settings with 
 reference only for a network whose scores do not depend on the window (``model.decoder_norm: batch``); and
 96 x 224 x 224 windows (2 x 3 x 3, 1.18x the voxels) for less memory.
 
-    python -m benchmarks.inference                         # the shipped model, CPU (~15 min on 2 cores)
+    python -m benchmarks.inference                         # the shipped model, every variant, CPU (~20 min on 2 cores)
     python -m benchmarks.inference --shape 96 320 320      # a quick look
     python -m benchmarks.inference --checkpoint runs/x/best.pt --out /tmp/inference
     python -m benchmarks.inference --seed 1001 1002 1003 --variants 0 6   # several tomograms: pooled score
