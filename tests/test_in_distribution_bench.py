@@ -48,7 +48,7 @@ def test_end_to_end_on_make_synthetics_runs(tmp_path):
     truth = read_truth(tmp_path / "ds")
     assert {r: v["particles"] for r, v in res["runs"].items()} == truth.groupby("experiment").size().to_dict()
     for knobs in res["knobs"].values():
-        assert knobs["shape_model"] in ("analytic", "assembly", "mixed") and 0.15 <= knobs["snr"] <= 6.0
+        assert knobs["shape_model"] in ("analytic", "assembly", "mixed") and 0.15 <= knobs["snr"] <= 20.0
     assert 0.0 <= res["own"] <= 1.0 and res["tuned"] >= res["own"] - 1e-9
     md = out.with_suffix(".md").read_text()
     assert "TS_SYN5_1" in md and f"{res['own']:.3f}" in md

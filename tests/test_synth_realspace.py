@@ -147,6 +147,10 @@ def test_randomized_runs_draw_their_knobs_within_the_documented_ranges():
         assert d.gain[0] > 0 and d.phase_contrast > 0 and d.vacuum_contrast <= 0
         assert d.imaging == "realspace" or d.kinds == ("denoised",)
     assert len({d.tilt_max for d in draws}) == 60  # continuous draws, not a few fixed values
+    # the Fourier path's SNR spans very noisy to denoised-clean: a model must have seen clean tomograms too
+    snrs = [d.snr for d in draws]
+    assert min(snrs) >= 0.15 and max(snrs) <= 20.0
+    assert min(snrs) < 0.3 and max(snrs) > 10.0 and sum(s > 6.0 for s in snrs) >= 8
 
 
 def test_randomized_run_keeps_protein_dark_and_records_its_draw():

@@ -13,7 +13,7 @@ shape_model                analytic, assembly, mixed (1:1:1)      two independen
 denoiser (denoised kind)   none, gaussian, tv, wiener (1:1:1:1)   the looks users feed cryopoint
 denoise_level              0 - 1                                  light to heavy post-processing
 denoise_strength           0 - 3 (Fourier path's own Wiener)      raw WBP to smooth
-snr (Fourier path)         0.15 - 6, log                          very noisy to clean
+snr (Fourier path)         0.15 - 20, log                         very noisy to denoised-clean
 dose (e/Å², total)         40 - 180                               low-dose to generous series
 phase_contrast (real-sp.)  0.006 - 0.03, log                       weak to strong contrast per voxel
 dqe (real-space)           0.3 - 0.9                              detectors old and new
@@ -81,7 +81,7 @@ def draw_run_params(base: SynthParams, rng: np.random.Generator) -> SynthParams:
         denoiser=DENOISERS[int(rng.integers(len(DENOISERS)))],
         denoise_level=float(rng.uniform(0.0, 1.0)),
         denoise_strength=float(rng.uniform(0.0, 3.0)),
-        snr=_log_uniform(rng, 0.15, 6.0),
+        snr=_log_uniform(rng, 0.15, 20.0),
         dose=(dose, dose),
         phase_contrast=_log_uniform(rng, 0.006, 0.03),
         dqe=float(rng.uniform(0.3, 0.9)),
