@@ -206,6 +206,12 @@ def write_figure(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def _class_section(title: str, text: str, rows: dict[str, list[str]]) -> list[str]:
+    """A report section: heading, text and a table with one row per source and one column per scored class."""
+    lines = ["", f"## {title}", "", text, "", "| source | " + " | ".join(SCORED) + " |", "|---|" + "---|" * len(SCORED)]
+    return lines + [f"| {src} | " + " | ".join(cells) + " |" for src, cells in rows.items()]
+
+
 def write_report(result: dict, out: Path) -> Path:
     from cryopoint.io.atomic import atomic_write_text
 
@@ -231,37 +237,30 @@ def write_report(result: dict, out: Path) -> Path:
             cells = " | ".join(f"{c[n]:.2f} ({c[n + ' recall']:.2f})" for n in SCORED)
             lines.append(f"| {src} | {res['particles']} | {label} | **{c['score']:.3f}** | {cells} |")
     means = {k: np.mean([r["scores"][k]["score"] for r in result["sources"].values()]) for k in SETTINGS}
-    lines += ["", "Mean over sources: " + ", ".join(f"{SETTINGS[k]} **{v:.3f}**" for k, v in means.items()) + ".", ""]
-    lines += [
-        "## The rule's particle counts",
-        "",
-        "True particles of each class against the rule's estimate (peaks standing above the extrapolated "
-        "exponential tail): summed over the per-tomogram fits, and from one fit on the pooled peaks.",
-        "",
-        "| source | " + " | ".join(SCORED) + " |",
-        "|---|" + "---|" * len(SCORED),
-    ]
+    lines += ["", "Mean over sources: " + ", ".join(f"{SETTINGS[k]} **{v:.3f}**" for k, v in means.items()) + "."]
+    counts = {}
     for src, res in result["sources"].items():
-        cells = []
+        counts[src] = []
         for n in SCORED:
             c = res["counts"][n]
             pooled = "-" if c["pooled"] is None else f"{c['pooled']:.0f}"
-            cells.append(f"{c['true']} true: {c['per_tomogram']:.0f} / {pooled}")
-        lines.append(f"| {src} | " + " | ".join(cells) + " |")
-    lines += [
-        "",
-        "## What the background above the oracle threshold is",
-        "",
+            counts[src].append(f"{c['true']} true: {c['per_tomogram']:.0f} / {pooled}")
+    lines += _class_section(
+        "The rule's particle counts",
+        "True particles of each class against the rule's estimate (peaks standing above the extrapolated "
+        "exponential tail): summed over the per-tomogram fits, and from one fit on the pooled peaks.",
+        counts,
+    )
+    lines += _class_section(
+        "What the background above the oracle threshold is",
         "Background peaks (not within the match distance of a particle of their class) at or above the oracle "
         "threshold, pooled over the runs: how many, and how many of them are another class's particle (a "
         "confusion) rather than unlabelled structure.",
-        "",
-        "| source | " + " | ".join(SCORED) + " |",
-        "|---|" + "---|" * len(SCORED),
-    ]
-    for src, res in result["sources"].items():
-        cells = [f"{b['n']} ({b['other class']} other class)" for b in res["background_above_oracle"].values()]
-        lines.append(f"| {src} | " + " | ".join(cells) + " |")
+        {
+            src: [f"{b['n']} ({b['other class']} other class)" for b in res["background_above_oracle"].values()]
+            for src, res in result["sources"].items()
+        },
+    )
     lines += ["", f"![tails]({meta['figure']})", ""]
     path = out.with_suffix(".md")
     atomic_write_text(path, "\n".join(lines))
