@@ -446,6 +446,8 @@ def pretrained_checkpoint(spec: str, b: Budget, work: Path, cache_dir: str | Non
         "checkpoint": str(ckpt),
         "corpus": f"{corpus}, as its config says",
         "steps": cfg.get("train", {}).get("steps"),
+        # a staged model's config holds its last stage only: the steps before it are not known from the file
+        "continued_from": cfg.get("train", {}).get("init_from"),
         "train_s": None,
     }
 

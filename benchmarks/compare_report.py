@@ -174,17 +174,24 @@ def _transfer_lines(rows: list[dict], meta: dict) -> list[str]:
         return []
     minutes = f", {pre['train_s'] / 60:.1f} min" if pre.get("train_s") is not None else ""
     steps = pre.get("steps")
+    before = pre.get("continued_from")
+    earlier = (
+        f" (its last training only: that one started from `{before}`, whose own training is not counted here)"
+        if before
+        else ""
+    )
     lines = [
         "## Transfer: pretrained on another corpus, then fine-tuned",
         "",
         f"Pretrained network: `{pre['spec']}` ({pre['checkpoint']}), trained on {pre['corpus']}, "
-        f"{steps if steps is not None else 'an unknown number of'} steps{minutes}. Every fine-tuned row starts "
-        "from this whole network (`train.init_from`: encoder, decoder, head) and then trains exactly the steps of "
-        f"its from-scratch row on the target source (same crops, batch, folds and schedule length; learning rate "
-        f"{b['finetune_lr']:g} instead of {b['lr']:g}). **It is not equal budget**: counting the pretraining, a "
-        f"fine-tuned row at N steps cost N + {steps if steps is not None else '?'} steps (the pretraining is "
-        "done once and shared by every source and budget; its minutes are not on the figure's x axis). The "
-        "pretraining never saw a tomogram of the target source.",
+        f"{steps if steps is not None else 'an unknown number of'} steps{earlier}{minutes}. Every fine-tuned "
+        "row starts from this whole network (`train.init_from`: encoder, decoder, head) and then trains exactly "
+        "the steps of its from-scratch row on the target source (same crops, batch, folds and schedule length; "
+        f"learning rate {b['finetune_lr']:g} instead of {b['lr']:g}). **It is not equal budget**: counting the "
+        f"pretraining, a fine-tuned row at N steps cost N + {steps if steps is not None else '?'}"
+        f"{' or more' if before else ''} steps (the pretraining is done once and shared by every source and "
+        "budget; its minutes are not on the figure's x axis). The pretraining never saw a tomogram of the target "
+        "source.",
         "",
     ]
     for src in _sources(rows):
@@ -400,7 +407,8 @@ def write_figure(rows: list[dict], meta: dict, path: Path) -> Path:
             y = [r["score_crossfold"] for r in pts]
             label = method
             if method == FINETUNED and meta.get("pretrain"):
-                label += f" (+{meta['pretrain'].get('steps')} pretraining steps, not on x)"
+                more = "or more " if meta["pretrain"].get("continued_from") else ""
+                label += f" (+{meta['pretrain'].get('steps')} {more}pretraining steps, not on x)"
             ax.plot(x, y, marker=marker, color=colour, label=label, linewidth=1.8, markersize=6)
             for xi, yi, r in zip(x, y, pts):
                 ax.annotate(
@@ -421,7 +429,7 @@ def write_figure(rows: list[dict], meta: dict, path: Path) -> Path:
         ax.set_xlim(0, max([1e-3, *xs]) * 1.12)  # room for the markers at the right edge
         ax.grid(alpha=0.3)
         # below the panel: inside, it covered the curves (fine-tuned rows sit high on B)
-        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=1)
     axes[0][0].set_ylabel("weighted F-beta, cross-fold thresholds")
     fig.suptitle(f"Learning curves, budget {meta['budget_name']} ({meta['machine']})", fontsize=10)
     fig.tight_layout()

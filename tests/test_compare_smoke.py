@@ -135,6 +135,11 @@ def test_report_tables_verdict_and_figure(compare, tmp_path):
     assert "apo-ferritin (n=42)" in text and "rarest scored class, beta-galactosidase, has 14 true particles" in text
     assert "| heatmap25d | 200 | **0.500** | 0.550 |" in text  # cross-fold first, tuned OOF beside it
     assert "**It is not equal budget**" in text and "N + 1000 steps" in text
+    assert "not counted here" not in text  # a network trained in one go: its steps are all of them
+    meta["pretrain"]["continued_from"] = "stage3.pt"  # a staged network: its config holds the last stage only
+    text = write_report(rows, meta, tmp_path / "staged").read_text()
+    assert "1000 steps (its last training only: that one started from `stage3.pt`" in text
+    assert "N + 1000 or more steps" in text
     assert "| heatmap25d | bandpass |" in text and "| heatmap25d | none |" in text
     assert "## Why particles were missed" in text
     assert "| realistic | heatmap25d, 200 steps | - | " in text  # apo-ferritin: no truth in this source's row
