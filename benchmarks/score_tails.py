@@ -130,14 +130,13 @@ def tail_curves(peaks: pd.DataFrame, labels: pd.Series, total_um3: float) -> dic
 
 
 def measure_source(det, names, peaks, truth, volumes) -> dict:
-    from cryopoint.post.noise_tail import noise_tail_thresholds
+    from benchmarks.noise_tail import tail_picks
+    from cryopoint.post.noise_tail import FIT_DENSITY
     from cryopoint.post.thresholds import apply_thresholds, tune_thresholds
 
     truth = truth[truth.experiment.isin(names)]
     floor = dict(det.thresholds)
-    per_tomo = pd.concat(
-        [apply_thresholds(g, noise_tail_thresholds(g, floor, volumes[r])) for r, g in peaks.groupby("experiment")]
-    )
+    per_tomo = tail_picks(peaks, floor, volumes, FIT_DENSITY)  # as detect keeps them with the rule on
     batch = batch_tail_thresholds(peaks, floor, volumes)
     oracle = tune_thresholds(truth, peaks).thresholds
     labels = label_peaks(peaks, truth)
