@@ -276,10 +276,9 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "score_tails")
     args = parser.parse_args(argv)
 
-    import hashlib
-
     import cryopoint
     from benchmarks.adaptive_thresholds import fresh_test_set
+    from cryopoint.checkpoint import sha256
     from cryopoint.io.atomic import atomic_write_text
     from cryopoint.weights import resolve_checkpoint
 
@@ -299,7 +298,7 @@ def main(argv: list[str] | None = None) -> Path:
         "meta": {
             "command": "python -m benchmarks.score_tails " + " ".join(sys.argv[1:] if argv is None else argv),
             "model": str(args.model),
-            "sha256": hashlib.sha256(Path(ckpt).read_bytes()).hexdigest(),
+            "sha256": sha256(ckpt),
             "shape": list(b.shape),
             "test_runs": args.test_runs,
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
