@@ -46,6 +46,16 @@ def test_default_cache_dir_honours_env(monkeypatch, tmp_path):
     assert default_cache_dir() == Path.home() / ".cache" / "cryopoint"
 
 
+def test_the_suite_never_touches_the_users_cache():
+    # tests/conftest.py points the cache at a private folder for the whole run, so tests that fall back to the
+    # default cache (training, ONNX exports, benchmarks) neither fill nor read ~/.cache/cryopoint.
+    import tempfile
+
+    root = default_cache_dir()
+    assert root != Path.home() / ".cache" / "cryopoint"
+    assert root.is_relative_to(Path(tempfile.gettempdir())) and root.is_dir()
+
+
 def test_generated_once_then_reused(fake, tmp_path, capsys):
     root = ensure_synthetic_dataset("easy", runs=2, shape=(8, 16, 16), seed=3, cache_dir=tmp_path)
     assert len(fake.calls) == 1
