@@ -24,6 +24,7 @@ SHAPE = (16, 32, 32)
 
 # One bad input per script; the message each must print.
 BAD_INPUTS = {
+    "cache.py": (["--root", "{tmp}/nowhere"], "No cache folder"),
     "demo.py": (["--out", "{tmp}/demo", "--model", "Blob"], "Did you mean 'blob'"),
     "detect.py": (["--root", "{tmp}/nowhere", "--out", "{tmp}/out"], "No runs for split 'test'"),
     "export_model.py": (["{tmp}/missing.pt", "--out", "{tmp}/x.pt"], "No checkpoint at"),

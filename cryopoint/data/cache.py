@@ -12,7 +12,9 @@ including :func:`source_digest` of the code that makes it (the ``cryopoint/synth
 uses for datasets, the normalisation module for volumes) and, for volumes, the source tomogram's identity
 (:func:`source_fingerprint`). Neither a changed request, a changed input nor upgraded code ever reuses a stale
 entry. Entries are written under a temporary name and renamed into place only once complete, with the file
-that marks completion written last: an interrupted write is never reused.
+that marks completion written last: an interrupted write is never reused. A cache hit refreshes that file's
+time; :mod:`cryopoint.data.cache_prune` (``python tools/cache.py``) lists the cache and removes what can never
+be reused, or the least recently used.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ __all__ = [
     "simulator_version",
     "source_digest",
     "source_fingerprint",
+    "touch",
 ]
 
 #: Environment variable that overrides the cache location.
@@ -59,6 +62,17 @@ def default_cache_dir() -> Path:
     """
     env = os.environ.get(CACHE_ENV, "").strip()
     return Path(env).expanduser() if env else Path.home() / ".cache" / "cryopoint"
+
+
+def touch(path: str | os.PathLike) -> None:
+    """Mark a cache entry as just used (its completion file's mtime), so pruning by age or size keeps it.
+
+    A read-only cache is left as it is.
+    """
+    try:
+        os.utime(path)
+    except OSError:
+        pass
 
 
 def params_hash(params: dict, length: int = 16) -> str:
@@ -154,6 +168,8 @@ def load_volume(
             np.save(tmp, normalize.normalize_volume(tomo.data))
         # Written last: its presence marks a complete cache entry.
         atomic_write_text(meta, json.dumps({"source": str(path), "voxel_size": list(tomo.voxel_size)}) + "\n")
+    else:
+        touch(meta)
     voxel_size = tuple(json.loads(meta.read_text())["voxel_size"])
     return np.load(npy, mmap_mode="r"), voxel_size  # type: ignore[return-value]
 
@@ -204,6 +220,7 @@ def ensure_synthetic_dataset(
     target = root / "synthetic" / f"{preset}-{params_hash(params)}"
     if (target / _PARAMS_FILE).is_file():
         _console.print(f"Using cached synthetic dataset ({preset}) at [bold]{target}[/bold]")
+        touch(target / _PARAMS_FILE)
         return target
     _console.print(f"Generating synthetic dataset ({preset}, runs={runs_param}, shape={params['shape']}) in {target}")
     # Generated into a temporary sibling and renamed only when complete (and the parameters file, written

@@ -46,7 +46,7 @@ def _fingerprint(model: nn.Module, input_shape: Sequence[int]) -> str:
 
 def exported_model_path(model: nn.Module, input_shape: Sequence[int], cache_dir: str | os.PathLike | None = None):
     """The cached ONNX file of ``model`` for inputs of ``input_shape`` ``(B, 1, D, H, W)``, exported if missing."""
-    from cryopoint.data.cache import default_cache_dir
+    from cryopoint.data.cache import default_cache_dir, touch
     from cryopoint.io.atomic import atomic_path
 
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "onnx"
@@ -57,6 +57,8 @@ def exported_model_path(model: nn.Module, input_shape: Sequence[int], cache_dir:
             warnings.simplefilter("ignore")  # tracer warnings about shape arithmetic: the shape is fixed here
             torch.onnx.export(model, (example,), str(tmp), dynamo=False, input_names=["volume"],
                               output_names=["logits"], opset_version=17)  # fmt: skip
+    else:
+        touch(path)
     return path
 
 
