@@ -127,6 +127,45 @@ def test_a_folder_that_does_not_match_its_parameters_is_unreachable(fake, tmp_pa
     assert entry.state == "unreachable" and "key" in entry.reason
 
 
+def test_a_removed_dataset_takes_its_normalised_volumes_with_it(fake, tmp_path, monkeypatch):
+    root = tmp_path / "cache"
+    code = tmp_path / "simulator.py"
+    code.write_text("VERSION = 1\n")
+    monkeypatch.setattr(cache, "_simulator_sources", lambda: [code])
+    old = ensure_synthetic_dataset("easy", runs=1, shape=(8, 16, 16), seed=0, cache_dir=root)
+    src = old / "train" / "tomo.mrc"
+    write_mrc(src, np.random.default_rng(1).normal(size=(4, 8, 8)).astype(np.float32), 10.0)
+    load_volume(src, root / "volumes")
+    elsewhere = _volume(tmp_path, "mine")
+    load_volume(elsewhere, root / "volumes")
+    code.write_text("VERSION = 2\n")
+    assert _states(root) == [("synthetic", "unreachable"), ("volumes", "live"), ("volumes", "live")]
+
+    planned = prune_cache(root, dry_run=True)
+    assert sorted(e.kind for e in planned) == ["synthetic", "volumes"], "one pass, not one per layer"
+    assert [e.source for e in planned if e.kind == "volumes"] == [src.resolve()]
+    prune_cache(root)
+    assert _states(root) == [("volumes", "live")] and list_cache(root)[0].source == elsewhere.resolve()
+
+    # Evicting a live dataset for space takes its volumes too, and counts their bytes.
+    new = ensure_synthetic_dataset("easy", runs=1, shape=(8, 16, 16), seed=0, cache_dir=root)
+    write_mrc(new / "train" / "tomo.mrc", np.random.default_rng(2).normal(size=(4, 8, 8)).astype(np.float32), 10.0)
+    load_volume(new / "train" / "tomo.mrc", root / "volumes")
+    _age([new / cache._PARAMS_FILE], seconds_ago=DAY)  # the dataset is the least recently used entry
+    removed = prune_cache(root, max_bytes=sum(e.bytes for e in list_cache(root)) - 1)
+    assert sorted(e.kind for e in removed) == ["synthetic", "volumes"] and not new.exists()
+    assert [e.source for e in list_cache(root)] == [elsewhere.resolve()]
+
+
+def test_a_volume_cached_from_a_relative_path_is_recorded_absolute(tmp_path, monkeypatch):
+    src = _volume(tmp_path, "a")
+    monkeypatch.chdir(src.parent)
+    load_volume(src.name, tmp_path / "cache" / "volumes")
+    monkeypatch.chdir(tmp_path)
+    (entry,) = list_cache(tmp_path / "cache")
+    assert entry.state == "live" and entry.source == src.resolve()
+
+
 def test_age_and_size_limits_evict_least_recently_used_live_entries(tmp_path):
     onnx = tmp_path / "onnx"
     onnx.mkdir()

@@ -167,7 +167,7 @@ def load_volume(
         with atomic_path(npy) as tmp:
             np.save(tmp, normalize.normalize_volume(tomo.data))
         # Written last: its presence marks a complete cache entry.
-        atomic_write_text(meta, json.dumps({"source": str(path), "voxel_size": list(tomo.voxel_size)}) + "\n")
+        atomic_write_text(meta, json.dumps({"source": str(path.resolve()), "voxel_size": list(tomo.voxel_size)}) + "\n")
     else:
         touch(meta)
     voxel_size = tuple(json.loads(meta.read_text())["voxel_size"])

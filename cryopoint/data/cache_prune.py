@@ -23,7 +23,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cryopoint.data.cache import (
@@ -58,6 +58,7 @@ class CacheEntry:
     last_used: float  # seconds since the epoch
     state: str  # "live", "unreachable" or "incomplete"
     reason: str = ""
+    source: Path | None = None  # a volume's source tomogram
 
 
 def _size(path: Path) -> int:
@@ -128,18 +129,20 @@ def _volume_entries(folder: Path, normalisation: str) -> Iterable[CacheEntry]:
             continue
         if not npy.exists():
             yield CacheEntry("volumes", stem, paths, size, used, "unreachable", "volume file missing")
+        elif not source.is_absolute():  # written relative to a working directory we do not know: cannot tell
+            yield CacheEntry("volumes", stem, paths, size, used, "live", "relative source path", source)
         elif not source.exists():
-            yield CacheEntry("volumes", stem, paths, size, used, "unreachable", f"source gone: {source}")
+            yield CacheEntry("volumes", stem, paths, size, used, "unreachable", f"source gone: {source}", source)
         else:
             # load_volume's key, recomputed now: a different one means the source or the normalisation changed.
             key = params_hash(
                 {"source": source_fingerprint(source), "normalize": normalisation, "format": VOLUME_CACHE_VERSION}
             )
             if key == stem:
-                yield CacheEntry("volumes", stem, paths, size, used, "live")
+                yield CacheEntry("volumes", stem, paths, size, used, "live", "", source)
             else:
                 reason = f"source or normalisation code changed since: {source}"
-                yield CacheEntry("volumes", stem, paths, size, used, "unreachable", reason)
+                yield CacheEntry("volumes", stem, paths, size, used, "unreachable", reason, source)
 
 
 def _onnx_entries(folder: Path) -> Iterable[CacheEntry]:
@@ -208,33 +211,43 @@ def prune_cache(
         older_than_s: Also remove ``live`` entries not used for this many seconds.
         max_bytes: Then remove ``live`` entries, least recently used first, until what is left (incomplete
             entries still within their grace included) fits in this many bytes.
+
+    A synthetic dataset that goes takes with it the cached volumes normalised from its tomograms, which no run
+    could read any more.
         grace_s: How long an incomplete entry is assumed to be a write still in progress.
         dry_run: Decide, but delete nothing.
         now: The current time (seconds since the epoch); for tests.
     """
     now = time.time() if now is None else now
     entries = list_cache(root)
-    doomed: list[CacheEntry] = []
-    keep: list[CacheEntry] = []
+    doomed: dict[tuple[str, str], CacheEntry] = {}
+
+    def remove(entry: CacheEntry) -> None:
+        doomed[entry.kind, entry.name] = entry
+        if entry.kind == "synthetic":  # the volumes normalised from its tomograms go with it
+            folder = entry.paths[0]
+            for v in entries:
+                if v.kind == "volumes" and v.source is not None and v.source.is_relative_to(folder):
+                    gone = replace(v, state="unreachable", reason=f"source in {folder}")
+                    doomed.setdefault(("volumes", v.name), gone)
+
     for e in entries:
         abandoned = e.state == "incomplete" and now - e.last_used >= grace_s
         too_old = e.state == "live" and older_than_s is not None and now - e.last_used > older_than_s
         if (stale and (e.state == "unreachable" or abandoned)) or too_old:
-            doomed.append(e)
-        else:
-            keep.append(e)
+            remove(e)
     if max_bytes is not None:
-        total = sum(e.bytes for e in keep)
-        for e in sorted((e for e in keep if e.state == "live"), key=lambda e: e.last_used):
-            if total <= max_bytes:
+        for e in sorted((e for e in entries if e.state == "live"), key=lambda e: e.last_used):
+            if sum(k.bytes for k in entries if (k.kind, k.name) not in doomed) <= max_bytes:
                 break
-            doomed.append(e)
-            total -= e.bytes
+            if (e.kind, e.name) not in doomed:
+                remove(e)
+    doomed_list = list(doomed.values())
     if not dry_run:
-        for e in doomed:
+        for e in doomed_list:
             for path in e.paths:
                 if path.is_dir() and not path.is_symlink():
                     shutil.rmtree(path, ignore_errors=True)
                 else:
                     path.unlink(missing_ok=True)
-    return doomed
+    return doomed_list
