@@ -26,11 +26,14 @@ from torch import nn
 from cryopoint.checkpoint import inference_weights, load_checkpoint
 from cryopoint.config import Config, config_from_dict
 from cryopoint.coords import VOXEL_COLUMNS, angstrom_to_voxel, as_voxel_size
+from cryopoint.data.polarity import MARGIN as POLARITY_MARGIN
+from cryopoint.data.polarity import check_polarity_setting, estimate_polarity
 from cryopoint.errors import (
     AdjustedSettingWarning,
     CheckpointError,
     ConfigError,
     DataNotFoundError,
+    PolarityWarning,
     ResampleWarning,
     VoxelSizeError,
 )
@@ -452,6 +455,7 @@ def detect(
     overlap: float | None = None,
     roi: Sequence[int] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    polarity: str = "check",
 ) -> pd.DataFrame:
     """Find particles in a tomogram.
 
@@ -474,6 +478,11 @@ def detect(
             A window smaller than the largest particle is widened (with an ``AdjustedSettingWarning``);
             any window is clipped to the (padded) tomogram.
         progress: Called as ``progress(windows_done, windows_total)``.
+        polarity: The tomogram's contrast. Models and the blob detector expect protein darker than the ice
+            (the reconstruction convention). ``"check"``: find out (:mod:`cryopoint.data.polarity`, label and
+            model free) and warn (``PolarityWarning``) when it looks inverted; ``"auto"``: find out and invert an
+            inverted tomogram (with the warning); ``"bright"``: it is inverted, invert it; ``"dark"``: use as
+            it is, no check. The input is never modified.
 
     Returns:
         Picks table: ``particle_type``, ``x, y, z`` (Å, in the input's frame: Å = index x its voxel size),
@@ -491,8 +500,9 @@ def detect(
         InvalidVolumeError: not 3-D, empty, NaN/Inf, or smaller than the model's field of view.
     """
     check_settings(batch_size=batch_size, overlap=overlap, roi=roi)
+    check_polarity_setting(polarity)
     detector = _resolve_model(model)
-    tomo = as_tomogram(tomogram, voxel_size)
+    tomo = _with_polarity(as_tomogram(tomogram, voxel_size), polarity)
     if isinstance(detector, str):  # "blob"
         from cryopoint.baselines.blob import detect_blobs
 
@@ -508,6 +518,38 @@ def detect(
             else _as_threshold_dict(thresholds),
         )
     return _tidy(picks, tomo.voxel_size)
+
+
+def _with_polarity(tomo: Tomogram, polarity: str) -> Tomogram:
+    """``tomo`` with protein dark, as :func:`detect`'s ``polarity`` says (a new array where inverted)."""
+    if polarity == "dark":
+        return tomo
+    if polarity == "bright":
+        return Tomogram(-tomo.data, voxel_size=tomo.voxel_size, name=tomo.name)
+    estimate = estimate_polarity(tomo.data, tomo.voxel_size)
+    if estimate.polarity != "bright":
+        return tomo
+    name = f"{tomo.name} " if tomo.name else ""
+    seen = (
+        f"The tomogram {name}looks inverted: its strongest particle-sized blobs are brighter than the ice, not "
+        f"darker (polarity score {estimate.score:+.2f}; below {-POLARITY_MARGIN:.2f} means inverted). "
+    )
+    if polarity == "auto":
+        warnings.warn(
+            seen + "Inverted it for detection (polarity='auto'); pass polarity='dark' (--polarity dark) to use it "
+            "as it is.",
+            PolarityWarning,
+            stacklevel=3,
+        )
+        return Tomogram(-tomo.data, voxel_size=tomo.voxel_size, name=tomo.name)
+    warnings.warn(
+        seen + "cryopoint's models and the blob detector expect protein dark and will miss most particles. Pass "
+        "polarity='bright' (--polarity bright) to invert it for detection, polarity='auto' to let detect decide "
+        "per tomogram, or polarity='dark' if it is not inverted (this also skips the check).",
+        PolarityWarning,
+        stacklevel=3,
+    )
+    return tomo
 
 
 def _as_threshold_dict(thresholds: Mapping[str, float] | float | None) -> dict[str, float] | None:

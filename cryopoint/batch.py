@@ -29,6 +29,7 @@ import os
 import queue
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +45,8 @@ from cryopoint.api import COLUMNS, Detector, check_settings, detect, load
 from cryopoint.batch_distributed import Ranks
 from cryopoint.checkpoint import sha256
 from cryopoint.cli import make_console
-from cryopoint.errors import ConfigError, DataNotFoundError, OutputExistsError, StaleResultError
+from cryopoint.data.polarity import check_polarity_setting
+from cryopoint.errors import ConfigError, DataNotFoundError, OutputExistsError, PolarityWarning, StaleResultError
 from cryopoint.io import (
     atomic_path,
     atomic_write_text,
@@ -72,7 +74,8 @@ class BatchOptions:
 
     ``adaptive_alpha`` overrides the model's ``post.adaptive_alpha`` (per-tomogram thresholds,
     :mod:`cryopoint.post.adaptive`) and ``noise_tail`` its ``post.noise_tail`` (:mod:`cryopoint.post.noise_tail`)
-    where the model's own thresholds apply; None keeps the model's setting.
+    where the model's own thresholds apply; None keeps the model's setting. ``polarity`` is
+    :func:`cryopoint.detect`'s (a tomogram that looks inverted is noted in its status file as well as warned about).
     """
 
     model: str
@@ -90,6 +93,7 @@ class BatchOptions:
     roi: tuple[int, int, int] | None = None
     voxel_size: float | None = None
     overwrite: bool = False
+    polarity: str = "check"
 
 
 def runs_from_root(root: str | os.PathLike, split: str, runs: Sequence[str] = (), kind: str = "denoised") -> dict:
@@ -137,14 +141,18 @@ def made_with(opts: BatchOptions, detector: Detector | str) -> dict[str, Any]:
     ``batch_size`` and the device are left out (they change speed and memory, not the picks beyond float
     rounding); so are thresholds, which apply only when the combined outputs are assembled.
     """
+    # A polarity that can invert the tomogram changes the peaks; "check" and "dark" never do (and are left out,
+    # so results made before the setting existed still resume).
+    inverts = {"polarity": opts.polarity} if opts.polarity in ("auto", "bright") else {}
     if isinstance(detector, str):
-        return {"model": detector, "voxel_size": opts.voxel_size}
+        return {"model": detector, "voxel_size": opts.voxel_size, **inverts}
     infer = detector.config.infer
     return {
         "model": f"sha256:{sha256(detector.path)}",
         "roi": [int(r) for r in (opts.roi or infer.roi)],
         "tta": bool(infer.tta if opts.tta is None else opts.tta),
         "voxel_size": opts.voxel_size,
+        **inverts,
     }
 
 
@@ -202,16 +210,23 @@ def process_run(
         if not isinstance(source, Path):
             raise DataNotFoundError(source)
         tomo = read_tomogram(source, voxel_size=opts.voxel_size)
-        peaks = detect(
-            tomo,
-            detector,
-            thresholds=0.0,
-            device=device,
-            tta=opts.tta,
-            batch_size=opts.batch_size,
-            roi=opts.roi,
-            progress=progress,
-        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", PolarityWarning)
+            peaks = detect(
+                tomo,
+                detector,
+                thresholds=0.0,
+                device=device,
+                tta=opts.tta,
+                batch_size=opts.batch_size,
+                roi=opts.roi,
+                progress=progress,
+                polarity=opts.polarity,
+            )
+        for w in caught:  # shown as usual, and kept with the run's results
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            if issubclass(w.category, PolarityWarning):
+                status["polarity_warning"] = str(w.message)
     except Exception as exc:  # one bad tomogram must not stop the batch: record why and go on
         status.update(status="failed", error=f"{type(exc).__name__}: {exc}", seconds=time.perf_counter() - start)
         if not isinstance(exc, (ValueError, FileNotFoundError)):
@@ -451,6 +466,7 @@ def run_batch(inputs: dict[str, Path | str], opts: BatchOptions, console: Consol
     if unknown:
         raise ConfigError(f"Unknown output format(s) {unknown}; choose from {', '.join(FORMATS)}.")
     check_settings(batch_size=opts.batch_size, roi=opts.roi)
+    check_polarity_setting(opts.polarity)
     if opts.voxel_size is not None:
         check_voxel_size(opts.voxel_size, what="--voxel-size")
     if isinstance(opts.thresholds, dict):

@@ -81,5 +81,9 @@ class AdjustedSettingWarning(UserWarning):
     """A setting was changed to one that works (the message says from what to what, and why)."""
 
 
+class PolarityWarning(UserWarning):
+    """A tomogram looks inverted (protein brighter than the ice); the message says what was done and how to choose."""
+
+
 class ResampleWarning(UserWarning):
     """A tomogram is resampled by a large factor to the model's voxel size (its particles look unlike training)."""

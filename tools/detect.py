@@ -18,6 +18,7 @@ from pathlib import Path
 
 from cryopoint.batch import FORMATS, BatchOptions, run_batch, runs_from_files, runs_from_root
 from cryopoint.cli import ArgumentParser, entry_point, read_thresholds
+from cryopoint.data.polarity import POLARITIES
 from cryopoint.io.copick import copick_tomogram_paths
 
 
@@ -77,6 +78,13 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, help="windows per forward pass (default: the model's config)")
     p.add_argument("--roi", type=int, nargs=3, help="window z y x voxels (default: the model's; smaller = less memory)")
     p.add_argument("--voxel-size", type=float, help="Å per voxel, for files without one in their header")
+    p.add_argument(
+        "--polarity",
+        choices=POLARITIES,
+        default="check",
+        help="protein darker than the ice ('dark', the convention) or inverted ('bright'); 'check' (default) "
+        "warns when a tomogram looks inverted, 'auto' also inverts it",
+    )
     p.add_argument("--overwrite", action="store_true", help="redo runs that already finished")
     args = p.parse_args(argv)
     if args.noise_tail and (args.threshold is not None or args.thresholds):
@@ -105,6 +113,7 @@ def main(argv=None) -> int:
         roi=tuple(args.roi) if args.roi else None,
         voxel_size=args.voxel_size,
         overwrite=args.overwrite,
+        polarity=args.polarity,
     )
     summary = run_batch(inputs, opts)
     return int((summary["status"] == "failed").any())

@@ -1,0 +1,116 @@
+"""Contrast polarity: inverted tomograms (protein bright) are recognised, warned about, and inverted on request."""
+
+import json
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import cryopoint
+from cryopoint.batch import BatchOptions, made_with, run_batch
+from cryopoint.data.polarity import MARGIN, check_polarity_setting, estimate_polarity, polarity_score
+from cryopoint.errors import ConfigError, PolarityWarning
+from cryopoint.io import write_mrc
+from cryopoint.post.thresholds import tune_thresholds
+from cryopoint.synth import get_preset
+from cryopoint.synth.simulate import simulate_run
+
+VS = 10.0
+
+
+@pytest.fixture(scope="module")
+def simulated():
+    """Two small tomograms of our simulator (protein dark, as it writes them), of two presets, with their picks."""
+    out = []
+    for preset, seed in (("easy", 0), ("realistic", 1)):
+        out.append(simulate_run((64, 160, 160), get_preset(preset), np.random.default_rng(seed), workers=1))
+    return [vol for vol, _ in out], [picks for _, picks in out]
+
+
+def _best_score(picks: pd.DataFrame, truth: pd.DataFrame) -> float:
+    """The challenge score of ``picks`` with per-class thresholds tuned on ``truth`` itself (the best they allow)."""
+    return tune_thresholds(truth.assign(experiment="r"), picks.assign(experiment="r")).score_after
+
+
+def test_simulated_tomograms_are_dark_and_their_inverses_bright(simulated):
+    for vol in simulated[0]:
+        assert estimate_polarity(vol, VS).polarity == "dark"
+        assert estimate_polarity(-vol, VS).polarity == "bright"
+
+
+def test_the_score_is_odd_and_ignores_offset_and_scale(simulated):
+    vol = simulated[0][1]
+    score = polarity_score(vol, VS)
+    assert polarity_score(-vol, VS) == pytest.approx(-score, abs=1e-5)
+    assert polarity_score(3e4 * vol + 7.0, VS) == pytest.approx(score, abs=1e-3)
+
+
+def test_noise_alone_is_unclear_not_guessed():
+    for seed in range(4):
+        noise = np.random.default_rng(seed).normal(size=(48, 128, 128)).astype(np.float32)
+        est = estimate_polarity(noise, VS)
+        assert est.polarity == "unclear" and abs(est.score) <= MARGIN, est
+
+
+def test_the_voxel_size_sets_the_blob_scale():
+    # The same dark blobs: at 10 Å per voxel they are particle-sized; told the voxels are 1 Å they are 10x too
+    # small to be particles and the verdict is lost (the check uses Å, not voxels).
+    rng = np.random.default_rng(0)
+    vol = rng.normal(size=(48, 128, 128)).astype(np.float32)
+    zz, yy, xx = np.mgrid[:48, :128, :128]
+    for c in rng.integers(16, 112, size=(15, 3)):
+        vol -= 2.5 * np.exp(-((zz - 8 - c[0] % 32) ** 2 + (yy - c[1]) ** 2 + (xx - c[2]) ** 2) / (2 * 5.0**2))
+    assert estimate_polarity(vol, 10.0).polarity == "dark"
+    assert estimate_polarity(vol, 1.0).polarity != "dark"
+
+
+@pytest.mark.parametrize("bad", ["Dark", "inverted", "", None])
+def test_a_bad_setting_names_the_choices(bad):
+    with pytest.raises(ConfigError, match="check, auto, dark, bright"):
+        check_polarity_setting(bad)
+
+
+def test_detect_checks_warns_and_inverts_only_when_asked(simulated):
+    vol, truth = simulated[0][0], simulated[1][0]
+    inverted = -vol
+    before = inverted.copy()
+    model = cryopoint.load("default")
+    run = lambda v, **kw: cryopoint.detect(v, model, voxel_size=VS, thresholds=0.0, device="cpu", **kw)  # noqa: E731
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PolarityWarning)
+        reference = run(vol)  # dark: checked, no warning
+        pd.testing.assert_frame_equal(run(inverted, polarity="bright"), reference)
+        run(inverted, polarity="dark")  # told: no check, no warning
+
+    with pytest.warns(PolarityWarning, match="looks inverted.*polarity='bright'"):
+        unchanged = run(inverted)
+    # What the warning is about: a model trained on dark protein finds next to nothing in inverted data.
+    best, lost = _best_score(reference, truth), _best_score(unchanged, truth)
+    assert best >= 0.3 and lost <= 0.5 * best, (best, lost)
+    with pytest.warns(PolarityWarning, match="Inverted it for detection"):
+        pd.testing.assert_frame_equal(run(inverted, polarity="auto"), reference)
+    np.testing.assert_array_equal(inverted, before)  # the caller's array is never modified
+    with pytest.raises(ConfigError, match="polarity must be one of"):
+        run(vol, polarity="inverted")
+    with pytest.warns(PolarityWarning):  # the blob detector assumes dark protein too, and is checked the same way
+        cryopoint.detect(inverted, "blob", voxel_size=VS)
+
+
+def test_batch_notes_an_inverted_run_and_keys_results_by_inverting_settings(simulated, tmp_path):
+    files = {"TS_dark": tmp_path / "dark.mrc", "TS_bright": tmp_path / "bright.mrc"}
+    write_mrc(files["TS_dark"], simulated[0][0], VS)
+    write_mrc(files["TS_bright"], -simulated[0][0], VS)
+    opts = BatchOptions(model="blob", out_dir=tmp_path / "out", formats=("raw",))
+    with pytest.warns(PolarityWarning, match="TS_bright|bright"):
+        run_batch(files, opts)
+    status = {run: json.loads((tmp_path / "out" / "runs" / f"{run}.json").read_text()) for run in files}
+    assert "looks inverted" in status["TS_bright"]["polarity_warning"]
+    assert "polarity_warning" not in status["TS_dark"]
+
+    # "check" and "dark" never change the peaks, so they are not part of what the results were made with
+    # (older results still resume); "auto" and "bright" can, so they are.
+    assert "polarity" not in made_with(opts, "blob")
+    assert made_with(BatchOptions(model="blob", out_dir=tmp_path, polarity="auto"), "blob")["polarity"] == "auto"
+    with pytest.raises(ConfigError, match="polarity must be one of"):
+        run_batch(files, BatchOptions(model="blob", out_dir=tmp_path / "o2", polarity="flip"))
