@@ -259,6 +259,11 @@ class DataConfig:
     every labelled particle, mined from each training tomogram with the LoG blob detector (at most
     ``hard_negatives_per_run`` per run; :mod:`cryopoint.engine.hard_negatives`); the rest after
     ``positive_fraction`` stay uniform. 0 = off.
+
+    ``polarity``: the training tomograms' contrast, as ``cryopoint.detect``'s (:mod:`cryopoint.data.polarity`):
+    models learn protein darker than the ice. ``check`` warns about runs of ``root`` that look inverted (the
+    embedded synthetic data is written dark and not checked), ``auto`` also inverts them, ``bright`` inverts
+    every run, ``dark`` uses them as they are.
     """
 
     root: str = ""
@@ -282,8 +287,12 @@ class DataConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     cache_volumes: bool = True
     num_workers: int = 0
+    polarity: str = "check"
 
     def __post_init__(self) -> None:
+        from cryopoint.data.polarity import check_polarity_setting
+
+        check_polarity_setting(self.polarity)
         fold = self.fold
         if fold == ALL_FOLDS:
             if self.val_runs:

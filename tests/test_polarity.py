@@ -114,3 +114,61 @@ def test_batch_notes_an_inverted_run_and_keys_results_by_inverting_settings(simu
     assert made_with(BatchOptions(model="blob", out_dir=tmp_path, polarity="auto"), "blob")["polarity"] == "auto"
     with pytest.raises(ConfigError, match="polarity must be one of"):
         run_batch(files, BatchOptions(model="blob", out_dir=tmp_path / "o2", polarity="flip"))
+
+
+def _runs(simulated):
+    from cryopoint.data.dataset import RunData
+
+    vol, picks = simulated[0][0], simulated[1][0]
+    return [RunData("TS_dark", vol, (VS,) * 3, picks), RunData("TS_bright", -vol, (VS,) * 3, picks)]
+
+
+def test_training_runs_that_look_inverted_are_named_and_inverted_when_asked(simulated):
+    from cryopoint.engine.data import orient_runs
+
+    runs = _runs(simulated)
+    with pytest.warns(PolarityWarning, match=r"1 of 2 training tomograms look inverted.*TS_bright \(-0\.\d\d\)"):
+        checked = orient_runs(runs, "check")
+    assert [r.volume is s.volume for r, s in zip(checked, runs)] == [True, True], "check changes nothing"
+    with pytest.warns(PolarityWarning, match="Inverted them for training"):
+        auto = orient_runs(runs, "auto")
+    assert auto[0] is runs[0]
+    np.testing.assert_array_equal(auto[1].volume, runs[0].volume)
+    np.testing.assert_array_equal(auto[1].points_zyx, runs[1].points_zyx)  # the labels stay with their run
+    bright = orient_runs(runs, "bright")
+    np.testing.assert_array_equal(bright[0].volume, -runs[0].volume)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PolarityWarning)
+        assert orient_runs(runs, "dark") == runs
+        assert orient_runs(runs, "check", check=False) == runs  # the embedded synthetic data is not checked
+
+
+def test_load_data_orients_the_runs_of_a_dataset_root(tmp_path, monkeypatch):
+    from _layout_helpers import write_challenge_store
+
+    import cryopoint.data.polarity as polarity
+    from cryopoint.config import load_config
+    from cryopoint.engine.data import load_data
+    from cryopoint.engine.distributed import DistInfo
+    from tests.test_engine_train import SMOKE
+
+    write_challenge_store(tmp_path / "data", runs=("TS_a", "TS_b"), shape=(16, 64, 64))
+    seen = []
+
+    def fake(volume, voxel_size):  # TS_b "looks inverted": its first voxel is recorded to tell the runs apart
+        seen.append(float(volume.flat[0]))
+        return polarity.PolarityEstimate("bright" if len(seen) == 2 else "dark", -0.2 if len(seen) == 2 else 0.2)
+
+    monkeypatch.setattr(polarity, "estimate_polarity", fake)
+    over = [f"data.root={tmp_path / 'data'}", "data.cache_volumes=false", "data.val_runs=[TS_a]"]
+    with pytest.warns(PolarityWarning, match="TS_b"):
+        data = load_data(load_config(SMOKE, [*over, "data.polarity=auto"]), DistInfo(), output_stride=2)
+    assert data.train_runs[0].name == "TS_b" and float(data.train_runs[0].volume.flat[0]) == -seen[1]
+    assert float(data.val_runs[0].volume.flat[0]) == seen[0]
+
+    seen.clear()
+    synthetic = load_config(SMOKE, [f"data.cache_dir={tmp_path / 'c'}", "data.polarity=auto"])
+    load_data(synthetic, DistInfo(), output_stride=2)
+    assert seen == [], "the embedded synthetic dataset is written dark and not checked"
+    with pytest.raises(ConfigError, match="polarity must be one of"):
+        load_config(SMOKE, [*over, "data.polarity=flipped"])

@@ -87,6 +87,7 @@ def load_data(cfg: Config, info: DistInfo, *, target_kind: str = "heatmap", outp
     runs = read() if info.is_main else None
     barrier(info)  # rank 0 filled the volume cache; the others now only memory-map it
     runs = runs if runs is not None else read()
+    runs = orient_runs(runs, cfg.data.polarity, check=bool(cfg.data.root))
     train_runs, val_runs = split_runs(
         runs, n_folds=cfg.data.n_folds, fold=cfg.data.fold, val_runs=cfg.data.val_runs or None
     )
@@ -107,6 +108,47 @@ def load_data(cfg: Config, info: DistInfo, *, target_kind: str = "heatmap", outp
         seed=cfg.train.seed,
     )
     return TrainData(Path(root), train_runs, val_runs, dataset)
+
+
+def orient_runs(runs: list[RunData], polarity: str, *, check: bool = True) -> list[RunData]:
+    """``runs`` with protein dark, as ``data.polarity`` says (inverted runs are new in-memory arrays).
+
+    ``check`` False skips the check (and so the warning and ``auto``'s inversion) for data known to be dark:
+    the embedded synthetic dataset.
+    """
+    import warnings
+
+    from cryopoint.data.polarity import estimate_polarity
+    from cryopoint.errors import PolarityWarning
+
+    def flip(run: RunData) -> RunData:
+        return RunData(run.name, -np.asarray(run.volume, dtype=np.float32), run.voxel_size, run.picks)
+
+    if polarity == "bright":
+        return [flip(r) for r in runs]
+    if polarity == "dark" or not check:
+        return runs
+    estimates = {r.name: estimate_polarity(r.volume, r.voxel_size) for r in runs}
+    inverted = [r.name for r in runs if estimates[r.name].polarity == "bright"]
+    if inverted:
+        listed = ", ".join(f"{n} ({estimates[n].score:+.2f})" for n in inverted[:8])
+        more = f" and {len(inverted) - 8} more" if len(inverted) > 8 else ""
+        done = (
+            "Inverted them for training (data.polarity=auto)."
+            if polarity == "auto"
+            else "Models learn protein darker than the ice, and a model trained on these would expect it bright: set "
+            "data.polarity=auto to invert the runs that look inverted, data.polarity=bright to invert every run, "
+            "or data.polarity=dark if they are not inverted."
+        )
+        warnings.warn(
+            f"{len(inverted)} of {len(runs)} training tomograms look inverted (protein brighter than the ice; "
+            f"polarity score below zero): {listed}{more}. {done}",
+            PolarityWarning,
+            stacklevel=2,
+        )
+    if polarity == "auto":
+        return [flip(r) if r.name in inverted else r for r in runs]
+    return runs
 
 
 def mine_all_decoys(runs: list[RunData], count: int) -> list[np.ndarray]:
