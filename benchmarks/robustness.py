@@ -45,6 +45,8 @@ SHIFTS: dict[str, tuple[dict, str]] = {
     "none": ({}, "the base: realistic preset, mixed particle models"),
     "darker x1.8": ({"particle_density": (1.8, 1.8)}, "every protein (particles and clutter) 1.8x darker"),
     "fainter x0.6": ({"particle_density": (0.6, 0.6)}, "every protein 0.6x as dark"),
+    "ribosome x1.5": ({"class_density": {"ribosome": 1.5}}, "ribosomes alone 1.5x darker (RNA weighed as atoms do)"),
+    "ribosome x2": ({"class_density": {"ribosome": 2.0}}, "ribosomes alone 2x darker"),
     "larger x1.15": ({"particle_scale": (1.15, 1.15)}, "labelled particles 15 % larger than the catalogue"),
     "smaller x0.87": ({"particle_scale": (0.87, 0.87)}, "labelled particles 13 % smaller"),
     "stretched": ({"particle_aspect": 0.2}, "each particle axis stretched by up to x1.22"),

@@ -75,6 +75,9 @@ class SynthParams:
             scaled by ``exp(U(-a, a))`` on top of ``particle_scale`` (0 = the model's own proportions).
         particle_density: (min, max) per-object density factor, log-uniform, for labelled particles **and**
             clutter alike (so darkness never names a class): RNA-rich or heavily stained complexes are darker.
+        class_density: ``{name: factor}``: every particle of these classes this many times as dark, on top of
+            the rest (None = the shapes' own densities). Other simulators weigh classes differently: those
+            that build density from atomic models make RNA-rich ribosomes darker relative to the proteins.
 
     Imaging (see :mod:`cryopoint.synth.imaging` for the model):
         tilt_max: half tilt range in degrees; ±``tilt_max`` about y leaves a missing wedge around kz.
@@ -136,6 +139,7 @@ class SynthParams:
     particle_scale: tuple[float, float] = (1.0, 1.0)
     particle_aspect: float = 0.0
     particle_density: tuple[float, float] = (1.0, 1.0)
+    class_density: Mapping[str, float] | None = None
     tilt_max: float = 60.0
     tilt_step: float = 3.0
     voltage_kv: float = 300.0
@@ -170,6 +174,13 @@ class SynthParams:
                 raise ConfigError(f"counts has unknown particle names {unknown}; valid: {', '.join(PARTICLE_NAMES)}.")
             if any(int(n) < 0 for n in self.counts.values()):
                 raise ConfigError(f"counts must be non-negative integers; got {dict(self.counts)}.")
+        if self.class_density is not None:
+            unknown = sorted(set(self.class_density) - set(PARTICLE_NAMES))
+            if unknown or not all(float(f) > 0 for f in self.class_density.values()):
+                raise ConfigError(
+                    f"class_density must map particle names ({', '.join(PARTICLE_NAMES)}) to positive factors; "
+                    f"got {dict(self.class_density)}."
+                )
         if not 0.0 < self.tilt_max <= 90.0:
             raise ConfigError(f"tilt_max must be in (0, 90] degrees; got {self.tilt_max}.")
         if self.snr <= 0 or self.voxel_size <= 0:

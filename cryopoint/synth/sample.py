@@ -184,6 +184,12 @@ def _vary(shape: shapes.Shape, params: SynthParams, rng: np.random.Generator, la
     return shapes.Varied(shape, stretch, density)
 
 
+def _class_density(shape: shapes.Shape, name: str, params: SynthParams):
+    """``shape`` with its class's ``class_density`` factor (draws nothing: the layout stays the same)."""
+    factor = float((params.class_density or {}).get(name, 1.0))
+    return shape if factor == 1.0 else shapes.Varied(shape, density=factor)
+
+
 def place_objects(
     vol_shape: tuple[int, int, int], params: SynthParams, rng: np.random.Generator, slab: Slab
 ) -> list[Placed]:
@@ -209,7 +215,7 @@ def place_objects(
         for _ in range(rng.poisson(params.gold_per_volume * area_scale))
     ]
     todo += [
-        _vary(_particle(n, params.shape_model, rng), params, vary_rng, labelled=True)
+        _class_density(_vary(_particle(n, params.shape_model, rng), params, vary_rng, labelled=True), n, params)
         for n in PARTICLE_NAMES
         for _ in range(counts[n])
     ]
