@@ -37,6 +37,9 @@ REPO = Path(__file__).resolve().parents[1]
 SCORED = [n for n in PARTICLE_NAMES if get_particle(n).weight > 0]
 console = Console()
 
+#: Density maps of real complexes, built from PDB atomic models (benchmarks/atomic_maps.py; README there).
+MAPS = Path(__file__).resolve().parent / "data" / "particle_maps"
+
 #: Base simulator settings of every shift (the ``realistic`` preset plus these).
 BASE = {"shape_model": "mixed"}
 
@@ -47,6 +50,11 @@ SHIFTS: dict[str, tuple[dict, str]] = {
     "fainter x0.6": ({"particle_density": (0.6, 0.6)}, "every protein 0.6x as dark"),
     "ribosome x1.5": ({"class_density": {"ribosome": 1.5}}, "ribosomes alone 1.5x darker (RNA weighed as atoms do)"),
     "ribosome x2": ({"class_density": {"ribosome": 2.0}}, "ribosomes alone 2x darker"),
+    "atomic ribosome": ({"particle_maps": {"ribosome": str(MAPS / "ribosome.npz")}}, "ribosomes from PDB 4V5D atoms"),
+    "atomic apo-ferritin": (
+        {"particle_maps": {"apo-ferritin": str(MAPS / "apo-ferritin.npz")}},
+        "apo-ferritins from PDB 4V1W atoms",
+    ),
     "larger x1.15": ({"particle_scale": (1.15, 1.15)}, "labelled particles 15 % larger than the catalogue"),
     "smaller x0.87": ({"particle_scale": (0.87, 0.87)}, "labelled particles 13 % smaller"),
     "stretched": ({"particle_aspect": 0.2}, "each particle axis stretched by up to x1.22"),

@@ -75,6 +75,8 @@ class SynthParams:
             scaled by ``exp(U(-a, a))`` on top of ``particle_scale`` (0 = the model's own proportions).
         particle_density: (min, max) per-object density factor, log-uniform, for labelled particles **and**
             clutter alike (so darkness never names a class): RNA-rich or heavily stained complexes are darker.
+        particle_maps: ``{name: map file}``: particles of these classes drawn from a density map
+            (:mod:`cryopoint.synth.atomic`, e.g. built from a PDB atomic model) instead of the shape model.
         class_density: ``{name: factor}``: every particle of these classes this many times as dark, on top of
             the rest (None = the shapes' own densities). Other simulators weigh classes differently: those
             that build density from atomic models make RNA-rich ribosomes darker relative to the proteins.
@@ -140,6 +142,7 @@ class SynthParams:
     particle_aspect: float = 0.0
     particle_density: tuple[float, float] = (1.0, 1.0)
     class_density: Mapping[str, float] | None = None
+    particle_maps: Mapping[str, str] | None = None
     tilt_max: float = 60.0
     tilt_step: float = 3.0
     voltage_kv: float = 300.0
@@ -180,6 +183,12 @@ class SynthParams:
                 raise ConfigError(
                     f"class_density must map particle names ({', '.join(PARTICLE_NAMES)}) to positive factors; "
                     f"got {dict(self.class_density)}."
+                )
+        if self.particle_maps is not None:
+            unknown = sorted(set(self.particle_maps) - set(PARTICLE_NAMES))
+            if unknown:
+                raise ConfigError(
+                    f"particle_maps has unknown particle names {unknown}; valid: {', '.join(PARTICLE_NAMES)}."
                 )
         if not 0.0 < self.tilt_max <= 90.0:
             raise ConfigError(f"tilt_max must be in (0, 90] degrees; got {self.tilt_max}.")

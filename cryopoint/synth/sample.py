@@ -7,6 +7,9 @@ around it, in the object's randomly rotated frame (``Å = index x voxel_size``, 
 
 from __future__ import annotations
 
+import functools
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -132,13 +135,27 @@ def _use_assembly(model: str, rng: np.random.Generator) -> bool:
     return model == "assembly"
 
 
-def _particle(name: str, model: str, rng: np.random.Generator) -> shapes.Shape:
-    """A labelled particle from the run's shape model (assemblies are a new random draw each time)."""
+def _particle(name: str, model: str, rng: np.random.Generator, maps: Mapping[str, str] | None = None):
+    """A labelled particle from the run's shape model (assemblies are a new random draw each time), or from
+    its class's density map in ``maps`` (drawn the same way first, so the rest of the run draws the same)."""
     if _use_assembly(model, rng):
         from cryopoint.synth.assembly import assembly_particle
 
-        return assembly_particle(name, rng)
-    return shapes.particle_shape(name)
+        shape = assembly_particle(name, rng)
+    else:
+        shape = shapes.particle_shape(name)
+    if maps and name in maps:
+        path = str(maps[name])
+        return _map_shape(path, os.stat(path).st_mtime_ns if os.path.exists(path) else 0, name)
+    return shape
+
+
+@functools.lru_cache(maxsize=16)
+def _map_shape(path: str, mtime_ns: int, name: str):  # mtime in the key: an edited file is read again
+    from cryopoint.synth.atomic import MapShape, load_particle_map
+
+    density, spacing = load_particle_map(path)
+    return MapShape(density, spacing, label=name)
 
 
 def _clutter(params: SynthParams, rng: np.random.Generator) -> shapes.Shape:
@@ -215,7 +232,11 @@ def place_objects(
         for _ in range(rng.poisson(params.gold_per_volume * area_scale))
     ]
     todo += [
-        _class_density(_vary(_particle(n, params.shape_model, rng), params, vary_rng, labelled=True), n, params)
+        _class_density(
+            _vary(_particle(n, params.shape_model, rng, params.particle_maps), params, vary_rng, labelled=True),
+            n,
+            params,
+        )
         for n in PARTICLE_NAMES
         for _ in range(counts[n])
     ]
