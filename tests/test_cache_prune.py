@@ -103,11 +103,17 @@ def test_interrupted_writes_are_removed_only_after_the_grace_period(tmp_path):
     assert _states(root) == [("volumes", "live")]
 
 
-def test_synthetic_datasets_of_an_older_simulator_are_unreachable(fake, tmp_path, monkeypatch):
-    root = tmp_path / "cache"
+@pytest.fixture
+def simulator_code(fake, tmp_path, monkeypatch):
+    """A stand-in for the simulator's source files (edit it to 'upgrade' the simulator)."""
     code = tmp_path / "simulator.py"
     code.write_text("VERSION = 1\n")
     monkeypatch.setattr(cache, "_simulator_sources", lambda: [code])
+    return code
+
+
+def test_synthetic_datasets_of_an_older_simulator_are_unreachable(simulator_code, tmp_path):
+    root, code = tmp_path / "cache", simulator_code
     old = ensure_synthetic_dataset("easy", runs=1, shape=(8, 16, 16), seed=0, cache_dir=root)
     assert _states(root) == [("synthetic", "live")]
 
@@ -127,11 +133,8 @@ def test_a_folder_that_does_not_match_its_parameters_is_unreachable(fake, tmp_pa
     assert entry.state == "unreachable" and "key" in entry.reason
 
 
-def test_a_removed_dataset_takes_its_normalised_volumes_with_it(fake, tmp_path, monkeypatch):
-    root = tmp_path / "cache"
-    code = tmp_path / "simulator.py"
-    code.write_text("VERSION = 1\n")
-    monkeypatch.setattr(cache, "_simulator_sources", lambda: [code])
+def test_a_removed_dataset_takes_its_normalised_volumes_with_it(simulator_code, tmp_path):
+    root, code = tmp_path / "cache", simulator_code
     old = ensure_synthetic_dataset("easy", runs=1, shape=(8, 16, 16), seed=0, cache_dir=root)
     src = old / "train" / "tomo.mrc"
     write_mrc(src, np.random.default_rng(1).normal(size=(4, 8, 8)).astype(np.float32), 10.0)
