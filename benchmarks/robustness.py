@@ -51,6 +51,11 @@ SHIFTS: dict[str, tuple[dict, str]] = {
     "ribosome x1.5": ({"class_density": {"ribosome": 1.5}}, "ribosomes alone 1.5x darker (RNA weighed as atoms do)"),
     "ribosome x2": ({"class_density": {"ribosome": 2.0}}, "ribosomes alone 2x darker"),
     "atomic ribosome": ({"particle_maps": {"ribosome": str(MAPS / "ribosome.npz")}}, "ribosomes from PDB 4V5D atoms"),
+    "microtubules": (
+        {"filaments_per_volume": 20.0, "microtubule_fraction": 1.0},
+        "microtubules through the sample (20 per full volume), as in cells",
+    ),
+    "actin": ({"filaments_per_volume": 60.0, "microtubule_fraction": 0.0}, "actin filaments (60 per full volume)"),
     "atomic apo-ferritin": (
         {"particle_maps": {"apo-ferritin": str(MAPS / "apo-ferritin.npz")}},
         "apo-ferritins from PDB 4V1W atoms",

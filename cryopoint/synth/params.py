@@ -66,6 +66,11 @@ class SynthParams:
         vesicle_radius: (min, max) vesicle radius.
         bilayer_thickness: (min, max) membrane thickness.
         gold_per_volume: dense gold beads per full-size volume, scaled by x-y area.
+        filaments_per_volume: straight cytoskeletal filaments per full-size volume, scaled by x-y area (0 = none,
+            as in the challenge's purified samples; cells are full of them): microtubules (hollow tubes 250 Å
+            across) with probability ``microtubule_fraction``, else actin (solid, 70 Å across), lying roughly
+            in the slab's plane and running through the volume. Unlabelled; particles keep clear of them.
+        microtubule_fraction: share of filaments that are microtubules.
         gold_radius: (min, max) gold bead radius.
         gold_density: gold bead density in protein-contrast units.
         min_gap: minimum surface-to-surface distance between objects.
@@ -137,6 +142,8 @@ class SynthParams:
     gold_per_volume: float = 4.0
     gold_radius: tuple[float, float] = (45.0, 70.0)
     gold_density: float = 8.0
+    filaments_per_volume: float = 0.0
+    microtubule_fraction: float = 0.5
     min_gap: float = 5.0
     particle_scale: tuple[float, float] = (1.0, 1.0)
     particle_aspect: float = 0.0
@@ -184,6 +191,11 @@ class SynthParams:
                     f"class_density must map particle names ({', '.join(PARTICLE_NAMES)}) to positive factors; "
                     f"got {dict(self.class_density)}."
                 )
+        if self.filaments_per_volume < 0 or not 0.0 <= self.microtubule_fraction <= 1.0:
+            raise ConfigError(
+                "filaments_per_volume must be zero or more and microtubule_fraction in [0, 1]; got "
+                f"{self.filaments_per_volume} and {self.microtubule_fraction}."
+            )
         if self.particle_maps is not None:
             unknown = sorted(set(self.particle_maps) - set(PARTICLE_NAMES))
             if unknown:

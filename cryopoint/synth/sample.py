@@ -207,6 +207,42 @@ def _class_density(shape: shapes.Shape, name: str, params: SynthParams):
     return shape if factor == 1.0 else shapes.Varied(shape, density=factor)
 
 
+def _rotation_to(direction: np.ndarray) -> np.ndarray:
+    """A rotation matrix whose first column (the image of local x) is the unit vector ``direction``."""
+    d = direction / np.linalg.norm(direction)
+    helper = np.array([0.0, 0.0, 1.0]) if abs(d[2]) < 0.9 else np.array([1.0, 0.0, 0.0])
+    b = np.cross(d, helper)
+    b /= np.linalg.norm(b)
+    return np.stack([d, b, np.cross(d, b)], axis=1)
+
+
+def _filament(vol_shape, slab: Slab, params: SynthParams, rng: np.random.Generator) -> list[Placed]:
+    """One straight filament through the volume, as pieces laid end to end (see ``SynthParams.filaments_*``)."""
+    segment = shapes.filament_segment(microtubule=bool(rng.random() < params.microtubule_fraction))
+    step = 2 * segment.parts[0].half_length
+    vs = params.voxel_size
+    size = np.array([(n - 1) * vs for n in vol_shape[::-1]])  # x, y, z extent in Å
+    x, y = rng.uniform(0, size[0]), rng.uniform(0, size[1])
+    bottom, top = slab.surfaces(x, y)
+    start = np.array([x, y, rng.uniform(max(bottom, 0.0), min(top, size[2]))])
+    phi, tilt = rng.uniform(0, 2 * np.pi), rng.uniform(-0.25, 0.25)  # within ~15° of the slab's plane
+    direction = np.array([np.cos(phi) * np.cos(tilt), np.sin(phi) * np.cos(tilt), np.sin(tilt)])
+    rotation = _rotation_to(direction)
+    pieces = []
+    for sign in (1.0, -1.0):
+        k = 0 if sign > 0 else 1
+        while True:
+            center = start + sign * k * step * direction
+            if np.any(center[:2] < -step) or np.any(center[:2] > size[:2] + step):
+                break
+            bottom, top = slab.surfaces(center[0], center[1])
+            if not bottom <= center[2] <= top:
+                break
+            pieces.append(Placed(segment, center, rotation))
+            k += 1
+    return pieces
+
+
 def place_objects(
     vol_shape: tuple[int, int, int], params: SynthParams, rng: np.random.Generator, slab: Slab
 ) -> list[Placed]:
@@ -224,6 +260,10 @@ def place_objects(
         obj = _try_place(ves, vol_shape, slab, params, rng, placed, membrane=True)
         if obj is not None:
             placed.append(obj)
+
+    if params.filaments_per_volume > 0:  # drawn only when asked, so runs without filaments keep their bytes
+        for _ in range(rng.poisson(params.filaments_per_volume * area_scale)):
+            placed += _filament(vol_shape, slab, params, rng)
 
     counts = draw_counts(vol_shape, params, rng)
     vary_rng = _variation_rng(params, rng)

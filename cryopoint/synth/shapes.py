@@ -30,6 +30,8 @@ __all__ = [
     "random_shell",
     "vesicle",
     "gold",
+    "Tube",
+    "filament_segment",
 ]
 
 _EDGE = 5.0  # Å: width of the soft edge of every primitive (half a voxel at 10 Å)
@@ -132,6 +134,31 @@ class Bilayer:
     @property
     def extent(self) -> float:
         return self.radius * max(self.stretch) + 0.5 * self.thickness + 3 * 5.0
+
+
+@dataclass(frozen=True)
+class Tube:
+    """A piece of filament along the local x axis: ``|x| <= half_length``, ``r_in <= radius <= r_out`` (Å).
+
+    Its soft ends are complementary, so pieces laid end to end (``2 * half_length`` apart) add up to one
+    seamless filament.
+    """
+
+    r_out: float
+    r_in: float
+    half_length: float
+    density: float = 1.0
+
+    def __call__(self, u: tuple[np.ndarray, ...]) -> np.ndarray:
+        rho = np.sqrt(u[1] ** 2 + u[2] ** 2)
+        radial = _soft_step(self.r_out - rho)
+        if self.r_in > 0:
+            radial = radial * _soft_step(rho - self.r_in)
+        return (self.density * radial * _soft_step(self.half_length - np.abs(u[0]))).astype(np.float32, copy=False)
+
+    @property
+    def extent(self) -> float:
+        return float(np.hypot(self.half_length, self.r_out))
 
 
 @dataclass(frozen=True)
@@ -249,6 +276,14 @@ def vesicle(rng: np.random.Generator, radius_range: tuple[float, float], thickne
     stretch = tuple(float(s) for s in rng.uniform(0.9, 1.1, size=3))
     membrane = Bilayer(radius, rng.uniform(*thickness_range), stretch)
     return Shape((membrane,), radius=membrane.extent)
+
+
+def filament_segment(microtubule: bool) -> Shape:
+    """One piece of a microtubule (hollow, 250 Å across, 13 protofilaments smoothed) or of an actin filament
+    (solid, 70 Å across), as long as it is wide; its ``radius`` bounds the piece for overlap checks."""
+    r_out, r_in = (125.0, 85.0) if microtubule else (35.0, 0.0)
+    tube = Tube(r_out, r_in, half_length=r_out)
+    return Shape((tube,), radius=tube.extent)
 
 
 def gold(rng: np.random.Generator, radius_range: tuple[float, float], density: float) -> Shape:
