@@ -66,14 +66,14 @@ def polarity_score(volume: np.ndarray, voxel_size: float | Sequence[float]) -> f
     (True, True)
     """
     vs = np.broadcast_to(np.asarray(voxel_size, dtype=np.float64), (3,))
-    data = np.asarray(volume)
-    sample = np.asarray(data[::4, ::4, ::4], dtype=np.float64)
-    # Centred and scaled in float64 first: raw reconstructions hold tiny variations on a large offset, which
-    # float32 filtering would round away.
-    data = ((data - float(sample.mean())) / float(sample.std() or 1.0)).astype(np.float32, copy=False)
     zoom = np.minimum(vs / WORK_VOXEL_A, 1.0)
+    # Binned first (in float64: raw reconstructions hold tiny variations on a large offset, which float32 would
+    # round away), then centred and scaled: one pass over the full volume, none over a full-size copy.
     if np.any(zoom < 0.99):
-        data = ndimage.zoom(data, zoom, order=1)
+        data = ndimage.zoom(np.asarray(volume), zoom, order=1, output=np.float64)
+    else:
+        data = np.asarray(volume, dtype=np.float64)
+    data = ((data - data.mean()) / (data.std() or 1.0)).astype(np.float32)
     work_vs = vs / zoom
     z_margin = data.shape[0] // 6  # the slab's top and bottom hold the least sample and the most artefacts
     scores = []
