@@ -222,14 +222,19 @@ def prune_cache(
     entries = list_cache(root)
     doomed: dict[tuple[str, str], CacheEntry] = {}
 
-    def remove(entry: CacheEntry) -> None:
-        doomed[entry.kind, entry.name] = entry
-        if entry.kind == "synthetic":  # the volumes normalised from its tomograms go with it
+    def remove(entry: CacheEntry) -> int:
+        """Doom ``entry`` (a dataset with the volumes normalised from its tomograms); the bytes newly doomed."""
+        added = [entry]
+        if entry.kind == "synthetic":
             folder = entry.paths[0]
-            for v in entries:
-                if v.kind == "volumes" and v.source is not None and v.source.is_relative_to(folder):
-                    gone = replace(v, state="unreachable", reason=f"source in {folder}")
-                    doomed.setdefault(("volumes", v.name), gone)
+            added += [
+                replace(v, state="unreachable", reason=f"source in {folder}")
+                for v in entries
+                if v.kind == "volumes" and v.source is not None and v.source.is_relative_to(folder)
+            ]
+        fresh = [a for a in added if (a.kind, a.name) not in doomed]
+        doomed.update({(a.kind, a.name): a for a in fresh})
+        return sum(a.bytes for a in fresh)
 
     for e in entries:
         abandoned = e.state == "incomplete" and now - e.last_used >= grace_s
@@ -237,11 +242,12 @@ def prune_cache(
         if (stale and (e.state == "unreachable" or abandoned)) or too_old:
             remove(e)
     if max_bytes is not None:
+        left = sum(e.bytes for e in entries) - sum(e.bytes for e in doomed.values())
         for e in sorted((e for e in entries if e.state == "live"), key=lambda e: e.last_used):
-            if sum(k.bytes for k in entries if (k.kind, k.name) not in doomed) <= max_bytes:
+            if left <= max_bytes:
                 break
             if (e.kind, e.name) not in doomed:
-                remove(e)
+                left -= remove(e)
     doomed_list = list(doomed.values())
     if not dry_run:
         for e in doomed_list:
