@@ -27,7 +27,7 @@ from cryopoint.checkpoint import inference_weights, load_checkpoint
 from cryopoint.config import Config, config_from_dict
 from cryopoint.coords import VOXEL_COLUMNS, angstrom_to_voxel, as_voxel_size
 from cryopoint.data.polarity import MARGIN as POLARITY_MARGIN
-from cryopoint.data.polarity import check_polarity_setting, estimate_polarity
+from cryopoint.data.polarity import check_polarity_setting, orient
 from cryopoint.errors import (
     AdjustedSettingWarning,
     CheckpointError,
@@ -521,35 +521,24 @@ def detect(
 
 
 def _with_polarity(tomo: Tomogram, polarity: str) -> Tomogram:
-    """``tomo`` with protein dark, as :func:`detect`'s ``polarity`` says (a new array where inverted)."""
-    if polarity == "dark":
-        return tomo
-    if polarity == "bright":
-        return Tomogram(-tomo.data, voxel_size=tomo.voxel_size, name=tomo.name)
-    estimate = estimate_polarity(tomo.data, tomo.voxel_size)
-    if estimate.polarity != "bright":
-        return tomo
-    name = f"{tomo.name} " if tomo.name else ""
-    seen = (
-        f"The tomogram {name}looks inverted: its strongest particle-sized blobs are brighter than the ice, not "
-        f"darker (polarity score {estimate.score:+.2f}; below {-POLARITY_MARGIN:.2f} means inverted). "
-    )
-    if polarity == "auto":
-        warnings.warn(
-            seen + "Inverted it for detection (polarity='auto'); pass polarity='dark' (--polarity dark) to use it "
-            "as it is.",
-            PolarityWarning,
-            stacklevel=3,
+    """``tomo`` with protein dark, as :func:`detect`'s ``polarity`` says (:func:`cryopoint.data.polarity.orient`),
+    with a ``PolarityWarning`` where it looks inverted."""
+    data, estimate = orient(tomo.data, tomo.voxel_size, polarity)
+    if estimate is not None and estimate.polarity == "bright":
+        name = f"{tomo.name} " if tomo.name else ""
+        seen = (
+            f"The tomogram {name}looks inverted: its strongest particle-sized blobs are brighter than the ice, not "
+            f"darker (polarity score {estimate.score:+.2f}; below {-POLARITY_MARGIN:.2f} means inverted). "
         )
-        return Tomogram(-tomo.data, voxel_size=tomo.voxel_size, name=tomo.name)
-    warnings.warn(
-        seen + "cryopoint's models and the blob detector expect protein dark and will miss most particles. Pass "
-        "polarity='bright' (--polarity bright) to invert it for detection, polarity='auto' to let detect decide "
-        "per tomogram, or polarity='dark' if it is not inverted (this also skips the check).",
-        PolarityWarning,
-        stacklevel=3,
-    )
-    return tomo
+        todo = (
+            "Inverted it for detection (polarity='auto'); pass polarity='dark' (--polarity dark) to use it as it is."
+            if polarity == "auto"
+            else "cryopoint's models and the blob detector expect protein dark and will miss most particles. Pass "
+            "polarity='bright' (--polarity bright) to invert it for detection, polarity='auto' to let detect decide "
+            "per tomogram, or polarity='dark' if it is not inverted (this also skips the check)."
+        )
+        warnings.warn(seen + todo, PolarityWarning, stacklevel=3)
+    return tomo if data is tomo.data else Tomogram(data, voxel_size=tomo.voxel_size, name=tomo.name)
 
 
 def _as_threshold_dict(thresholds: Mapping[str, float] | float | None) -> dict[str, float] | None:

@@ -172,3 +172,21 @@ def test_load_data_orients_the_runs_of_a_dataset_root(tmp_path, monkeypatch):
     assert seen == [], "the embedded synthetic dataset is written dark and not checked"
     with pytest.raises(ConfigError, match="polarity must be one of"):
         load_config(SMOKE, [*over, "data.polarity=flipped"])
+
+
+def test_orient_is_the_one_place_that_decides(simulated):
+    from cryopoint.data.polarity import orient
+
+    vol = simulated[0][0]
+    same, est = orient(vol, VS, "dark")
+    assert same is vol and est is None
+    flipped, est = orient(vol, VS, "bright")
+    np.testing.assert_array_equal(flipped, -vol)
+    assert est is None
+    kept, est = orient(-vol, VS, "check")
+    assert est.polarity == "bright" and np.array_equal(kept, -vol)
+    fixed, est = orient(-vol, VS, "auto")
+    assert est.polarity == "bright"
+    np.testing.assert_array_equal(fixed, vol)
+    untouched, est = orient(vol, VS, "auto")
+    assert untouched is vol and est.polarity == "dark"

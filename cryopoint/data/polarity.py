@@ -22,7 +22,14 @@ from scipy import ndimage
 
 from cryopoint.errors import ConfigError
 
-__all__ = ["POLARITIES", "PolarityEstimate", "check_polarity_setting", "estimate_polarity", "polarity_score"]
+__all__ = [
+    "POLARITIES",
+    "PolarityEstimate",
+    "check_polarity_setting",
+    "estimate_polarity",
+    "orient",
+    "polarity_score",
+]
 
 #: What ``detect(..., polarity=...)`` accepts: check and warn, invert when it looks inverted, or say which it is.
 POLARITIES = ("check", "auto", "dark", "bright")
@@ -108,3 +115,19 @@ def check_polarity_setting(polarity: str) -> str:
             "invert an inverted tomogram."
         )
     return polarity
+
+
+def orient(volume: np.ndarray, voxel_size: float | Sequence[float], polarity: str):
+    """``volume`` with protein dark, as the ``polarity`` setting says, and the estimate it was checked with.
+
+    ``"dark"``: as it is, unchecked; ``"bright"``: inverted, unchecked; ``"check"``: checked, as it is;
+    ``"auto"``: checked, inverted when it looks inverted. Returns ``(volume, estimate)`` (estimate None when
+    unchecked); an inverted volume is a new array, the input is never modified. Callers warn as fits them.
+    """
+    check_polarity_setting(polarity)
+    if polarity in ("dark", "bright"):
+        return (volume if polarity == "dark" else -np.asarray(volume, dtype=np.float32)), None
+    estimate = estimate_polarity(volume, voxel_size)
+    if polarity == "auto" and estimate.polarity == "bright":
+        return -np.asarray(volume, dtype=np.float32), estimate
+    return volume, estimate

@@ -118,20 +118,15 @@ def orient_runs(runs: list[RunData], polarity: str, *, check: bool = True) -> li
     """
     import warnings
 
-    from cryopoint.data.polarity import estimate_polarity
+    from cryopoint.data.polarity import orient
     from cryopoint.errors import PolarityWarning
 
-    def flip(run: RunData) -> RunData:
-        return RunData(run.name, -np.asarray(run.volume, dtype=np.float32), run.voxel_size, run.picks)
-
-    if polarity == "bright":
-        return [flip(r) for r in runs]
-    if polarity == "dark" or not check:
+    if not check and polarity in ("check", "auto"):
         return runs
-    estimates = {r.name: estimate_polarity(r.volume, r.voxel_size) for r in runs}
-    inverted = [r.name for r in runs if estimates[r.name].polarity == "bright"]
+    oriented = {r.name: orient(r.volume, r.voxel_size, polarity) for r in runs}
+    inverted = [n for n, (_, est) in oriented.items() if est is not None and est.polarity == "bright"]
     if inverted:
-        listed = ", ".join(f"{n} ({estimates[n].score:+.2f})" for n in inverted[:8])
+        listed = ", ".join(f"{n} ({oriented[n][1].score:+.2f})" for n in inverted[:8])
         more = f" and {len(inverted) - 8} more" if len(inverted) > 8 else ""
         done = (
             "Inverted them for training (data.polarity=auto)."
@@ -146,9 +141,10 @@ def orient_runs(runs: list[RunData], polarity: str, *, check: bool = True) -> li
             PolarityWarning,
             stacklevel=2,
         )
-    if polarity == "auto":
-        return [flip(r) if r.name in inverted else r for r in runs]
-    return runs
+    return [
+        r if oriented[r.name][0] is r.volume else RunData(r.name, oriented[r.name][0], r.voxel_size, r.picks)
+        for r in runs
+    ]
 
 
 def mine_all_decoys(runs: list[RunData], count: int) -> list[np.ndarray]:
