@@ -7,7 +7,7 @@ from scipy import ndimage
 from cryopoint.errors import ConfigError
 from cryopoint.io import read_tomogram, read_truth, tomogram_path
 from cryopoint.particles import PARTICLE_NAMES
-from cryopoint.synth import generate_dataset, get_preset
+from cryopoint.synth import generate_dataset, get_preset, randomize
 from cryopoint.synth.looks import ctf_deconvolve, make_kind
 from cryopoint.synth.params import VOXEL_SIZE
 from cryopoint.synth.randomize import draw_run_params
@@ -181,3 +181,25 @@ def test_randomized_keep_pins_named_knobs_and_leaves_every_other_draw_alone():
     assert len(models) > 1  # without keep the particle model is drawn
     with pytest.raises(ConfigError, match="does not draw"):
         draw_run_params(get_preset("randomized", keep=["voxel_size"]), np.random.default_rng(0))
+
+
+def test_randomized_runs_draw_filaments_in_about_half_and_leave_the_rest_of_the_stream_alone(monkeypatch):
+    base = get_preset("randomized")
+    draws = [draw_run_params(base, np.random.default_rng(i)) for i in range(80)]
+    counts = np.array([d.filaments_per_volume for d in draws])
+    assert 25 <= int((counts > 0).sum()) <= 55  # about half: purified samples and cells
+    assert counts[counts > 0].min() >= 5.0 and counts.max() <= 40.0
+    fractions = [d.microtubule_fraction for d in draws]
+    assert min(fractions) < 0.2 and max(fractions) > 0.8
+    # the filament knobs take no numbers from the run's stream: a run without filaments is the run it was
+    # before they were added (its stream continues exactly as without the filament draw)
+    after = [draw_run_params(base, rng) and rng.random() for rng in map(np.random.default_rng, range(6))]
+    monkeypatch.setattr(randomize, "_draw_filaments", lambda drawn: {})
+    assert after == [draw_run_params(base, rng) and rng.random() for rng in map(np.random.default_rng, range(6))]
+    monkeypatch.undo()
+    # and keep pins them: no filaments in any run when asked
+    none = get_preset("randomized", keep=["filaments_per_volume"])
+    assert all(draw_run_params(none, np.random.default_rng(i)).filaments_per_volume == 0 for i in range(20))
+    _, picks = simulate_kinds((32, 96, 96), get_preset("randomized"), np.random.default_rng(3))
+    drawn = draw_run_params(base, np.random.default_rng(3)).filaments_per_volume
+    assert drawn > 0 and picks.attrs["synth"]["filaments_per_volume"] == drawn  # the record says what was drawn

@@ -35,7 +35,13 @@ gold_density               4 - 15                                 gold contrast
 gain (output sd)           1e-6 - 1e-3, log                       any raw scale (normalisation must cope)
 background_drift           0 - 0.8                                flat to strongly shaded
 sirt_iterations            0 (75 %) or 1 - 2                      WBP or SIRT-like
+filaments_per_volume       0 (50 %) or 5 - 40                     purified sample or cytoskeleton (cells)
+microtubule_fraction       0 - 1                                  actin-rich to microtubule-rich
 =========================  =====================================  ==========================================
+
+The two filament knobs come from a generator seeded by the run's other draws, not from ``rng``: drawing them
+leaves the rest of the run's random stream, so a run drawn without filaments is the run it was before they
+were added.
 
 Protein stays dark in every draw: no knob flips the contrast sign. ``SynthParams.keep`` names knobs to leave
 at the base's value (they are still drawn, then replaced, so the other knobs' draws do not change).
@@ -55,6 +61,16 @@ __all__ = ["draw_run_params"]
 
 def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
     return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+
+
+def _draw_filaments(drawn: dict) -> dict:
+    """The filament knobs, from a generator seeded by the other draws (``rng``'s stream is left as it was)."""
+    seed = np.frombuffer(np.array([drawn["defocus_um"][0], drawn["gain"][0], drawn["bfactor"]]).tobytes(), np.uint32)
+    sub = np.random.default_rng(seed)
+    with_filaments = sub.random() < 0.5
+    count = float(sub.uniform(5.0, 40.0))
+    fraction = float(sub.uniform(0.0, 1.0))
+    return {"filaments_per_volume": count if with_filaments else 0.0, "microtubule_fraction": fraction}
 
 
 def draw_run_params(base: SynthParams, rng: np.random.Generator) -> SynthParams:
@@ -107,6 +123,7 @@ def draw_run_params(base: SynthParams, rng: np.random.Generator) -> SynthParams:
         sirt_iterations=int(rng.integers(1, 3)) if rng.random() < 0.25 else 0,
         randomize=False,
     )
+    drawn |= _draw_filaments(drawn)
     unknown = sorted(set(base.keep) - set(drawn) - {"randomize"})
     if unknown:
         drawable = sorted(set(drawn) - {"randomize", "kinds"})
