@@ -38,6 +38,7 @@ __all__ = [
     "init_from_checkpoint",
     "inference_weights",
     "export_checkpoint",
+    "average_checkpoints",
     "sha256",
 ]
 
@@ -210,3 +211,53 @@ def export_checkpoint(
     keep = ("format_version", "config", "particles", "voxel_size", "thresholds", "kept_density", "metrics", "step")
     keep += (ENSEMBLE_KEY,)
     return save_checkpoint(dst, {**{k: payload[k] for k in keep if k in payload}, "model_state": cast})
+
+
+def average_checkpoints(srcs: Sequence[str | os.PathLike], dst: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Write the uniform weight average of checkpoints of one network (a "model soup" of one lineage).
+
+    Every floating tensor (BatchNorm running statistics included) is averaged in fp32 and stored in the first
+    checkpoint's dtype; integer tensors (BatchNorm batch counters) come from the last. Config, catalogue and
+    voxel size come from the **last** checkpoint (the newest stage, by convention). The members' thresholds
+    and reference densities are dropped: none of them was tuned for the average, so tune its thresholds on
+    held-out runs (``tools/tune_thresholds.py``) before use. Averaging only makes sense for checkpoints of one
+    lineage (one started from the other, or both from a common parent); that cannot be checked here.
+
+    Raises:
+        CheckpointError: fewer than two checkpoints, an ensemble among them, or weights that differ in names,
+            shapes, architecture or particle classes.
+        OutputExistsError: ``dst`` exists and ``overwrite`` is False.
+    """
+    from cryopoint.errors import OutputExistsError
+    from cryopoint.model.ensemble import ENSEMBLE_KEY
+
+    dst = Path(dst)
+    if len(srcs) < 2:
+        raise CheckpointError(f"Averaging needs at least two checkpoints; got {len(srcs)}.")
+    if dst.exists() and not overwrite:
+        raise OutputExistsError(f"{dst} exists; pass overwrite=True (CLI: --overwrite) to replace it.")
+    payloads = [load_checkpoint(src) for src in srcs]
+    for src, payload in zip(srcs, payloads):
+        if ENSEMBLE_KEY in payload:
+            raise CheckpointError(f"{src} is an ensemble; average single models (an ensemble averages at inference).")
+    states = [inference_weights(p) for p in payloads]
+    first, last = states[0], states[-1]
+    for src, payload, state in zip(srcs[1:], payloads[1:], states[1:]):
+        if payload["config"]["model"] != payloads[0]["config"]["model"]:
+            raise CheckpointError(f"{src} has another model config than {srcs[0]}: weights of different networks.")
+        if payload["particles"] != payloads[0]["particles"]:
+            raise CheckpointError(f"{src} has other particle classes than {srcs[0]}.")
+        if state.keys() != first.keys() or any(state[k].shape != first[k].shape for k in first):
+            raise CheckpointError(f"{src} has other weight names or shapes than {srcs[0]}.")
+    averaged = {}
+    for key, tensor in first.items():
+        if tensor.is_floating_point():
+            mean = torch.stack([s[key].float() for s in states]).mean(dim=0)
+            averaged[key] = mean.to(tensor.dtype).contiguous()
+        else:
+            averaged[key] = last[key].clone()
+    digests = [sha256(src) for src in srcs]
+    newest = payloads[-1]
+    payload = {k: newest[k] for k in ("config", "particles", "voxel_size") if k in newest}
+    payload |= {"model_state": averaged, "metrics": {"averaged_from": ", ".join(digests)}}
+    return save_checkpoint(dst, payload)
