@@ -108,6 +108,12 @@ def main(argv: list[str] | None = None) -> Path:
         metavar="N",
         help="score on N fresh runs per source (another seed) instead of the benchmark's 2 test runs",
     )
+    parser.add_argument(
+        "--seed-offset",
+        type=int,
+        default=FRESH_SEED_OFFSET,
+        help="seed offset of the fresh runs (another value gives another test set, e.g. to confirm a decision)",
+    )
     parser.add_argument("--save-predictions", type=Path, metavar="DIR", help="write each source's peaks (all scores)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "default_model")
     args = parser.parse_args(argv)
@@ -129,7 +135,7 @@ def main(argv: list[str] | None = None) -> Path:
         truth_all = read_truth(root)
         test_root = root
         if args.test_runs > 0:
-            test_root = source_root(source, b, args.cache_dir, fresh_runs=args.test_runs)
+            test_root = source_root(source, b, args.cache_dir, fresh_runs=args.test_runs, fresh_offset=args.seed_offset)
             test_runs = sorted(list_runs(test_root), key=lambda n: int(n.rsplit("_", 1)[1]))
             truth = read_truth(test_root)
         else:
@@ -182,7 +188,7 @@ def main(argv: list[str] | None = None) -> Path:
         f"(sha256 `{meta['sha256'][:16]}…`). "
         + (
             f"Test set: {args.test_runs} fresh runs of {tuple(b.shape)} voxels per source (the source's settings, "
-            f"seed offset {FRESH_SEED_OFFSET}: none of them is a run of `generalization.md`)"
+            f"seed offset {args.seed_offset}: none of them is a run of `generalization.md`)"
             if args.test_runs > 0
             else f"Test runs of {tuple(b.shape)} voxels per source, as in `generalization.md`"
         )

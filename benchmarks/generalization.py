@@ -104,12 +104,19 @@ BUDGETS = {
 }
 
 
-def source_root(name: str, b: Budget, cache_dir: str | None, fresh_runs: int = 0) -> Path:
+#: Seed offset of a source's fresh test set (``source_root(..., fresh_runs=N)``): far from every budget's seeds.
+FRESH_SEED_OFFSET = 5000
+
+
+def source_root(
+    name: str, b: Budget, cache_dir: str | None, fresh_runs: int = 0, fresh_offset: int = FRESH_SEED_OFFSET
+) -> Path:
     """Generate (once, cached) a source's dataset: ``train_runs + test_runs`` runs of the train split.
 
     With ``fresh_runs`` > 0, instead a larger test set of that many new runs of the same source (same
     settings, another seed: run names and draws disjoint from the benchmark's runs), for counts of the rare
-    classes that the benchmark's few test runs cannot give.
+    classes that the benchmark's few test runs cannot give. Another ``fresh_offset`` gives another such set
+    (a confirmation set for a decision, when the usual one has been looked at too often).
     """
     from cryopoint.data.cache import ensure_synthetic_dataset
 
@@ -117,14 +124,10 @@ def source_root(name: str, b: Budget, cache_dir: str | None, fresh_runs: int = 0
     seed = b.seed * 100 + 10 * (1 + list(SOURCES).index(name))  # distinct run names per source
     runs = b.train_runs + b.test_runs
     if fresh_runs > 0:
-        seed, runs = seed + FRESH_SEED_OFFSET, fresh_runs
+        seed, runs = seed + fresh_offset, fresh_runs
     return ensure_synthetic_dataset(
         "realistic", runs=runs, shape=b.shape, seed=seed, cache_dir=cache_dir, overrides=overrides
     )
-
-
-#: Seed offset of a source's fresh test set (``source_root(..., fresh_runs=N)``): far from every budget's seeds.
-FRESH_SEED_OFFSET = 5000
 
 
 def randomized_root(b: Budget, cache_dir: str | None) -> Path:

@@ -81,3 +81,7 @@ def test_fresh_test_runs_are_new_runs_and_the_report_compares_with_blob(tmp_path
             assert g["gap"] == pytest.approx(row["own"][name] - row["blob"][name])
     md = out.with_suffix(".md").read_text()
     assert "2 fresh runs" in md and "Above the blob detector?" in md
+    # another seed offset is another test set (a confirmation set): no run shared with the usual one
+    source = next(iter(data["sources"]))
+    other = set(list_runs(source_root(source, BUDGETS["smoke"], cache, fresh_runs=2, fresh_offset=7000)))
+    assert len(other) == 2 and not other & set(data["sources"][source]["test_runs"])
