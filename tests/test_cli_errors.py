@@ -27,6 +27,7 @@ BAD_INPUTS = {
     "cache.py": (["--root", "{tmp}/nowhere"], "No cache folder"),
     "demo.py": (["--out", "{tmp}/demo", "--model", "Blob"], "Did you mean 'blob'"),
     "detect.py": (["--root", "{tmp}/nowhere", "--out", "{tmp}/out"], "No runs for split 'test'"),
+    "average_models.py": (["{tmp}/missing.pt", "{tmp}/other.pt", "--out", "{tmp}/x.pt"], "No checkpoint at"),
     "export_model.py": (["{tmp}/missing.pt", "--out", "{tmp}/x.pt"], "No checkpoint at"),
     "make_synthetic.py": (["--out", "{tmp}/s", "--runs", "1", "--set", "bogus=1"], "Unknown synthetic parameter"),
     "report.py": (["--predictions", "{tmp}/p.csv", "--truth", "{tmp}", "--out", "{tmp}/r"], "p.csv does not exist"),
