@@ -191,11 +191,17 @@ def test_randomized_runs_draw_filaments_in_about_half_and_leave_the_rest_of_the_
     assert counts[counts > 0].min() >= 5.0 and counts.max() <= 40.0
     fractions = [d.microtubule_fraction for d in draws]
     assert min(fractions) < 0.2 and max(fractions) > 0.8
+
     # the filament knobs take no numbers from the run's stream: a run without filaments is the run it was
     # before they were added (its stream continues exactly as without the filament draw)
-    after = [draw_run_params(base, rng) and rng.random() for rng in map(np.random.default_rng, range(6))]
+    def next_number_after_the_draw(seed):
+        rng = np.random.default_rng(seed)
+        draw_run_params(base, rng)
+        return rng.random()
+
+    after = [next_number_after_the_draw(seed) for seed in range(6)]
     monkeypatch.setattr(randomize, "_draw_filaments", lambda drawn: {})
-    assert after == [draw_run_params(base, rng) and rng.random() for rng in map(np.random.default_rng, range(6))]
+    assert after == [next_number_after_the_draw(seed) for seed in range(6)]
     monkeypatch.undo()
     # and keep pins them: no filaments in any run when asked
     none = get_preset("randomized", keep=["filaments_per_volume"])

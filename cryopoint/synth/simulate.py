@@ -83,8 +83,17 @@ def simulate_kinds(
         add_drift(vol)
         vol *= np.float32(gain)
         volumes[kind] = vol
-    fields = ("imaging", "shape_model", "denoiser", "denoise_level")
-    fields += ("tilt_max", "tilt_step", "bfactor", "snr", "filaments_per_volume")
+    fields = (
+        "imaging",
+        "shape_model",
+        "denoiser",
+        "denoise_level",
+        "tilt_max",
+        "tilt_step",
+        "bfactor",
+        "snr",
+        "filaments_per_volume",
+    )
     meta |= {f: getattr(params, f) for f in fields}
     picks.attrs["synth"] = meta
     return volumes, picks
