@@ -72,7 +72,10 @@ VARIANTS = [
         {**PLAIN, "roi": [112, 352, 352], "overlap": 0.0, "fast_cpu": True, "cpu_bf16": True},
     ),
 ]
-GPU_VARIANTS = [("cuda (bf16 autocast always), reference windows", PLAIN)]
+GPU_VARIANTS = [
+    ("cuda (bf16 autocast always), reference windows", PLAIN),
+    ("cuda (bf16 autocast always), 96x320x320, overlap 0 (the shipped windows)", {**PLAIN, **BIG}),
+]
 
 
 def _simulate(args: argparse.Namespace, folder: Path) -> dict:

@@ -179,6 +179,17 @@ def test_dataset_layout_truth_and_determinism(tmp_path):
         np.testing.assert_allclose(got[["x", "y", "z"]], expected[["x", "y", "z"]], rtol=0, atol=1e-6)
 
 
+def test_runs_simulated_in_parallel_processes_are_byte_identical(tmp_path):
+    kw = dict(runs=3, shape=(32, 64, 64), seed=7, preset="randomized")
+    serial = generate_dataset(tmp_path / "serial", **kw)
+    parallel = generate_dataset(tmp_path / "parallel", processes=2, **kw)
+    assert parallel == serial == ["TS_SYN7_1", "TS_SYN7_2", "TS_SYN7_3"]  # names in run order, not finish order
+    a, b = _tree_bytes(tmp_path / "serial"), _tree_bytes(tmp_path / "parallel")
+    assert len(a) > 3 * 6 and a.keys() == b.keys() and all(a[k] == b[k] for k in a)
+    with pytest.raises(ConfigError, match="processes"):
+        generate_dataset(tmp_path / "bad", processes=0, **kw)
+
+
 def test_test_split_differs_from_train(tmp_path):
     kw = dict(runs=1, shape=(32, 64, 64), seed=0, preset="easy")
     (train,) = generate_dataset(tmp_path, **kw)

@@ -33,6 +33,12 @@ def main(argv=None) -> None:
         metavar="FIELD=VALUE",
         help="SynthParams overrides, e.g. snr=0.3 keep=[shape_model]",
     )
+    p.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="runs simulated at once, one process each (default 1; each holds one run's volumes in memory)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace existing runs of the same names")
     args = p.parse_args(argv)
     overrides = parse_overrides(args.set)
@@ -44,6 +50,7 @@ def main(argv=None) -> None:
         preset=args.preset,
         split=args.split,
         overwrite=args.overwrite,
+        processes=args.processes,
         **overrides,
     )
     print(f"Wrote {len(names)} {args.preset} run(s) to {args.out / args.split}: {', '.join(names)}")

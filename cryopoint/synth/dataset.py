@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import zlib
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +48,7 @@ def generate_dataset(
     split: str = "train",
     overwrite: bool = False,
     workers: int = -1,
+    processes: int = 1,
     **overrides,
 ) -> list[str]:
     """Simulate runs and write them under ``out`` in the challenge layout.
@@ -69,13 +72,16 @@ def generate_dataset(
         split: ``"train"`` or ``"test"``.
         overwrite: Replace existing runs of the same names.
         workers: FFT threads (-1 = all cores).
+        processes: Runs simulated at once, each in its own process with one FFT thread (``workers`` is then
+            ignored). Every run is the same whatever the number; memory grows with it (one run's volumes per
+            process), so raise it for many small runs on a machine with many cores.
         **overrides: :class:`~cryopoint.synth.params.SynthParams` fields to change, e.g. ``snr=0.3``.
 
     Returns:
         The run names written.
 
     Raises:
-        ConfigError: unknown preset/parameter, bad split or run count.
+        ConfigError: unknown preset/parameter, bad split, run count or process count.
         OutputExistsError: a run exists and ``overwrite`` is False.
     """
     if split not in _SPLITS:
@@ -100,12 +106,30 @@ def generate_dataset(
             f"{runs_root} already holds run(s) {', '.join(existing)}; pass overwrite=True (CLI: --overwrite) "
             "to replace them, or choose another --out or --seed."
         )
+    if processes < 1:
+        raise ConfigError(f"processes must be at least 1; got {processes}.")
+    job = dict(out=Path(out), shape=tuple(shape), params=params, seed=seed, split=split, overwrite=overwrite)
     with Progress(transient=True) as progress:
         task = progress.add_task(f"simulating {len(names)} {preset} run(s)", total=len(names))
-        for name in names:
-            volumes, picks = simulate_kinds(shape, params, run_rng(seed, split, name), workers=workers)
-            for kind, volume in volumes.items():
-                write_ome_zarr(voxel_dirs[name] / f"{kind}.zarr", volume, params.voxel_size, overwrite=overwrite)
-            write_run_picks(Path(out), name, picks, split=split, overwrite=overwrite)
-            progress.advance(task)
+        if processes == 1 or len(names) == 1:
+            for name in names:
+                _write_run(name, workers=workers, **job)
+                progress.advance(task)
+        else:
+            # spawn, not fork: the caller may hold threads (torch, FFT pools) that a forked child would inherit locked
+            with ProcessPoolExecutor(min(processes, len(names)), mp_context=get_context("spawn")) as pool:
+                futures = [pool.submit(_write_run, name, workers=1, **job) for name in names]
+                for future in as_completed(futures):
+                    future.result()  # re-raises a worker's error here
+                    progress.advance(task)
     return names
+
+
+def _write_run(name: str, *, out: Path, shape, params, seed: int, split: str, overwrite: bool, workers: int) -> None:
+    """Simulate one run and write its tomograms and picks (a module-level function, so worker processes run it)."""
+    runs_root = out / split
+    volumes, picks = simulate_kinds(shape, params, run_rng(seed, split, name), workers=workers)
+    voxel_dir = runs_root / "static/ExperimentRuns" / name / "VoxelSpacing10.000"
+    for kind, volume in volumes.items():
+        write_ome_zarr(voxel_dir / f"{kind}.zarr", volume, params.voxel_size, overwrite=overwrite)
+    write_run_picks(out, name, picks, split=split, overwrite=overwrite)
