@@ -74,6 +74,7 @@ def test_recalibrating_the_shipped_model_goes_into_a_copy(store, tmp_path, monke
             "config": {},
             "particles": catalogue_payload(),
             "voxel_size": [10.0] * 3,
+            "kept_density": {"ribosome": 5.0},  # measured with the shipped thresholds
         },
     )
     before = shipped.read_bytes()
@@ -94,6 +95,8 @@ def test_recalibrating_the_shipped_model_goes_into_a_copy(store, tmp_path, monke
     assert _run_main([*argv, "--save-as", str(copy)]) == 0
     assert shipped.read_bytes() == before
     assert load_checkpoint(copy)["thresholds"] == pytest.approx(tune_thresholds(truth, preds).thresholds)
+    assert "kept_density" not in load_checkpoint(copy)  # it counted what the old thresholds kept
+    assert load_checkpoint(shipped)["kept_density"] == {"ribosome": 5.0}
     assert _run_main([*argv[:5], str(tmp_path / "th2.yaml"), "--checkpoint", "default", "--save-as", str(copy)]) == 2
 
 

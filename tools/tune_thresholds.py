@@ -102,12 +102,21 @@ def main(argv: list[str] | None = None) -> int:
     console.print(f"thresholds written to {args.out}")
     if payload is not None:
         stored = {**payload, "thresholds": {k: float(v) for k, v in res.thresholds.items()}}
+        # The reference density counts what the *old* thresholds kept: with new ones it would misjudge floods
+        # and mis-set the adaptive cap, so it goes (re-measure it for these thresholds: docs/models.md).
+        dropped_density = bool(stored.pop("kept_density", None))
         save_checkpoint(args.save_as or source, stored)
         console.print(
             f"copy of {source} with these thresholds written to {args.save_as}"
             if args.save_as
             else f"thresholds stored in {source}"
         )
+        if dropped_density:
+            console.print(
+                "its reference density (kept_density, for the flood warning and post.adaptive_alpha) belonged to the "
+                "old thresholds and was left out; to measure one for these: python -m benchmarks.adaptive_thresholds "
+                "--model MODEL --save-as COPY"
+            )
     if args.plot:
         console.print(f"F-beta curves saved to {plot_fbeta_curves(res.curves, res.thresholds, args.plot)}")
     return 0
