@@ -56,19 +56,7 @@ rm -rf "$WORK/runs"  # a run folder that exists would make the trainer pick a ne
 say "4a. throughput probe ($PROBE steps, batch $BATCH)"
 timeout 150 python3 tools/train.py "${COMMON[@]}" "train.steps=$PROBE" "train.val_every=$PROBE" train.log_every=10 \
   train.name=probe "data.val_runs=[TS_SYN${SEED}_1]" >>"$OUT_DIR/train.log" 2>&1 || say "probe failed"
-STEPS=$(python3 - "$WORK/runs/probe" "$(left)" "$BATCH" "$MAX_STEPS" <<'EOF'
-import json, sys
-from pathlib import Path
-run, left, batch, cap = Path(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-logs = [json.loads(x) for p in run.glob("*.jsonl") for x in p.read_text().splitlines()]
-rates = [r["samples_per_s"] for r in logs if r.get("type") == "train"][1:]  # the first holds worker start-up
-rate = min(rates) / batch if rates else 0.0
-# keep ~150 s for start-up, two validations, export and the torchrun check; 80 % of the rest for the steps
-steps = int(0.8 * max(left - 150, 0) * rate) // 100 * 100
-print(min(steps, cap), file=sys.stdout)
-print(f"probe: {rate:.1f} steps/s at batch {batch}; {left:.0f} s left -> {min(steps, cap)} steps", file=sys.stderr)
-EOF
-)
+STEPS=$(python3 -m benchmarks.gpu_session_steps "$WORK/runs/probe" "$(left)" "$MAX_STEPS")
 if [ "${STEPS:-0}" -ge 200 ]; then
   say "4b. stage: $STEPS steps"
   timeout $(($(left) - 40)) python3 tools/train.py "${COMMON[@]}" "train.steps=$STEPS" \
