@@ -86,6 +86,8 @@ def generate_dataset(
     """
     if split not in _SPLITS:
         raise ConfigError(f"split must be one of {_SPLITS}; got {split!r}.")
+    if processes < 1:
+        raise ConfigError(f"processes must be at least 1; got {processes}.")
     if isinstance(runs, int):
         if runs < 1:
             raise ConfigError(f"runs must be at least 1; got {runs}.")
@@ -106,30 +108,29 @@ def generate_dataset(
             f"{runs_root} already holds run(s) {', '.join(existing)}; pass overwrite=True (CLI: --overwrite) "
             "to replace them, or choose another --out or --seed."
         )
-    if processes < 1:
-        raise ConfigError(f"processes must be at least 1; got {processes}.")
     job = dict(out=Path(out), shape=tuple(shape), params=params, seed=seed, split=split, overwrite=overwrite)
     with Progress(transient=True) as progress:
         task = progress.add_task(f"simulating {len(names)} {preset} run(s)", total=len(names))
         if processes == 1 or len(names) == 1:
             for name in names:
-                _write_run(name, workers=workers, **job)
+                _write_run(name, voxel_dirs[name], workers=workers, **job)
                 progress.advance(task)
         else:
             # spawn, not fork: the caller may hold threads (torch, FFT pools) that a forked child would inherit locked
             with ProcessPoolExecutor(min(processes, len(names)), mp_context=get_context("spawn")) as pool:
-                futures = [pool.submit(_write_run, name, workers=1, **job) for name in names]
+                futures = [pool.submit(_write_run, name, voxel_dirs[name], workers=1, **job) for name in names]
                 for future in as_completed(futures):
                     future.result()  # re-raises a worker's error here
                     progress.advance(task)
     return names
 
 
-def _write_run(name: str, *, out: Path, shape, params, seed: int, split: str, overwrite: bool, workers: int) -> None:
-    """Simulate one run and write its tomograms and picks (a module-level function, so worker processes run it)."""
-    runs_root = out / split
+def _write_run(
+    name: str, voxel_dir: Path, *, out: Path, shape, params, seed: int, split: str, overwrite: bool, workers: int
+) -> None:
+    """Simulate one run and write its tomograms (under ``voxel_dir``) and picks (a module-level function, so worker
+    processes run it)."""
     volumes, picks = simulate_kinds(shape, params, run_rng(seed, split, name), workers=workers)
-    voxel_dir = runs_root / "static/ExperimentRuns" / name / "VoxelSpacing10.000"
     for kind, volume in volumes.items():
         write_ome_zarr(voxel_dir / f"{kind}.zarr", volume, params.voxel_size, overwrite=overwrite)
     write_run_picks(out, name, picks, split=split, overwrite=overwrite)
