@@ -85,3 +85,38 @@ def test_fresh_test_runs_are_new_runs_and_the_report_compares_with_blob(tmp_path
     source = next(iter(data["sources"]))
     other = set(list_runs(source_root(source, BUDGETS["smoke"], cache, fresh_runs=2, fresh_offset=7000)))
     assert len(other) == 2 and not other & set(data["sources"][source]["test_runs"])
+
+
+@pytest.mark.filterwarnings("ignore::cryopoint.data.polarity.PolarityWarning")  # thin stand-ins fool the check
+def test_full_size_pools_tomograms_and_its_picks_are_what_detect_keeps():
+    import cryopoint
+    from benchmarks import default_model
+    from cryopoint.synth import get_preset, simulate_run
+
+    shape = (48, 128, 128)  # small stand-ins for the full-size tomograms: the same code path
+    full = default_model.full_size("default", 2, shape=shape)
+    det = cryopoint.load("default")
+    params = get_preset("realistic")
+    truths, picks = [], []
+    for seed in (0, 1):
+        vol, truth = simulate_run(shape, params, np.random.default_rng(seed))
+        peaks, kept = default_model.peaks_and_picks(det, vol, params.voxel_size)
+        assert len(kept) < len(peaks)  # the thresholds removed something
+        if seed == 0:  # the picks are exactly those detect keeps by default, from the same peaks
+            default = cryopoint.detect(vol, det, voxel_size=params.voxel_size, device="cpu")
+            cols = ["particle_type", "x", "y", "z", "score"]
+            pd.testing.assert_frame_equal(
+                kept[cols].sort_values(cols).reset_index(drop=True),
+                default[cols].sort_values(cols).reset_index(drop=True),
+            )
+        truths.append(truth.assign(experiment=f"t{seed}"))
+        picks.append(kept.assign(experiment=f"t{seed}"))
+    truth = pd.concat(truths, ignore_index=True)
+    assert full["n"] == len(truth) and full["tomograms"] == 2 and full["shape"] == list(shape)
+    assert full["own"]["score"] == pytest.approx(score(truth, pd.concat(picks)).score)  # pooled over both
+    assert set(full["oracle"]) >= set(PARTICLE_NAMES)
+    md = "\n".join(default_model.full_size_lines(full))
+    assert "tomograms (simulator seeds 0-1, pooled)" in md and "48 x 128 x 128 voxels" in md
+    assert f"**{full['oracle']['score']:.3f}**" in md and f"**{full['own']['score']:.3f}**" in md
+    with pytest.raises(ValueError, match="at least 1"):
+        default_model.full_size("default", 0)
