@@ -117,10 +117,14 @@ def _full_size(checkpoint: str, seed: int, shape: tuple[int, int, int], queue) -
     )
 
 
-def full_size(checkpoint: str, tomograms: int, shape: tuple[int, int, int] = FULL_SHAPE) -> dict:
+def full_size(
+    checkpoint: str, tomograms: int, shape: tuple[int, int, int] = FULL_SHAPE, report: Path | None = None
+) -> dict:
     """``tomograms`` full-size `realistic` tomograms (simulator seeds 0, 1, ...), each through detect in its own
     process: time and memory of the first, and pooled over all the weighted and per-class F-beta at the shipped
-    thresholds (``own``) and at thresholds tuned on these tomograms themselves (``oracle``: ranking)."""
+    thresholds (``own``) and at thresholds tuned on these tomograms themselves (``oracle``: ranking). With
+    ``report``, an evaluation report there (:func:`cryopoint.viz.report.make_report`, thresholds tuned on these
+    tomograms: the ranking's failures, with a gallery of misses and of the most confident false positives)."""
     import pandas as pd
 
     if tomograms < 1:
@@ -134,6 +138,9 @@ def full_size(checkpoint: str, tomograms: int, shape: tuple[int, int, int] = FUL
     picks = pd.concat([r["picks"] for r in runs], ignore_index=True)
     first = runs[0]
     own = score_cells(picks, truth)
+    sources = _fp_sources(picks, tomograms, shape)
+    if report is not None:
+        _full_size_report(peaks, truth, tomograms, shape, Path(report))
     return {
         "seconds": first["seconds"],
         "peak_gb": first["peak_gb"],
@@ -143,10 +150,46 @@ def full_size(checkpoint: str, tomograms: int, shape: tuple[int, int, int] = FUL
         "own": own,
         "oracle": scores(peaks, truth, None)["oracle"],
         "counts": {n: int((truth.particle_type == n).sum()) for n in PARTICLE_NAMES},
+        "fp_sources": {n: {k: int(v) for k, v in sources.loc[n].items()} for n in PARTICLE_NAMES},
         "score": own["score"],
         "n": len(truth),
         "n_scored": int(truth.particle_type.isin(SCORED).sum()),
     }
+
+
+def _fp_sources(picks, tomograms: int, shape):
+    """Where the default picks' false positives sit, summed over the full-size tomograms (their layouts replayed
+    from the same seeds: :func:`cryopoint.synth.simulate.run_layout`, no imaging)."""
+    from benchmarks.fp_sources import false_positive_sources
+    from cryopoint.synth import get_preset
+    from cryopoint.synth.simulate import run_layout
+
+    params = get_preset("realistic")
+    total = None
+    for seed in range(tomograms):
+        layout, slab = run_layout(shape, params, np.random.default_rng(seed))
+        counts = false_positive_sources(picks[picks.experiment == f"full_{seed}"], layout, slab)
+        total = counts if total is None else total + counts
+    return total
+
+
+def _full_size_report(peaks, truth, tomograms: int, shape, out: Path) -> Path:
+    """The evaluation report of the full-size tomograms' peaks, the volumes simulated again (same seeds)."""
+    from cryopoint.synth import get_preset, simulate_run
+    from cryopoint.tomogram import Tomogram
+    from cryopoint.viz.report import make_report
+
+    params = get_preset("realistic")
+    volumes = {}
+    for seed in range(tomograms):
+        name = f"full_{seed}"
+        volumes[name] = Tomogram(
+            simulate_run(shape, params, np.random.default_rng(seed))[0], voxel_size=params.voxel_size, name=name
+        )
+    title = f"The default model on {tomograms} full-size `realistic` tomograms, thresholds tuned on them (ranking)"
+    md = make_report(peaks, truth, out, tomograms=volumes, thresholds="tune", title=title)
+    console.print(f"Wrote {md}")
+    return md
 
 
 def full_size_lines(full: dict) -> list[str]:
@@ -171,6 +214,20 @@ def full_size_lines(full: dict) -> list[str]:
     ):
         lines.append(f"| {label} | **{cell['score']:.3f}** | " + " | ".join(f"{cell[n]:.2f}" for n in SCORED) + " |")
     lines += ["", "True particles: " + ", ".join(f"{n} {full['counts'][n]}" for n in SCORED) + ".", ""]
+    if "fp_sources" in full:
+        from benchmarks.fp_sources import CATEGORIES
+
+        lines += [
+            "Where the false positives of the shipped picks sit (the simulator's layout replayed: "
+            "`benchmarks/fp_sources.py` defines each column; the counts add up to the metric's FP):",
+            "",
+            "| class | " + " | ".join(CATEGORIES) + " | all |",
+            "|---|" + "---|" * (len(CATEGORIES) + 1),
+        ]
+        for n in SCORED:
+            row = full["fp_sources"][n]
+            lines.append(f"| {n} | " + " | ".join(str(row[c]) for c in CATEGORIES) + f" | {sum(row.values())} |")
+        lines.append("")
     return lines
 
 
@@ -185,6 +242,12 @@ def main(argv: list[str] | None = None) -> Path:
         default=1,
         metavar="N",
         help="full-size tomograms to score (simulator seeds 0 to N-1; about a minute each on 2 cores)",
+    )
+    parser.add_argument(
+        "--full-report",
+        type=Path,
+        metavar="DIR",
+        help="also write an evaluation report of the full-size tomograms there (failure gallery, confusion)",
     )
     parser.add_argument("--cache-dir")
     parser.add_argument(
@@ -250,7 +313,8 @@ def main(argv: list[str] | None = None) -> Path:
     full = None
     if not args.no_full:
         console.rule("full-size tomogram")
-        full = full_size(str(ckpt), args.full_tomograms)  # the --model checkpoint, not whatever is shipped
+        # the --model checkpoint, not whatever is shipped
+        full = full_size(str(ckpt), args.full_tomograms, report=args.full_report)
     meta = {
         "command": "python -m benchmarks.default_model " + " ".join(argv if argv is not None else sys.argv[1:]),
         "checkpoint": str(ckpt),

@@ -87,14 +87,14 @@ def test_fresh_test_runs_are_new_runs_and_the_report_compares_with_blob(tmp_path
     assert len(other) == 2 and not other & set(data["sources"][source]["test_runs"])
 
 
-@pytest.mark.filterwarnings("ignore::cryopoint.data.polarity.PolarityWarning")  # thin stand-ins fool the check
-def test_full_size_pools_tomograms_and_its_picks_are_what_detect_keeps():
+@pytest.mark.filterwarnings("ignore::cryopoint.errors.PolarityWarning")  # thin stand-ins fool the check
+def test_full_size_pools_tomograms_and_its_picks_are_what_detect_keeps(tmp_path):
     import cryopoint
     from benchmarks import default_model
     from cryopoint.synth import get_preset, simulate_run
 
     shape = (48, 128, 128)  # small stand-ins for the full-size tomograms: the same code path
-    full = default_model.full_size("default", 2, shape=shape)
+    full = default_model.full_size("default", 2, shape=shape, report=tmp_path / "report")
     det = cryopoint.load("default")
     params = get_preset("realistic")
     truths, picks = [], []
@@ -113,10 +113,17 @@ def test_full_size_pools_tomograms_and_its_picks_are_what_detect_keeps():
         picks.append(kept.assign(experiment=f"t{seed}"))
     truth = pd.concat(truths, ignore_index=True)
     assert full["n"] == len(truth) and full["tomograms"] == 2 and full["shape"] == list(shape)
-    assert full["own"]["score"] == pytest.approx(score(truth, pd.concat(picks)).score)  # pooled over both
+    pooled = score(truth, pd.concat(picks))
+    assert full["own"]["score"] == pytest.approx(pooled.score)  # pooled over both
+    # every false positive of the default picks is sorted into one place (layouts replayed from the seeds)
+    assert {n: sum(full["fp_sources"][n].values()) for n in PARTICLE_NAMES} == pooled.table["fp"].to_dict()
     assert set(full["oracle"]) >= set(PARTICLE_NAMES)
     md = "\n".join(default_model.full_size_lines(full))
     assert "tomograms (simulator seeds 0-1, pooled)" in md and "48 x 128 x 128 voxels" in md
     assert f"**{full['oracle']['score']:.3f}**" in md and f"**{full['own']['score']:.3f}**" in md
+    assert "Where the false positives of the shipped picks sit" in md
+    report = (tmp_path / "report" / "report.md").read_text()  # the ranking's failures, on both tomograms
+    assert "thresholds tuned on this same set" in report and "2 tomogram(s)" in report
+    assert (tmp_path / "report" / "failures.png").stat().st_size > 0
     with pytest.raises(ValueError, match="at least 1"):
         default_model.full_size("default", 0)

@@ -20,7 +20,17 @@ from cryopoint.particles import PARTICLE_NAMES
 from cryopoint.synth import shapes
 from cryopoint.synth.params import REAL_MEAN_COUNTS, REAL_SHAPE, SynthParams
 
-__all__ = ["Slab", "Placed", "draw_counts", "draw_slab", "place_objects", "render_density", "build_sample"]
+__all__ = [
+    "Slab",
+    "Placed",
+    "draw_counts",
+    "draw_slab",
+    "place_objects",
+    "draw_layout",
+    "object_kind",
+    "render_density",
+    "build_sample",
+]
 
 _MAX_TRIES = 300  # random positions tried per object before giving up on it
 
@@ -332,6 +342,36 @@ def _paste(vol: np.ndarray, obj: Placed, vs: float) -> None:
     vol[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] += obj.shape(local)
 
 
+#: Densities above this (protein-contrast units) single out gold beads among solid spheres.
+_GOLD_MIN_DENSITY = 3.0
+
+
+def object_kind(obj: Placed) -> str:
+    """What a placed object is: ``particle`` (labelled), ``vesicle``, ``filament``, ``gold``, ``shell``
+    (a hollow look-alike), ``assembly`` (symmetric subunits) or ``blob`` (random lobes): read from its parts."""
+    shape = obj.shape.base if isinstance(obj.shape, shapes.Varied) else obj.shape
+    parts = shape.parts
+    if obj.membrane:
+        return "vesicle"
+    if shape.label is not None:
+        return "particle"
+    if any(isinstance(part, shapes.Tube) for part in parts):
+        return "filament"
+    if len(parts) == 1 and isinstance(parts[0], shapes.Shell):
+        return "shell"
+    if all(isinstance(part, shapes.Ellipsoid) for part in parts):
+        return "gold" if len(parts) == 1 and parts[0].density > _GOLD_MIN_DENSITY else "blob"
+    return "assembly"
+
+
+def draw_layout(
+    vol_shape: tuple[int, int, int], params: SynthParams, rng: np.random.Generator
+) -> tuple[Slab, list[Placed]]:
+    """Draw a specimen without rendering it: its ice slab and every placed object."""
+    slab = draw_slab(vol_shape, params, rng)
+    return slab, place_objects(vol_shape, params, rng, slab)
+
+
 def build_sample(
     vol_shape: tuple[int, int, int], params: SynthParams, rng: np.random.Generator
 ) -> tuple[np.ndarray, pd.DataFrame]:
@@ -341,8 +381,7 @@ def build_sample(
         ``(density, picks)``: density float32 (z, y, x) in protein-contrast units; picks table with
         ``particle_type`` and ``x, y, z`` in Å (catalogue order) of the labelled particles.
     """
-    slab = draw_slab(vol_shape, params, rng)
-    objects = place_objects(vol_shape, params, rng, slab)
+    slab, objects = draw_layout(vol_shape, params, rng)
     density = render_density(vol_shape, objects, slab, params)
     rows = [(o.shape.label, *o.center) for o in objects if o.shape.label is not None]
     picks = pd.DataFrame(rows, columns=["particle_type", "x", "y", "z"])

@@ -12,9 +12,9 @@ from cryopoint.synth.imaging import image_volume
 from cryopoint.synth.looks import make_kind
 from cryopoint.synth.params import SynthParams
 from cryopoint.synth.realspace import reconstruct_realspace
-from cryopoint.synth.sample import build_sample
+from cryopoint.synth.sample import Slab, build_sample, draw_layout, object_kind
 
-__all__ = ["simulate_run", "simulate_kinds"]
+__all__ = ["simulate_run", "simulate_kinds", "run_layout"]
 
 
 def _drift_field(shape: Sequence[int], amplitude: float, rng: np.random.Generator):
@@ -36,6 +36,41 @@ def _drift_field(shape: Sequence[int], amplitude: float, rng: np.random.Generato
     return add
 
 
+def _check_shape(shape: Sequence[int]) -> tuple[int, int, int]:
+    shape = tuple(int(s) for s in shape)
+    if len(shape) != 3 or min(shape) < 4:
+        raise ConfigError(f"shape must be three sizes (Z, Y, X) of at least 4 voxels; got {shape}.")
+    return shape  # type: ignore[return-value]
+
+
+def _draw_run_knobs(params: SynthParams, rng: np.random.Generator) -> tuple[SynthParams, float, float, float]:
+    """The draws a run makes before its specimen, in order: its own parameters (with ``params.randomize``),
+    then defocus, dose and output gain. One home, so :func:`run_layout` replays exactly what a run draws."""
+    if params.randomize:
+        from cryopoint.synth.randomize import draw_run_params
+
+        params = draw_run_params(params, rng)
+    defocus = float(rng.uniform(*params.defocus_um))
+    dose = float(rng.uniform(*params.dose))
+    return params, defocus, dose, float(rng.uniform(*params.gain))
+
+
+def run_layout(shape: Sequence[int], params: SynthParams, rng: np.random.Generator) -> tuple[pd.DataFrame, Slab]:
+    """Where everything sits in the run that :func:`simulate_run` draws from the same ``rng`` state, without
+    imaging it (fast): one row per placed object, and the ice slab.
+
+    Rows: ``kind`` (``particle``, ``shell``, ``blob``, ``assembly``, ``gold``, ``vesicle``, ``filament``),
+    ``particle_type`` (the class of a labelled particle, else empty), ``radius`` (Å, the object's exclusion
+    radius) and ``x, y, z`` (Å, the frame of the truth table). For diagnosis: what a detector's false positives
+    land on. The labelled rows are the run's truth.
+    """
+    shape = _check_shape(shape)
+    params = _draw_run_knobs(params, rng)[0]
+    slab, objects = draw_layout(shape, params, rng)
+    rows = [(object_kind(o), o.shape.label or "", float(o.shape.radius), *map(float, o.center)) for o in objects]
+    return pd.DataFrame(rows, columns=["kind", "particle_type", "radius", "x", "y", "z"]), slab
+
+
 def simulate_kinds(
     shape: Sequence[int], params: SynthParams, rng: np.random.Generator, *, workers: int = -1
 ) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
@@ -53,16 +88,8 @@ def simulate_kinds(
     Raises:
         ConfigError: a shape that is not three sizes of at least 4, or requested counts that do not fit.
     """
-    shape = tuple(int(s) for s in shape)
-    if len(shape) != 3 or min(shape) < 4:
-        raise ConfigError(f"shape must be three sizes (Z, Y, X) of at least 4 voxels; got {shape}.")
-    if params.randomize:
-        from cryopoint.synth.randomize import draw_run_params
-
-        params = draw_run_params(params, rng)
-    defocus = float(rng.uniform(*params.defocus_um))
-    dose = float(rng.uniform(*params.dose))
-    gain = float(rng.uniform(*params.gain))
+    shape = _check_shape(shape)
+    params, defocus, dose, gain = _draw_run_knobs(params, rng)
     density, picks = build_sample(shape, params, rng)
     thickness_vox = params.ice_fraction * shape[0]
     meta: dict = {"defocus_um": defocus, "dose": dose, "gain": gain}
