@@ -77,8 +77,8 @@ def false_positive_sources(picks: pd.DataFrame, layout: pd.DataFrame, slab) -> p
 
 def _category(p, d, kind, ptype, radius, name, r, slab) -> str:
     if d <= max(0.5 * r, 0.5 * radius):
-        if kind == "particle":
-            return "another class" if ptype != name else "duplicate"
+        if kind == "particle":  # its own class here only beyond the match distance (a particle drawn larger)
+            return "another class" if ptype != name else "off-centre"
         if kind in CLUTTER and abs(radius / r - 1.0) <= LOOK_ALIKE_TOLERANCE:
             return "look-alike"
         return "other clutter"
