@@ -9,9 +9,14 @@ about one. Data: the 16-run test sets of sources A, B and C (``default_model --t
 our own simulator (what real data does is unmeasured here). Cost: the check on one full-size 184 x 630 x 630
 tomogram against ``detect`` with the shipped model on the same tomogram, in the same run.
 
+Small crops: the centre of every tomogram above cut to each of ``CROPS`` and checked as it is and inverted,
+beside what a fixed ``MARGIN`` would have said, and the score of phase-randomised copies of each crop (the
+same power spectrum without its structure: a volume with no preferred contrast). Their spread is what the
+size-aware margin (:func:`cryopoint.data.polarity.verdict_margin`) has to clear.
+
 ::
 
-    python -m benchmarks.polarity            # ~3 min on 2 cores
+    python -m benchmarks.polarity            # ~5 min on 2 cores
     python -m benchmarks.polarity --no-full  # without the full-size timing
 
 Writes ``benchmarks/results/polarity.{md,json,png}``.
@@ -34,6 +39,10 @@ from benchmarks.generalization import BUDGETS, SOURCES, source_root
 
 REPO = Path(__file__).resolve().parents[1]
 console = Console()
+#: Centre crops (z, y, x voxels) of every tomogram, checked for the small-volume section.
+CROPS = ((32, 96, 96), (48, 128, 128), (64, 192, 192))
+#: Phase-randomised copies per crop.
+SURROGATES = 2
 
 
 def datasets(cache_dir: str | None) -> dict[str, Path]:
@@ -63,6 +72,114 @@ def check_dataset(root: Path) -> dict:
         rows.append({"run": run, "score": as_is.score, "as_is": as_is.polarity, "inverted": inverted.polarity,
                      "inverted_score": inverted.score})  # fmt: skip
     return {"runs": rows, "seconds_per_check": float(np.mean(seconds)), "shape": list(tomo.shape)}
+
+
+def phase_randomised(volume: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``volume`` with the same amplitude spectrum and random phases: its power, none of its structure."""
+    v = np.asarray(volume, dtype=np.float64)
+    f = np.fft.rfftn(v - v.mean())
+    # The phases of white noise's transform: random, with the symmetry a real volume's transform needs.
+    noise = np.fft.rfftn(rng.standard_normal(v.shape))
+    phases = noise / np.maximum(np.abs(noise), 1e-12)
+    return np.fft.irfftn(np.abs(f) * phases, s=v.shape, axes=(0, 1, 2)).astype(np.float32)
+
+
+def centre_crop(volume: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    """The ``shape`` centre of ``volume`` (each side at most the volume's)."""
+    starts = [(n - min(c, n)) // 2 for n, c in zip(volume.shape, shape)]
+    return volume[tuple(slice(a, a + min(c, n)) for a, c, n in zip(starts, shape, volume.shape))]
+
+
+def check_crops(root: Path, crops=CROPS, surrogates: int = SURROGATES, seed: int = 0) -> dict:
+    """Per crop shape: the verdicts on the centre crop of every run of ``root``, as it is and inverted, with the
+    size-aware margin and with the fixed ``MARGIN``, and the scores of ``surrogates`` phase-randomised copies."""
+    from cryopoint.data.polarity import MARGIN, estimate_polarity, polarity_score
+    from cryopoint.io import list_runs, read_tomogram, tomogram_path
+
+    def fixed(score: float) -> str:
+        return "dark" if score > MARGIN else "bright" if score < -MARGIN else "unclear"
+
+    rng = np.random.default_rng(seed)
+    out = {"x".join(map(str, c)): {"runs": [], "null": []} for c in crops}
+    for run in track(list_runs(root), description=f"{root.name} crops", console=console):
+        tomo = read_tomogram(tomogram_path(root, run))
+        for c in crops:
+            crop = np.asarray(centre_crop(tomo.data, c), dtype=np.float32)
+            as_is, inverted = estimate_polarity(crop, tomo.voxel_size), estimate_polarity(-crop, tomo.voxel_size)
+            cell = out["x".join(map(str, c))]
+            cell["runs"].append({"run": run, "score": as_is.score, "margin": _finite(as_is.margin),
+                                 "as_is": as_is.polarity, "inverted": inverted.polarity,
+                                 "fixed_as_is": fixed(as_is.score), "fixed_inverted": fixed(-as_is.score)})  # fmt: skip
+            cell["shape"], cell["voxel_size"] = list(crop.shape), float(np.mean(tomo.voxel_size))
+            cell["null"] += [polarity_score(phase_randomised(crop, rng), tomo.voxel_size) for _ in range(surrogates)]
+    return out
+
+
+def _finite(margin: float) -> float | None:
+    """A margin for JSON: None where the volume is too small to judge (infinite margin)."""
+    return float(margin) if np.isfinite(margin) else None
+
+
+def summarise_crops(crops: dict) -> dict:
+    """Per crop shape, pooled over datasets: counts of each verdict, both margins, and the surrogates' spread."""
+    from cryopoint.data.polarity import blob_sites, verdict_margin
+
+    out = {}
+    for per_set in crops.values():
+        for key, cell in per_set.items():
+            o = out.setdefault(key, {"runs": [], "null": [], "shape": cell["shape"], "vs": cell["voxel_size"]})
+            o["runs"] += cell["runs"]
+            o["null"] += cell["null"]
+    table = {}
+    for key, o in out.items():
+        runs, null = o["runs"], np.abs(np.asarray(o["null"]))
+        count = lambda col, v, runs=runs: sum(r[col] == v for r in runs)  # noqa: E731
+        table[key] = {
+            "n": len(runs),
+            "sites": blob_sites(o["shape"], o["vs"]),
+            "margin": _finite(verdict_margin(o["shape"], o["vs"])),
+            "as_is": {v: count("as_is", v) for v in ("dark", "unclear", "bright")},
+            "inverted": {v: count("inverted", v) for v in ("bright", "unclear", "dark")},
+            "fixed_wrong": count("fixed_as_is", "bright") + count("fixed_inverted", "dark"),
+            "fixed_unclear": count("fixed_as_is", "unclear"),
+            "null_sd": float(np.sqrt(np.mean(null**2))) if len(null) else float("nan"),
+            "null_max": float(null.max()) if len(null) else float("nan"),
+        }
+    return table
+
+
+def crop_lines(table: dict) -> list[str]:
+    from cryopoint.data.polarity import MARGIN
+
+    lines = [
+        "## Small crops",
+        "",
+        "The centre of every tomogram above, cut to each size, as it is and inverted. Margin: the size-aware one "
+        f"the check uses (`verdict_margin`; not judged: too small) against a fixed ±{MARGIN}. Null: phase-"
+        "randomised copies of the same crops (their power spectrum, none of their structure), RMS and largest |score|.",
+        "",
+        "| crop (voxels) | blob sites | crops | margin | as is: dark / unclear / bright | inverted: bright / unclear / "
+        f"dark | wrong at ±{MARGIN} (unclear) | null RMS / max |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for key, t in table.items():
+        a, v = t["as_is"], t["inverted"]
+        margin = "not judged" if t["margin"] is None else f"±{t['margin']:.3f}"
+        lines.append(
+            f"| {key.replace('x', ' x ')} | {t['sites']:.0f} | {t['n']} | {margin} | {a['dark']} / "
+            f"{a['unclear']} / {a['bright']} | {v['bright']} / {v['unclear']} / {v['dark']} | {t['fixed_wrong']} "
+            f"({t['fixed_unclear']}) | {t['null_sd']:.3f} / {t['null_max']:.3f} |"
+        )
+    wrong = sum(t["as_is"]["bright"] + t["inverted"]["dark"] for t in table.values())
+    fixed = sum(t["fixed_wrong"] for t in table.values())
+    total = 2 * sum(t["n"] for t in table.values())
+    lines += [
+        "",
+        f"Wrong verdicts on crops: {wrong} of {total} checks with the size-aware margin, {fixed} with a fixed "
+        f"±{MARGIN}. A crop the check does not judge is left as it is; `polarity='auto'` warns when a volume is "
+        "too small to judge at all.",
+    ]
+    return lines
 
 
 def _full_size(queue) -> None:
@@ -100,7 +217,7 @@ def summarise(result: dict) -> dict:
     return out
 
 
-def write_figure(result: dict, path: Path) -> None:
+def write_figure(result: dict, path: Path, crops: dict | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -109,7 +226,11 @@ def write_figure(result: dict, path: Path) -> None:
     from cryopoint.data.polarity import MARGIN
 
     names = list(result)
-    fig, ax = plt.subplots(figsize=(8, 0.7 * len(names) + 1.6))
+    if crops:
+        fig, (ax, cx) = plt.subplots(1, 2, figsize=(14, 0.7 * len(names) + 2.2), width_ratios=(1.1, 1))
+        _crop_panel(cx, crops)
+    else:
+        fig, ax = plt.subplots(figsize=(8, 0.7 * len(names) + 1.6))
     rng = np.random.default_rng(0)
     for i, name in enumerate(names):
         s = np.array([r["score"] for r in result[name]["runs"]])
@@ -128,7 +249,35 @@ def write_figure(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def write_report(summary: dict, full: dict | None, meta: dict, out: Path) -> Path:
+def _crop_panel(ax, crops: dict) -> None:
+    """Score of every crop (as is: blue) and of its phase-randomised copies (grey) against the crop's blob sites,
+    with the size-aware margin."""
+    from cryopoint.data.polarity import MARGIN, MIN_SITES, REF_SITES, blob_sites
+
+    rng = np.random.default_rng(1)
+    sites_seen = []
+    for per_set in crops.values():
+        for cell in per_set.values():
+            sites = blob_sites(cell["shape"], cell["voxel_size"])
+            sites_seen.append(sites)
+            real = np.array([r["score"] for r in cell["runs"]])
+            wobble = lambda n, sites=sites: sites * np.exp(rng.uniform(-0.06, 0.06, n))  # noqa: E731
+            ax.scatter(wobble(len(cell["null"])), cell["null"], s=6, color="0.6", zorder=1)
+            ax.scatter(wobble(len(real)), real, s=8, color="tab:blue", zorder=2)
+    grid = np.geomspace(max(min(sites_seen) * 0.7, 1.0), max(sites_seen) * 1.4, 200)
+    margin = np.where(grid < MIN_SITES, np.nan, MARGIN * np.sqrt(np.maximum(REF_SITES / grid, 1.0)))
+    ax.plot(grid, margin, color="k", lw=1, label="size-aware margin")
+    ax.plot(grid, -margin, color="k", lw=1)
+    ax.axvspan(grid[0], MIN_SITES, color="0.85", zorder=0, label="too small to judge")
+    ax.axhline(0, color="0.4", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("blob sites in the crop (log)")
+    ax.set_ylabel("polarity score (positive: protein dark)")
+    ax.set_title("Centre crops (blue) and phase-randomised copies (grey)")
+    ax.legend(fontsize=8, loc="lower right")
+
+
+def write_report(summary: dict, full: dict | None, meta: dict, out: Path, crops: dict | None = None) -> Path:
     from cryopoint.data.polarity import MARGIN
     from cryopoint.io.atomic import atomic_write_text
 
@@ -175,6 +324,8 @@ def write_report(summary: dict, full: dict | None, meta: dict, out: Path) -> Pat
         "",
         "![scores](polarity.png)",
     ]
+    if crops:
+        lines += ["", *crop_lines(summarise_crops(crops))]
     path = out.with_suffix(".md")
     atomic_write_text(path, "\n".join(lines) + "\n")
     return path
@@ -188,7 +339,9 @@ def main(argv: list[str] | None = None) -> Path:
     args = p.parse_args(argv)
     from cryopoint.io.atomic import atomic_path, atomic_write_text
 
-    result = {name: check_dataset(root) for name, root in datasets(args.cache_dir).items()}
+    roots = datasets(args.cache_dir)
+    result = {name: check_dataset(root) for name, root in roots.items()}
+    crops = {name: check_crops(root) for name, root in roots.items()}
     full = None if args.no_full else run_in_child(_full_size)
     summary = summarise(result)
     meta = {
@@ -198,11 +351,21 @@ def main(argv: list[str] | None = None) -> Path:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(
-        args.out.with_suffix(".json"), json.dumps({"meta": meta, "summary": summary, "full": full, "runs": result})
+        args.out.with_suffix(".json"),
+        json.dumps(
+            {
+                "meta": meta,
+                "summary": summary,
+                "full": full,
+                "runs": result,
+                "crops": crops,
+                "crop_summary": summarise_crops(crops),
+            }  # fmt: skip
+        ),
     )
     with atomic_path(args.out.with_suffix(".png")) as tmp:
-        write_figure(result, tmp)
-    path = write_report(summary, full, meta, args.out)
+        write_figure(result, tmp, crops)
+    path = write_report(summary, full, meta, args.out, crops)
     console.print(path.read_text())
     return path
 

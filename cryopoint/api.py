@@ -26,7 +26,6 @@ from torch import nn
 from cryopoint.checkpoint import inference_weights, load_checkpoint
 from cryopoint.config import Config, config_from_dict
 from cryopoint.coords import VOXEL_COLUMNS, angstrom_to_voxel, as_voxel_size
-from cryopoint.data.polarity import MARGIN as POLARITY_MARGIN
 from cryopoint.data.polarity import check_polarity_setting, orient
 from cryopoint.errors import (
     AdjustedSettingWarning,
@@ -524,11 +523,20 @@ def _with_polarity(tomo: Tomogram, polarity: str) -> Tomogram:
     """``tomo`` with protein dark, as :func:`detect`'s ``polarity`` says (:func:`cryopoint.data.polarity.orient`),
     with a ``PolarityWarning`` where it looks inverted."""
     data, estimate = orient(tomo.data, tomo.voxel_size, polarity)
+    if polarity == "auto" and estimate is not None and not math.isfinite(estimate.margin):
+        name = f"{tomo.name} " if tomo.name else ""
+        warnings.warn(
+            f"The tomogram {name}({' x '.join(map(str, tomo.shape))} voxels) is too small for the polarity check to "
+            "judge whether it is inverted, so polarity='auto' used it as it is. Pass polarity='dark' or 'bright' "
+            "(--polarity) if you know its contrast, or check the whole tomogram it was cut from.",
+            PolarityWarning,
+            stacklevel=3,
+        )
     if estimate is not None and estimate.polarity == "bright":
         name = f"{tomo.name} " if tomo.name else ""
         seen = (
             f"The tomogram {name}looks inverted: its strongest particle-sized blobs are brighter than the ice, not "
-            f"darker (polarity score {estimate.score:+.2f}; below {-POLARITY_MARGIN:.2f} means inverted). "
+            f"darker (polarity score {estimate.score:+.2f}; below {-estimate.margin:.2f} means inverted at this size). "
         )
         todo = (
             "Inverted it for detection (polarity='auto'); pass polarity='dark' (--polarity dark) to use it as it is."

@@ -65,6 +65,39 @@ def test_the_voxel_size_sets_the_blob_scale():
     assert estimate_polarity(vol, 1.0).polarity != "dark"
 
 
+def test_the_margin_widens_as_the_volume_shrinks_and_tiny_volumes_are_not_judged(monkeypatch):
+    import cryopoint.data.polarity as polarity
+
+    shapes = [(96, 256, 256), (64, 192, 192), (48, 128, 128), (32, 128, 128), (32, 96, 96), (16, 48, 48)]
+    sites = [polarity.blob_sites(s, VS) for s in shapes]
+    margins = [polarity.verdict_margin(s, VS) for s in shapes]
+    assert sites == sorted(sites, reverse=True) and margins == sorted(margins)
+    assert margins[0] == MARGIN and MARGIN < margins[2] < margins[3] < np.inf and margins[-1] == np.inf
+    # The sites are counted in Å: the same voxels at 20 Å hold a volume 8x larger, at 5 Å one 8x smaller.
+    assert polarity.blob_sites((48, 128, 128), 20.0) > 6 * sites[2] > 36 * polarity.blob_sites((48, 128, 128), 5.0)
+    assert polarity.blob_sites((48, 128, 128), (20.0, 10.0, 10.0)) > sites[2]  # one value per axis (z, y, x)
+
+    # One score, three sizes: a verdict in a large volume, none in a small one, none at all in a tiny one.
+    monkeypatch.setattr(polarity, "polarity_score", lambda volume, voxel_size: -1.2 * MARGIN)
+    verdicts = [estimate_polarity(np.zeros(s, np.float32), VS) for s in ((96, 256, 256), (48, 128, 128), (16, 48, 48))]
+    assert [v.polarity for v in verdicts] == ["bright", "unclear", "unclear"]
+    assert [v.margin for v in verdicts] == [MARGIN, margins[2], np.inf]
+    with pytest.raises(ConfigError, match="3D"):
+        polarity.verdict_margin((128, 128), VS)
+
+
+def test_auto_says_when_a_volume_is_too_small_to_judge(simulated):
+    crop = -simulated[0][0][:32, :96, :96]  # inverted, but far too small to tell
+    fixed, est = cryopoint.data.polarity.orient(crop, VS, "auto")
+    assert fixed is crop and est.polarity == "unclear" and est.margin == np.inf
+    run = lambda **kw: cryopoint.detect(crop, "blob", voxel_size=VS, **kw)  # noqa: E731
+    with pytest.warns(PolarityWarning, match="too small for the polarity check.*polarity='dark' or 'bright'"):
+        run(polarity="auto")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PolarityWarning)
+        run()  # "check" stays quiet about a volume it cannot judge: nothing it says would be worth acting on
+
+
 @pytest.mark.parametrize("bad", ["Dark", "inverted", "", None])
 def test_a_bad_setting_names_the_choices(bad):
     with pytest.raises(ConfigError, match="check, auto, dark, bright"):

@@ -10,6 +10,15 @@ strongest blobs of the other side, which only noise and CTF fringes make.
 :func:`polarity_score` returns that contrast, ``(dark - bright) / (dark + bright)`` averaged over the two scales
 (positive: protein dark), and :func:`estimate_polarity` a verdict from it. A tomogram with too little signal
 to tell (few or faint particles, heavy noise) is ``"unclear"`` rather than guessed.
+
+How far the score must stand from 0 depends on the volume's size. The score compares the ``TOP_K`` strongest
+blobs of each sign; a small volume holds few blob sites (:func:`blob_sites`), so its strongest blobs are a
+large share of all of them and the score of a volume without any preferred contrast spreads wider. The verdict
+margin (:func:`verdict_margin`) is ``MARGIN`` for volumes of at least ``REF_SITES`` sites and grows as
+``sqrt(REF_SITES / sites)`` below; under ``MIN_SITES`` sites (for example 32 x 96 x 96 voxels of 10 Å) the
+check declines to judge at all. Both constants come from the spread of the score on phase-randomised copies
+of simulated crops (same power spectrum, no structure) and from the verdicts on the crops themselves, measured
+in ``benchmarks/polarity.py``.
 """
 
 from __future__ import annotations
@@ -25,10 +34,12 @@ from cryopoint.errors import ConfigError
 __all__ = [
     "POLARITIES",
     "PolarityEstimate",
+    "blob_sites",
     "check_polarity_setting",
     "estimate_polarity",
     "orient",
     "polarity_score",
+    "verdict_margin",
 ]
 
 #: What ``detect(..., polarity=...)`` accepts: check and warn, invert when it looks inverted, or say which it is.
@@ -41,14 +52,81 @@ WORK_VOXEL_A = 20.0
 SCALES_A = (50.0, 80.0)
 #: How many of the strongest blobs of each sign are compared.
 TOP_K = 20
+#: Volumes with at least this many blob sites (:func:`blob_sites`) get the plain ``MARGIN``; smaller ones a wider one.
+REF_SITES = 135.0
+#: Volumes with fewer blob sites than this are too small to judge: always ``"unclear"``.
+MIN_SITES = 32.0
 
 
 @dataclass(frozen=True)
 class PolarityEstimate:
-    """The verdict (``"dark"``, ``"bright"`` or ``"unclear"``) and the score it came from (positive: dark)."""
+    """The verdict (``"dark"``, ``"bright"`` or ``"unclear"``), the score it came from (positive: dark), and the
+    margin the score had to pass for this volume's size (infinite: too small to judge, :func:`verdict_margin`)."""
 
     polarity: str
     score: float
+    margin: float = MARGIN
+
+
+def _work_geometry(shape: Sequence[int], voxel_size: float | Sequence[float]):
+    """Zoom to the working voxel size, and the working voxel size per axis, for a volume of ``shape``."""
+    vs = np.broadcast_to(np.asarray(voxel_size, dtype=np.float64), (3,))
+    if len(shape) != 3 or not np.all(vs > 0):
+        raise ConfigError(f"polarity needs a 3D (z, y, x) volume and positive voxel sizes; got {tuple(shape)}, {vs}.")
+    zoom = np.minimum(vs / WORK_VOXEL_A, 1.0)
+    return zoom, vs / zoom
+
+
+def _analysed(shape: Sequence[int], sigma: np.ndarray) -> tuple[slice, slice, slice]:
+    """The part of a working volume of ``shape`` the blobs are looked for in: without the slab's top and bottom
+    sixth (the least sample, the most artefacts) and a ``sigma`` rim in y and x."""
+    z_margin = shape[0] // 6
+    edge = np.ceil(sigma).astype(int)
+    return (
+        slice(z_margin, shape[0] - z_margin or None),
+        slice(edge[1], -edge[1] or None),
+        slice(edge[2], -edge[2] or None),
+    )
+
+
+def _window(sigma: np.ndarray) -> int:
+    """Side of the local-maximum window for blobs of LoG scale ``sigma`` (working voxels)."""
+    return max(3, int(2 * np.max(sigma)) | 1)
+
+
+def blob_sites(shape: Sequence[int], voxel_size: float | Sequence[float]) -> float:
+    """How many separate blobs of the largest scale fit in the part of a ``shape`` volume the check looks at.
+
+    The analysed volume (working voxels) over the local-maximum window's volume, at the largest of ``SCALES_A``.
+
+    >>> round(blob_sites((96, 256, 256), 10.0)), round(blob_sites((48, 128, 128), 10.0))
+    (632, 69)
+    >>> blob_sites((48, 128, 128), 1.0)  # the same voxels at 1 Å: far too small for even one particle-sized blob
+    0.0
+    """
+    zoom, work_vs = _work_geometry(shape, voxel_size)
+    work = np.round(np.asarray(shape, dtype=np.float64) * zoom).astype(int)
+    sigma = max(SCALES_A) / work_vs
+    region = _analysed(tuple(work), sigma)
+    sides = [len(range(*r.indices(int(n)))) for r, n in zip(region, work)]
+    return float(np.prod(sides)) / _window(sigma) ** 3
+
+
+def verdict_margin(shape: Sequence[int], voxel_size: float | Sequence[float]) -> float:
+    """How far from 0 the score of a volume of this size must be for a verdict (module docstring).
+
+    ``MARGIN`` from ``REF_SITES`` blob sites up, ``MARGIN * sqrt(REF_SITES / sites)`` below, infinite (never a
+    verdict) under ``MIN_SITES``.
+
+    >>> verdict_margin((96, 256, 256), 10.0) == MARGIN, round(verdict_margin((48, 128, 128), 10.0), 3)
+    (True, 0.07)
+    >>> verdict_margin((32, 96, 96), 10.0)
+    inf
+    """
+    sites = blob_sites(shape, voxel_size)
+    if sites < MIN_SITES:
+        return float("inf")
+    return MARGIN * max(1.0, float(np.sqrt(REF_SITES / sites)))
 
 
 def _strongest(response: np.ndarray, size: int, k: int) -> np.ndarray:
@@ -72,8 +150,7 @@ def polarity_score(volume: np.ndarray, voxel_size: float | Sequence[float]) -> f
     >>> polarity_score(vol, 10.0) > 0.05, polarity_score(-vol, 10.0) < -0.05
     (True, True)
     """
-    vs = np.broadcast_to(np.asarray(voxel_size, dtype=np.float64), (3,))
-    zoom = np.minimum(vs / WORK_VOXEL_A, 1.0)
+    zoom, work_vs = _work_geometry(np.shape(volume), voxel_size)
     # Binned first (in float64: raw reconstructions hold tiny variations on a large offset, which float32 would
     # round away), then centred and scaled: one pass over the full volume, none over a full-size copy.
     if np.any(zoom < 0.99):
@@ -81,16 +158,13 @@ def polarity_score(volume: np.ndarray, voxel_size: float | Sequence[float]) -> f
     else:
         data = np.asarray(volume, dtype=np.float64)
     data = ((data - data.mean()) / (data.std() or 1.0)).astype(np.float32)
-    work_vs = vs / zoom
-    z_margin = data.shape[0] // 6  # the slab's top and bottom hold the least sample and the most artefacts
     scores = []
     for scale in SCALES_A:
         sigma = scale / work_vs
         # Scale-normalised LoG: positive at the centre of a dark blob, negative at a bright one.
         dark = float(np.prod(sigma) ** (2 / 3)) * ndimage.gaussian_laplace(data, sigma)
-        edge = np.ceil(sigma).astype(int)
-        dark = dark[z_margin : data.shape[0] - z_margin or None, edge[1] : -edge[1] or None, edge[2] : -edge[2] or None]
-        size = max(3, int(2 * np.max(sigma)) | 1)
+        dark = dark[_analysed(data.shape, sigma)]
+        size = _window(sigma)
         d, b = _strongest(dark, size, TOP_K), _strongest(-dark, size, TOP_K)
         if len(d) == 0 or len(b) == 0:
             continue
@@ -100,10 +174,12 @@ def polarity_score(volume: np.ndarray, voxel_size: float | Sequence[float]) -> f
 
 
 def estimate_polarity(volume: np.ndarray, voxel_size: float | Sequence[float]) -> PolarityEstimate:
-    """``"dark"`` (protein darker than ice), ``"bright"`` (inverted) or ``"unclear"``, from :func:`polarity_score`."""
+    """``"dark"`` (protein darker than ice), ``"bright"`` (inverted) or ``"unclear"``, from :func:`polarity_score`
+    against this volume's :func:`verdict_margin` (a volume too small to judge is ``"unclear"``)."""
+    margin = verdict_margin(np.shape(volume), voxel_size)
     score = polarity_score(volume, voxel_size)
-    verdict = "dark" if score > MARGIN else "bright" if score < -MARGIN else "unclear"
-    return PolarityEstimate(verdict, score)
+    verdict = "dark" if score > margin else "bright" if score < -margin else "unclear"
+    return PolarityEstimate(verdict, score, margin)
 
 
 def check_polarity_setting(polarity: str) -> str:
