@@ -57,10 +57,10 @@ def test_the_voxel_size_sets_the_blob_scale():
     # The same dark blobs: at 10 Å per voxel they are particle-sized; told the voxels are 1 Å they are 10x too
     # small to be particles and the verdict is lost (the check uses Å, not voxels).
     rng = np.random.default_rng(0)
-    vol = rng.normal(size=(48, 128, 128)).astype(np.float32)
-    zz, yy, xx = np.mgrid[:48, :128, :128]
+    vol = rng.normal(size=(64, 128, 128)).astype(np.float32)
+    zz, yy, xx = np.mgrid[:64, :128, :128]
     for c in rng.integers(16, 112, size=(15, 3)):
-        vol -= 2.5 * np.exp(-((zz - 8 - c[0] % 32) ** 2 + (yy - c[1]) ** 2 + (xx - c[2]) ** 2) / (2 * 5.0**2))
+        vol -= 2.5 * np.exp(-((zz - 12 - c[0] % 40) ** 2 + (yy - c[1]) ** 2 + (xx - c[2]) ** 2) / (2 * 5.0**2))
     assert estimate_polarity(vol, 10.0).polarity == "dark"
     assert estimate_polarity(vol, 1.0).polarity != "dark"
 
@@ -68,20 +68,24 @@ def test_the_voxel_size_sets_the_blob_scale():
 def test_the_margin_widens_as_the_volume_shrinks_and_tiny_volumes_are_not_judged(monkeypatch):
     import cryopoint.data.polarity as polarity
 
-    shapes = [(96, 256, 256), (64, 192, 192), (48, 128, 128), (32, 128, 128), (32, 96, 96), (16, 48, 48)]
+    shapes = [(96, 256, 256), (64, 192, 192), (64, 128, 128), (96, 96, 96), (64, 96, 96), (64, 64, 64)]
     sites = [polarity.blob_sites(s, VS) for s in shapes]
     margins = [polarity.verdict_margin(s, VS) for s in shapes]
     assert sites == sorted(sites, reverse=True) and margins == sorted(margins)
     assert margins[0] == MARGIN and MARGIN < margins[2] < margins[3] < np.inf and margins[-1] == np.inf
     # The sites are counted in Å: the same voxels at 20 Å hold a volume 8x larger, at 5 Å one 8x smaller.
-    assert polarity.blob_sites((48, 128, 128), 20.0) > 6 * sites[2] > 36 * polarity.blob_sites((48, 128, 128), 5.0)
-    assert polarity.blob_sites((48, 128, 128), (20.0, 10.0, 10.0)) > sites[2]  # one value per axis (z, y, x)
+    assert polarity.blob_sites((64, 128, 128), 20.0) > 6 * sites[2] > 36 * polarity.blob_sites((64, 128, 128), 5.0)
+    assert polarity.blob_sites((64, 128, 128), (20.0, 10.0, 10.0)) > sites[2]  # one value per axis (z, y, x)
+    # A thin volume is not judged however wide: its blobs all touch its top or bottom.
+    assert polarity.blob_sites((48, 256, 256), VS) > sites[1] and polarity.verdict_margin((48, 256, 256), VS) == np.inf
+    assert polarity.verdict_margin((48, 256, 256), (20.0, 10.0, 10.0)) < np.inf  # the same slices at 20 Å: deep enough
 
-    # One score, three sizes: a verdict in a large volume, none in a small one, none at all in a tiny one.
-    monkeypatch.setattr(polarity, "polarity_score", lambda volume, voxel_size: -1.2 * MARGIN)
-    verdicts = [estimate_polarity(np.zeros(s, np.float32), VS) for s in ((96, 256, 256), (48, 128, 128), (16, 48, 48))]
-    assert [v.polarity for v in verdicts] == ["bright", "unclear", "unclear"]
-    assert [v.margin for v in verdicts] == [MARGIN, margins[2], np.inf]
+    # One score, four sizes: a verdict in a large volume, none in a small, a tiny or a thin one.
+    monkeypatch.setattr(polarity, "polarity_score", lambda volume, voxel_size: -1.1 * MARGIN)
+    sizes = ((96, 256, 256), (64, 128, 128), (16, 48, 48), (48, 256, 256))
+    verdicts = [estimate_polarity(np.zeros(s, np.float32), VS) for s in sizes]
+    assert [v.polarity for v in verdicts] == ["bright", "unclear", "unclear", "unclear"]
+    assert [v.margin for v in verdicts] == [MARGIN, margins[2], np.inf, np.inf]
     with pytest.raises(ConfigError, match="3D"):
         polarity.verdict_margin((128, 128), VS)
 

@@ -36,12 +36,12 @@ def test_counts_and_report_agree_with_the_check(tmp_path):
 def test_crops_are_checked_with_the_libraries_margin_and_reported(tmp_path):
     from cryopoint.data.polarity import MARGIN, verdict_margin
 
-    root = ensure_synthetic_dataset("easy", runs=2, shape=(48, 128, 128), seed=0, cache_dir=tmp_path)
-    crops = {"easy": bench.check_crops(root, crops=((48, 128, 128), (16, 48, 48)), surrogates=2)}
-    big, tiny = crops["easy"]["48x128x128"], crops["easy"]["16x48x48"]
-    for cell, shape in ((big, (48, 128, 128)), (tiny, (16, 48, 48))):
+    root = ensure_synthetic_dataset("easy", runs=2, shape=(64, 128, 128), seed=0, cache_dir=tmp_path)
+    crops = {"easy": bench.check_crops(root, crops=((64, 128, 128), (16, 48, 48)), surrogates=2)}
+    big, tiny = crops["easy"]["64x128x128"], crops["easy"]["16x48x48"]
+    for cell, shape in ((big, (64, 128, 128)), (tiny, (16, 48, 48))):
         assert len(cell["runs"]) == 2 and len(cell["null"]) == 4 and cell["shape"] == list(shape)
-    for r in big["runs"]:  # the whole 48 x 128 x 128 run: the crop is the run, judged as the library judges it
+    for r in big["runs"]:  # the whole 64 x 128 x 128 run: the crop is the run, judged as the library judges it
         tomo = read_tomogram(tomogram_path(root, r["run"]))
         est = estimate_polarity(tomo.data, tomo.voxel_size)
         assert (r["score"], r["as_is"], r["margin"]) == (est.score, est.polarity, est.margin)
@@ -49,8 +49,8 @@ def test_crops_are_checked_with_the_libraries_margin_and_reported(tmp_path):
     assert all(r["as_is"] == r["inverted"] == "unclear" and r["margin"] is None for r in tiny["runs"])
 
     table = bench.summarise_crops(crops)
-    assert table["16x48x48"]["margin"] is None and table["48x128x128"]["margin"] == verdict_margin((48, 128, 128), 10.0)
-    assert table["16x48x48"]["as_is"]["unclear"] == 2 and table["48x128x128"]["n"] == 2
+    assert table["16x48x48"]["margin"] is None and table["64x128x128"]["margin"] == verdict_margin((64, 128, 128), 10.0)
+    assert table["16x48x48"]["as_is"]["unclear"] == 2 and table["64x128x128"]["n"] == 2
     lines = "\n".join(bench.crop_lines(table))
     assert "| 16 x 48 x 48 |" in lines and "not judged" in lines and "of 8 checks" in lines
     meta = {"command": "python -m benchmarks.polarity", "date": "today", "machine": "here"}

@@ -15,10 +15,12 @@ How far the score must stand from 0 depends on the volume's size. The score comp
 blobs of each sign; a small volume holds few blob sites (:func:`blob_sites`), so its strongest blobs are a
 large share of all of them and the score of a volume without any preferred contrast spreads wider. The verdict
 margin (:func:`verdict_margin`) is ``MARGIN`` for volumes of at least ``REF_SITES`` sites and grows as
-``sqrt(REF_SITES / sites)`` below; under ``MIN_SITES`` sites (for example 32 x 96 x 96 voxels of 10 Å) the
-check declines to judge at all. Both constants come from the spread of the score on phase-randomised copies
-of simulated crops (same power spectrum, no structure) and from the verdicts on the crops themselves, measured
-in ``benchmarks/polarity.py``.
+``sqrt(REF_SITES / sites)`` below; under ``MIN_SITES`` sites (for example 64 x 64 x 64 voxels of 10 Å) the
+check declines to judge at all, and so it does for a thin volume whose analysed depth holds fewer than
+``MIN_DEPTH_WINDOWS`` blob windows (48 slices of 10 Å): there every blob touches the top or bottom, and thin
+crops of correctly oriented tomograms read as inverted. The constants come from the spread of the score on
+phase-randomised copies of simulated crops (same power spectrum, no structure) and from the verdicts on the
+crops themselves, measured in ``benchmarks/polarity.py``.
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ TOP_K = 20
 REF_SITES = 135.0
 #: Volumes with fewer blob sites than this are too small to judge: always ``"unclear"``.
 MIN_SITES = 32.0
+#: Volumes whose analysed depth holds fewer local-maximum windows than this are too thin to judge.
+MIN_DEPTH_WINDOWS = 2.0
 
 
 @dataclass(frozen=True)
@@ -94,37 +98,45 @@ def _window(sigma: np.ndarray) -> int:
     return max(3, int(2 * np.max(sigma)) | 1)
 
 
+def _analysed_sides(shape: Sequence[int], voxel_size: float | Sequence[float]) -> tuple[list[int], int]:
+    """Sides (z, y, x working voxels) of the part of a ``shape`` volume the check looks at, and the side of the
+    local-maximum window at the largest of ``SCALES_A``."""
+    zoom, work_vs = _work_geometry(shape, voxel_size)
+    work = np.round(np.asarray(shape, dtype=np.float64) * zoom).astype(int)
+    sigma = max(SCALES_A) / work_vs
+    region = _analysed(tuple(work), sigma)
+    return [len(range(*r.indices(int(n)))) for r, n in zip(region, work)], _window(sigma)
+
+
 def blob_sites(shape: Sequence[int], voxel_size: float | Sequence[float]) -> float:
     """How many separate blobs of the largest scale fit in the part of a ``shape`` volume the check looks at.
 
     The analysed volume (working voxels) over the local-maximum window's volume, at the largest of ``SCALES_A``.
 
-    >>> round(blob_sites((96, 256, 256), 10.0)), round(blob_sites((48, 128, 128), 10.0))
-    (632, 69)
+    >>> round(blob_sites((96, 256, 256), 10.0)), round(blob_sites((64, 128, 128), 10.0))
+    (632, 95)
     >>> blob_sites((48, 128, 128), 1.0)  # the same voxels at 1 Å: far too small for even one particle-sized blob
     0.0
     """
-    zoom, work_vs = _work_geometry(shape, voxel_size)
-    work = np.round(np.asarray(shape, dtype=np.float64) * zoom).astype(int)
-    sigma = max(SCALES_A) / work_vs
-    region = _analysed(tuple(work), sigma)
-    sides = [len(range(*r.indices(int(n)))) for r, n in zip(region, work)]
-    return float(np.prod(sides)) / _window(sigma) ** 3
+    sides, window = _analysed_sides(shape, voxel_size)
+    return float(np.prod(sides)) / window**3
 
 
 def verdict_margin(shape: Sequence[int], voxel_size: float | Sequence[float]) -> float:
     """How far from 0 the score of a volume of this size must be for a verdict (module docstring).
 
-    ``MARGIN`` from ``REF_SITES`` blob sites up, ``MARGIN * sqrt(REF_SITES / sites)`` below, infinite (never a
-    verdict) under ``MIN_SITES``.
+    ``MARGIN`` from ``REF_SITES`` blob sites up, ``MARGIN * sqrt(REF_SITES / sites)`` below; infinite (never a
+    verdict) under ``MIN_SITES`` sites or when the analysed depth holds fewer than ``MIN_DEPTH_WINDOWS`` blob
+    windows (a thin volume: its blobs all touch its top or bottom).
 
-    >>> verdict_margin((96, 256, 256), 10.0) == MARGIN, round(verdict_margin((48, 128, 128), 10.0), 3)
-    (True, 0.07)
-    >>> verdict_margin((32, 96, 96), 10.0)
-    inf
+    >>> verdict_margin((96, 256, 256), 10.0) == MARGIN, round(verdict_margin((64, 128, 128), 10.0), 3)
+    (True, 0.06)
+    >>> verdict_margin((32, 96, 96), 10.0), verdict_margin((48, 256, 256), 10.0)  # too small; too thin
+    (inf, inf)
     """
-    sites = blob_sites(shape, voxel_size)
-    if sites < MIN_SITES:
+    sides, window = _analysed_sides(shape, voxel_size)
+    sites = float(np.prod(sides)) / window**3
+    if sites < MIN_SITES or sides[0] < MIN_DEPTH_WINDOWS * window:
         return float("inf")
     return MARGIN * max(1.0, float(np.sqrt(REF_SITES / sites)))
 
