@@ -257,7 +257,7 @@ def write_figure(result: dict, path: Path, crops: dict | None = None) -> None:
 def _crop_panel(ax, crops: dict) -> None:
     """Score of every crop (judged: blue; too small or too thin to judge: purple) and of its phase-randomised
     copies (grey) against the crop's blob sites, with the size-aware margin."""
-    from cryopoint.data.polarity import MARGIN, MIN_SITES, REF_SITES, blob_sites, verdict_margin
+    from cryopoint.data.polarity import MIN_SITES, blob_sites, margin_for_sites, verdict_margin
 
     rng = np.random.default_rng(1)
     sites_seen, labelled = [], set()
@@ -279,7 +279,8 @@ def _crop_panel(ax, crops: dict) -> None:
             )  # fmt: skip
             labelled |= {"null", label}
     grid = np.geomspace(min(min(sites_seen) * 0.7, MIN_SITES * 0.8), max(sites_seen) * 1.4, 200)
-    margin = np.where(grid < MIN_SITES, np.nan, MARGIN * np.sqrt(np.maximum(REF_SITES / grid, 1.0)))
+    margin = np.array([margin_for_sites(g) for g in grid])
+    margin[~np.isfinite(margin)] = np.nan
     ax.plot(grid, margin, color="k", lw=1, label="size-aware margin (volumes deep enough)")
     ax.plot(grid, -margin, color="k", lw=1)
     ax.axvspan(grid[0], MIN_SITES, color="0.85", zorder=0, label="too few sites to judge")

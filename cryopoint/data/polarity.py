@@ -39,6 +39,7 @@ __all__ = [
     "blob_sites",
     "check_polarity_setting",
     "estimate_polarity",
+    "margin_for_sites",
     "orient",
     "polarity_score",
     "verdict_margin",
@@ -135,8 +136,18 @@ def verdict_margin(shape: Sequence[int], voxel_size: float | Sequence[float]) ->
     (inf, inf)
     """
     sides, window = _analysed_sides(shape, voxel_size)
-    sites = float(np.prod(sides)) / window**3
-    if sites < MIN_SITES or sides[0] < MIN_DEPTH_WINDOWS * window:
+    if sides[0] < MIN_DEPTH_WINDOWS * window:
+        return float("inf")
+    return margin_for_sites(float(np.prod(sides)) / window**3)
+
+
+def margin_for_sites(sites: float) -> float:
+    """The verdict margin of a volume deep enough to judge that holds ``sites`` blob sites (:func:`verdict_margin`).
+
+    >>> margin_for_sites(500.0) == MARGIN, margin_for_sites(10.0)
+    (True, inf)
+    """
+    if sites < MIN_SITES:
         return float("inf")
     return MARGIN * max(1.0, float(np.sqrt(REF_SITES / sites)))
 
