@@ -123,3 +123,41 @@ def test_curve_figures(store, tmp_path):
     assert_png(a)  # valid and non-blank; the exact pixel size is matplotlib's business
     assert_png(b)
     assert not list(tmp_path.glob(".*tmp*"))  # atomic: no temporary files left behind
+
+
+def test_a_checkpoints_thresholds_are_the_prior_unless_strength_is_zero(store, tmp_path):
+    from cryopoint.particles import PARTICLE_NAMES
+
+    root, truth, preds, csv = store
+    prior = {name: 0.05 for name in PARTICLE_NAMES}
+    payload = {
+        "model_state": {"w": torch.zeros(1)},
+        "config": {},
+        "particles": catalogue_payload(),
+        "voxel_size": [10.0] * 3,
+        "thresholds": prior,
+    }
+    ckpt = save_checkpoint(tmp_path / "m.pt", payload)
+    base = ["--predictions", str(csv), "--truth", str(root), "--checkpoint", str(ckpt)]
+    copy = tmp_path / "copy.pt"
+    assert _run_main([*base, "--out", str(tmp_path / "a.yaml"), "--save-as", str(copy)]) == 0
+    doc = yaml.safe_load((tmp_path / "a.yaml").read_text())
+    expected = tune_thresholds(truth, preds, prior=prior, prior_strength=25)
+    assert doc["thresholds"] == pytest.approx(expected.thresholds)
+    assert doc["prior"]["strength"] == 25 and doc["prior"]["thresholds"] == pytest.approx(prior)
+    assert doc["prior"]["tuned"] == pytest.approx(tune_thresholds(truth, preds).thresholds)
+    assert load_checkpoint(copy)["thresholds"] == pytest.approx(expected.thresholds)
+    assert load_checkpoint(ckpt)["thresholds"] == pytest.approx(prior)  # --save-as leaves the source alone
+    n = truth.particle_type.value_counts()
+    name = n.index[0]  # a class with labels lands between its tuned threshold and the prior
+    assert prior[name] < doc["thresholds"][name] < doc["prior"]["tuned"][name]
+    assert (
+        _run_main(
+            [*base, "--out", str(tmp_path / "b.yaml"), "--prior-strength", "0", "--save-as", str(tmp_path / "c.pt")]
+        )
+        == 0
+    )
+    plain = yaml.safe_load((tmp_path / "b.yaml").read_text())
+    assert plain["thresholds"] == pytest.approx(tune_thresholds(truth, preds).thresholds) and "prior" not in plain
+    assert _run_main([*base, "--out", str(tmp_path / "d.yaml"), "--prior-strength", "-1"]) == 2
+    assert not (tmp_path / "d.yaml").exists()

@@ -5,6 +5,10 @@
     python tools/tune_thresholds.py --predictions peaks.csv --truth MY_DATA --out thresholds.yaml \
         --checkpoint default --save-as my_default.pt     # recalibrate the shipped model into a copy
 
+With --checkpoint, its thresholds are the prior: each class's tuned threshold is shrunk toward the
+checkpoint's by the labelled particles behind it, (n * tuned + s * prior) / (n + s) with s = --prior-strength
+(25 particles; 0 turns it off), because thresholds tuned on a few tomograms follow their noise.
+
 Runs default to those present in the predictions (a run with truth but no prediction row would otherwise
 count as all-missed). Predictions that look like voxel indices are refused; truth or predictions outside their
 tomogram are counted in a warning. The YAML holds ``thresholds: {particle: score}`` plus the scores before and
@@ -28,7 +32,7 @@ from cryopoint.io import read_submission_csv
 from cryopoint.io.atomic import atomic_write_text, refuse_inputs
 from cryopoint.io.layout import read_truth, tomogram_geometries
 from cryopoint.io.picks import check_picks_frame
-from cryopoint.post.thresholds import RULES, tune_thresholds
+from cryopoint.post.thresholds import DEFAULT_PRIOR_STRENGTH, RULES, tune_thresholds
 from cryopoint.viz.curves import plot_fbeta_curves
 
 
@@ -57,10 +61,20 @@ def main(argv: list[str] | None = None) -> int:
         "--checkpoint", help="also store the thresholds in this checkpoint (atomic), or 'default' with --save-as"
     )
     ap.add_argument("--save-as", type=Path, help="write a copy of --checkpoint with the thresholds instead")
+    ap.add_argument(
+        "--prior-strength",
+        type=float,
+        default=DEFAULT_PRIOR_STRENGTH,
+        metavar="N",
+        help="with --checkpoint: shrink each class's threshold toward the checkpoint's, which weighs as much as N "
+        f"labelled particles of the class (default {DEFAULT_PRIOR_STRENGTH:g}; 0 = the rule's choice stands)",
+    )
     ap.add_argument("--out", required=True, type=Path, help="thresholds YAML to write")
     ap.add_argument("--plot", type=Path, help="PNG of F-beta against threshold per class")
     ap.add_argument("--overwrite", action="store_true", help="replace an existing --out / --plot")
     args = ap.parse_args(argv)
+    if not args.prior_strength >= 0 or args.prior_strength == float("inf"):
+        ap.error(f"--prior-strength must be a finite number of particles >= 0; got {args.prior_strength}")
     refuse_inputs(args.out, [args.predictions])
     for path in (args.out, args.plot):
         if path is not None and path.is_dir():
@@ -83,20 +97,36 @@ def main(argv: list[str] | None = None) -> int:
     preds = preds[preds["experiment"].isin(runs)]
     truth = read_truth(args.truth, split=args.split, runs=runs)
     check_picks_frame(preds, truth, tomogram_geometries(args.truth, runs, split=args.split))  # voxels? outside?
-    res = tune_thresholds(truth, preds, beta=args.beta, tolerance=args.tolerance, rule=args.rule)
+    prior = payload.get("thresholds") if payload is not None and args.prior_strength > 0 else None
+    opts = {"tolerance": args.tolerance, "rule": args.rule, "prior": prior, "prior_strength": args.prior_strength}
+    res = tune_thresholds(truth, preds, beta=args.beta, **opts)
 
     table = Table(title=f"Per-class thresholds ({res.rule}) over {len(runs)} run(s), F-beta (beta={args.beta:g})")
-    for col in ("particle", "weight", "threshold", "TP", "FP", "FN", "precision", "recall", "F-beta"):
+    shrunk = ("tuned", "prior", "n") if prior is not None else ()
+    for col in ("particle", "weight", *shrunk, "threshold", "TP", "FP", "FN", "precision", "recall", "F-beta"):
         table.add_column(col, justify="left" if col == "particle" else "right")
     for name, row in res.table.iterrows():
         t = res.thresholds[name]
-        cells = (f"{row.weight:g}", f"{t:.4g}", *(str(int(row[c])) for c in ("tp", "fp", "fn")))
+        extra = (f"{res.chosen[name]:.4g}", f"{float(prior[name]):.4g}", str(int(row.n_true))) if shrunk else ()
+        cells = (f"{row.weight:g}", *extra, f"{t:.4g}", *(str(int(row[c])) for c in ("tp", "fp", "fn")))
         table.add_row(name, *cells, *(f"{row[c]:.3f}" for c in ("precision", "recall", "fbeta")))
     console = make_console()
     console.print(table)
+    if prior is not None:
+        console.print(
+            f"thresholds shrunk toward {args.checkpoint}'s by the labelled particles per class (n), the prior weighing "
+            f"{args.prior_strength:g}; --prior-strength 0 keeps the tuned ones"
+        )
     console.print(f"weighted score: {res.score_before:.4f} before -> [bold]{res.score_after:.4f}[/bold] after tuning")
 
     doc = {"thresholds": res.thresholds, "beta": args.beta, "rule": res.rule, "tolerance": args.tolerance, "runs": runs}
+    if prior is not None:
+        doc["prior"] = {
+            "checkpoint": str(args.checkpoint),
+            "strength": args.prior_strength,
+            "thresholds": {k: float(v) for k, v in prior.items()},
+            "tuned": res.chosen,
+        }
     doc.update(score_before=res.score_before, score_after=res.score_after)
     atomic_write_text(args.out, yaml.safe_dump(doc, sort_keys=False))
     console.print(f"thresholds written to {args.out}")

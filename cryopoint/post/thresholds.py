@@ -23,6 +23,14 @@ resampled with replacement). What a rule is worth is measured honestly by :func:
 (or tomogram) is scored with thresholds tuned on the others. :func:`tune_out_of_fold` pools the out-of-fold
 predictions of several folds and tunes once. Every function here is pure and deterministic (given ``seed``)
 and independent of row order.
+
+**A prior.** Thresholds that already exist (a checkpoint's, tuned on many runs of other data) carry
+information that a few labelled tomograms of new data cannot replace: tuned on one to eight tomograms, a
+class's argmax follows their noise and can land further from the new data's best threshold than the old one.
+With ``prior=`` each class's chosen threshold is shrunk toward the prior's by the number of labelled particles
+behind it: ``(n * chosen + s * prior) / (n + s)`` (:func:`shrink_to_prior`), ``s = prior_strength`` particles.
+A class with no labelled particle keeps the prior; with hundreds the data decide. What it is worth on held-out
+data: ``python -m benchmarks.labelled_runs``.
 """
 
 from __future__ import annotations
@@ -46,8 +54,10 @@ __all__ = [
     "cross_fold_score",
     "folds_by_tomogram",
     "apply_thresholds",
+    "shrink_to_prior",
     "CURVE_COLUMNS",
     "RULES",
+    "DEFAULT_PRIOR_STRENGTH",
 ]
 
 CURVE_COLUMNS = ("threshold", "tp", "fp", "fn", "precision", "recall", "fbeta")
@@ -57,6 +67,9 @@ NO_PREDICTIONS_THRESHOLD = 0.0
 RULES = ("argmax", "lean", "bootstrap")
 #: Bootstrap resamples of the ``"bootstrap"`` rule by default.
 DEFAULT_N_BOOT = 200
+#: Labelled particles of a class at which its tuned threshold and a prior threshold weigh the same (``prior=``);
+#: chosen on held-out sources of the generalisation benchmark (``benchmarks/labelled_runs.py``, docs/models.md).
+DEFAULT_PRIOR_STRENGTH = 25.0
 
 
 @dataclass(frozen=True)
@@ -71,6 +84,9 @@ class ThresholdResult:
         score_after: Challenge score after :func:`apply_thresholds` with ``thresholds``.
         table: Per-class metric table after thresholding (as ``cryopoint.metric.score``).
         rule: The choice rule used (``"argmax"``, ``"lean"`` or ``"bootstrap"``).
+        chosen: ``{particle name: threshold}`` the rule chose on the data alone; equal to ``thresholds``
+            unless a prior was given.
+        prior_strength: The prior's weight in labelled particles per class, or ``None`` without a prior.
     """
 
     thresholds: dict[str, float]
@@ -79,6 +95,8 @@ class ThresholdResult:
     score_after: float
     table: pd.DataFrame
     rule: str = "argmax"
+    chosen: dict[str, float] | None = None
+    prior_strength: float | None = None
 
 
 def _check_scores(predictions: pd.DataFrame) -> np.ndarray:
@@ -158,6 +176,44 @@ def _first_within(values: np.ndarray, tolerance: float) -> int:
     return int(np.argmax(values >= values.max() - tolerance))
 
 
+def shrink_to_prior(
+    chosen: Mapping[str, float],
+    prior: Mapping[str, float],
+    counts: Mapping[str, int],
+    strength: float = DEFAULT_PRIOR_STRENGTH,
+) -> dict[str, float]:
+    """Per class ``(n * chosen + strength * prior) / (n + strength)``, ``n = counts[class]`` (0 when absent).
+
+    ``chosen``: thresholds a rule picked on labelled data; ``prior``: thresholds known beforehand (every class
+    of ``chosen``); ``counts``: labelled particles per class behind ``chosen``; ``strength``: the prior's weight
+    in particles (0 returns ``chosen``).
+
+    >>> shrink_to_prior({"ribosome": 0.5}, {"ribosome": 0.2}, {"ribosome": 75}, strength=25)
+    {'ribosome': 0.425}
+
+    Raises:
+        ConfigError: a negative or non-finite strength, a class of ``chosen`` missing from ``prior``, or a
+            non-finite prior threshold.
+    """
+    strength = float(strength)
+    if not np.isfinite(strength) or strength < 0:
+        raise ConfigError(f"The prior strength must be a finite number of particles >= 0; got {strength}.")
+    missing = sorted(set(chosen) - set(prior))
+    if missing:
+        raise ConfigError(
+            f"The prior thresholds lack {', '.join(missing)}; give a threshold for every class (a checkpoint's "
+            "or a tools/tune_thresholds.py YAML), or no prior."
+        )
+    out = {}
+    for name, value in chosen.items():
+        p = float(prior[name])
+        if not np.isfinite(p):
+            raise ConfigError(f"The prior threshold of {name} is {p}; prior thresholds must be finite numbers.")
+        n = max(int(counts.get(name, 0)), 0)
+        out[name] = float(value) if n + strength == 0 else (n * float(value) + strength * p) / (n + strength)
+    return out
+
+
 def _resolve_rule(rule: str | None, tolerance: float, n_boot: int) -> str:
     if not tolerance >= 0:
         raise ConfigError(f"tolerance must be >= 0 (F-beta units); got {tolerance}.")
@@ -184,6 +240,8 @@ def tune_thresholds(
     rule: str | None = None,
     n_boot: int = DEFAULT_N_BOOT,
     seed: int = 0,
+    prior: Mapping[str, float] | None = None,
+    prior_strength: float = DEFAULT_PRIOR_STRENGTH,
 ) -> ThresholdResult:
     """Per-class thresholds chosen on the exact F-beta curve pooled over tomograms (see module docstring).
 
@@ -211,14 +269,19 @@ def tune_thresholds(
         rule: ``"argmax"``, ``"lean"`` or ``"bootstrap"`` (see above).
         n_boot: Bootstrap resamples (``"bootstrap"`` only).
         seed: Seed of the bootstrap draws; the result is deterministic given it and independent of row order.
+        prior: ``{particle name: threshold}`` known beforehand (e.g. ``cryopoint.load("default").thresholds``):
+            each class's choice is shrunk toward it by :func:`shrink_to_prior` with the class's true points here
+            as ``n``. ``None``: the rule's choice stands.
+        prior_strength: The prior's weight in particles (:data:`DEFAULT_PRIOR_STRENGTH`).
 
     Returns:
-        :class:`ThresholdResult`.
+        :class:`ThresholdResult` (``score_after`` and ``table`` at the final, shrunk thresholds).
 
     Raises:
         PicksFormatError: missing columns, no ``score`` column or non-finite scores.
         UnknownParticleError: a particle type is not in the catalogue.
-        ConfigError: unknown rule, negative tolerance, a rule/tolerance pair that contradicts itself, bad n_boot.
+        ConfigError: unknown rule, negative tolerance, a rule/tolerance pair that contradicts itself, bad n_boot,
+            or a bad prior (as :func:`shrink_to_prior`).
 
     >>> t = pd.DataFrame({"experiment": ["a"], "particle_type": ["ribosome"], "x": [0.0], "y": [0.0], "z": [0.0]})
     >>> p = pd.concat([t.assign(score=0.9), t.assign(x=900.0, score=0.95)])
@@ -250,9 +313,14 @@ def tune_thresholds(
                 curve["fbeta_bootstrap"] = choose_on
             thresholds[name] = float(cand[_first_within(choose_on, tolerance)])
         curves[name] = curve
+    chosen = dict(thresholds)
+    if prior is not None:
+        counts = truth["particle_type"].value_counts().to_dict()
+        thresholds = shrink_to_prior(chosen, prior, counts, prior_strength)
     before = score(truth, predictions, beta, distance_multiplier).score
     after = score(truth, apply_thresholds(predictions, thresholds), beta, distance_multiplier)
-    return ThresholdResult(thresholds, curves, before, after.score, after.table, rule)
+    strength = None if prior is None else float(prior_strength)
+    return ThresholdResult(thresholds, curves, before, after.score, after.table, rule, chosen, strength)
 
 
 def _fold_frames(folds) -> dict[str, pd.DataFrame]:
@@ -287,6 +355,8 @@ def tune_out_of_fold(
     tolerance: float = 0.0,
     n_boot: int = DEFAULT_N_BOOT,
     seed: int = 0,
+    prior: Mapping[str, float] | None = None,
+    prior_strength: float = DEFAULT_PRIOR_STRENGTH,
 ) -> ThresholdResult:
     """Thresholds tuned once on the out-of-fold predictions of several folds, pooled.
 
@@ -298,7 +368,8 @@ def tune_out_of_fold(
             dataset that no fold predicted, e.g. a training run of every fold, would count as all missed).
         folds: ``{fold name: predictions}`` or a sequence of predictions frames, one per fold.
         beta, distance_multiplier: As :func:`tune_thresholds`.
-        rule, tolerance, n_boot, seed: The choice rule and its options, as :func:`tune_thresholds`.
+        rule, tolerance, n_boot, seed, prior, prior_strength: The choice rule, its options and a prior, as
+            :func:`tune_thresholds`.
 
     Returns:
         :class:`ThresholdResult` of the pooled predictions.
@@ -314,6 +385,7 @@ def tune_out_of_fold(
     runs = set(pooled["experiment"].astype(str))
     truth = truth[truth["experiment"].astype(str).isin(runs)] if "experiment" in truth.columns else truth
     opts = {"rule": rule, "tolerance": tolerance, "n_boot": n_boot, "seed": seed}
+    opts.update(prior=prior, prior_strength=prior_strength)
     return tune_thresholds(truth, pooled, beta, distance_multiplier, **opts)
 
 
@@ -364,6 +436,8 @@ def cross_fold_score(
     tolerance: float = 0.0,
     n_boot: int = DEFAULT_N_BOOT,
     seed: int = 0,
+    prior: Mapping[str, float] | None = None,
+    prior_strength: float = DEFAULT_PRIOR_STRENGTH,
 ) -> CrossFoldResult:
     """The honest score of a threshold rule: each fold scored with thresholds tuned on the other folds.
 
@@ -375,8 +449,8 @@ def cross_fold_score(
         truth: True picks; only the tomograms present in some fold's predictions are used.
         folds: ``{fold name: predictions}`` or a sequence of predictions frames (at least two, disjoint tomograms).
         beta, distance_multiplier: As :func:`tune_thresholds`.
-        rule, tolerance, n_boot, seed: The choice rule of the honest thresholds and its options, as
-            :func:`tune_thresholds` (the oracle is always argmax).
+        rule, tolerance, n_boot, seed, prior, prior_strength: The choice rule of the honest thresholds, its
+            options and a prior, as :func:`tune_thresholds` (the oracle is always argmax, without a prior).
 
     Returns:
         :class:`CrossFoldResult`.
@@ -388,6 +462,7 @@ def cross_fold_score(
     """
     rule = _resolve_rule(rule, tolerance, n_boot)
     opts = {"rule": rule, "tolerance": tolerance, "n_boot": n_boot, "seed": seed}
+    opts.update(prior=prior, prior_strength=prior_strength)
     named = _fold_frames(folds)
     if len(named) < 2:
         raise ValueError(
