@@ -187,7 +187,11 @@ def test_tune_thresholds_tool_stores_thresholds_in_an_ensemble(tmp_path):
     preds = pd.concat([truth.assign(score=0.8), truth.assign(x=truth.x + 2000.0, score=0.3)], ignore_index=True)
     preds.to_csv(tmp_path / "pred.csv", index=False)
     argv = ["--predictions", str(tmp_path / "pred.csv"), "--truth", str(root), "--out", str(tmp_path / "th.yaml")]
-    assert run_tool(REPO / "tools" / "tune_thresholds.py", [*argv, "--checkpoint", str(path)]) == 0
+    # --prior-strength 0: the rule's thresholds as they are (shrinking toward a prior: test_tune_thresholds_tool.py)
+    assert (
+        run_tool(REPO / "tools" / "tune_thresholds.py", [*argv, "--checkpoint", str(path), "--prior-strength", "0"])
+        == 0
+    )
     tuned = yaml.safe_load((tmp_path / "th.yaml").read_text())["thresholds"]
     det = load(path)
     assert det.thresholds == pytest.approx(tuned) and det.thresholds["ribosome"] == pytest.approx(0.8)

@@ -161,3 +161,20 @@ def test_a_checkpoints_thresholds_are_the_prior_unless_strength_is_zero(store, t
     assert plain["thresholds"] == pytest.approx(tune_thresholds(truth, preds).thresholds) and "prior" not in plain
     assert _run_main([*base, "--out", str(tmp_path / "d.yaml"), "--prior-strength", "-1"]) == 2
     assert not (tmp_path / "d.yaml").exists()
+    # a checkpoint tuned for some classes only: those are shrunk, the others keep the tuned thresholds
+    partial = save_checkpoint(tmp_path / "p.pt", {**payload, "thresholds": {name: 0.05}})
+    argv = [
+        "--predictions",
+        str(csv),
+        "--truth",
+        str(root),
+        "--checkpoint",
+        str(partial),
+        "--out",
+        str(tmp_path / "e.yaml"),
+    ]
+    assert _run_main(argv) == 0
+    got = yaml.safe_load((tmp_path / "e.yaml").read_text())["thresholds"]
+    tuned = tune_thresholds(truth, preds).thresholds
+    assert got[name] == pytest.approx(doc["thresholds"][name])
+    assert {k: v for k, v in got.items() if k != name} == pytest.approx({k: v for k, v in tuned.items() if k != name})

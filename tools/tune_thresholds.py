@@ -107,7 +107,9 @@ def main(argv: list[str] | None = None) -> int:
         table.add_column(col, justify="left" if col == "particle" else "right")
     for name, row in res.table.iterrows():
         t = res.thresholds[name]
-        extra = (f"{res.chosen[name]:.4g}", f"{float(prior[name]):.4g}", str(int(row.n_true))) if shrunk else ()
+        has_prior = shrunk and name in prior
+        extra = (f"{res.chosen[name]:.4g}", f"{float(prior[name]):.4g}" if has_prior else "none", str(int(row.n_true)))
+        extra = extra if shrunk else ()
         cells = (f"{row.weight:g}", *extra, f"{t:.4g}", *(str(int(row[c])) for c in ("tp", "fp", "fn")))
         table.add_row(name, *cells, *(f"{row[c]:.3f}" for c in ("precision", "recall", "fbeta")))
     console = make_console()

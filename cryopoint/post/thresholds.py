@@ -184,28 +184,25 @@ def shrink_to_prior(
 ) -> dict[str, float]:
     """Per class ``(n * chosen + strength * prior) / (n + strength)``, ``n = counts[class]`` (0 when absent).
 
-    ``chosen``: thresholds a rule picked on labelled data; ``prior``: thresholds known beforehand (every class
-    of ``chosen``); ``counts``: labelled particles per class behind ``chosen``; ``strength``: the prior's weight
-    in particles (0 returns ``chosen``).
+    ``chosen``: thresholds a rule picked on labelled data; ``prior``: thresholds known beforehand (a class it
+    leaves out has no prior and keeps its choice, as a checkpoint tuned for some classes only); ``counts``:
+    labelled particles per class behind ``chosen``; ``strength``: the prior's weight in particles (0 returns
+    ``chosen``).
 
-    >>> shrink_to_prior({"ribosome": 0.5}, {"ribosome": 0.2}, {"ribosome": 75}, strength=25)
-    {'ribosome': 0.425}
+    >>> shrink_to_prior({"ribosome": 0.5, "apo-ferritin": 0.3}, {"ribosome": 0.2}, {"ribosome": 75}, strength=25)
+    {'ribosome': 0.425, 'apo-ferritin': 0.3}
 
     Raises:
-        ConfigError: a negative or non-finite strength, a class of ``chosen`` missing from ``prior``, or a
-            non-finite prior threshold.
+        ConfigError: a negative or non-finite strength, or a non-finite prior threshold.
     """
     strength = float(strength)
     if not np.isfinite(strength) or strength < 0:
         raise ConfigError(f"The prior strength must be a finite number of particles >= 0; got {strength}.")
-    missing = sorted(set(chosen) - set(prior))
-    if missing:
-        raise ConfigError(
-            f"The prior thresholds lack {', '.join(missing)}; give a threshold for every class (a checkpoint's "
-            "or a tools/tune_thresholds.py YAML), or no prior."
-        )
     out = {}
     for name, value in chosen.items():
+        if name not in prior:
+            out[name] = float(value)
+            continue
         p = float(prior[name])
         if not np.isfinite(p):
             raise ConfigError(f"The prior threshold of {name} is {p}; prior thresholds must be finite numbers.")
