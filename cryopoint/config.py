@@ -395,6 +395,10 @@ class PostConfig:
     ``noise_tail``: ``detect`` raises each class's threshold per tomogram to where its peaks stand above the
     tomogram's own background tail (label free, no reference needed, :mod:`cryopoint.post.noise_tail`). With
     both on, each class takes the higher of the two thresholds.
+    ``threshold_prior_strength``: when training starts from a checkpoint with thresholds (``train.init_from``,
+    fine-tuning), the thresholds validation tunes are shrunk toward that checkpoint's, which weigh as much as
+    this many validation particles per class (:func:`cryopoint.post.thresholds.shrink_to_prior`; 0 = off):
+    thresholds tuned on the few validation tomograms of a fine-tuning follow their noise.
     """
 
     kernel_factor: float = 0.5
@@ -404,6 +408,7 @@ class PostConfig:
     threshold_tolerance: float = 0.0
     adaptive_alpha: float = 0.0
     noise_tail: bool = False
+    threshold_prior_strength: float = 25.0
 
 
 @dataclass

@@ -71,3 +71,28 @@ def test_engine_fine_tunes_from_a_checkpoint(tmp_path):
     )
     with pytest.raises(CheckpointError, match="does not fit"):
         train(bad)
+
+
+def test_fine_tuning_shrinks_validations_thresholds_toward_the_starting_checkpoints(tmp_path):
+    from cryopoint.checkpoint import load_checkpoint
+    from cryopoint.config import load_config
+    from cryopoint.engine import train
+    from cryopoint.engine.validate import threshold_prior
+    from cryopoint.particles import PARTICLE_NAMES
+
+    base = ["train.steps=2", "train.val_every=2", f"train.out_dir={tmp_path}", f"data.cache_dir={tmp_path / 'c'}"]
+    first = train(load_config("configs/smoke.yaml", [*base, "train.name=first"]))
+    prior = {name: 0.77 for name in PARTICLE_NAMES}
+    start = save_checkpoint(tmp_path / "start.pt", {**load_checkpoint(first / "best.pt"), "thresholds": prior})
+    assert threshold_prior(load_config("configs/smoke.yaml", base)) is None  # not fine-tuning: no prior
+    off = load_config("configs/smoke.yaml", [*base, f"train.init_from={start}", "post.threshold_prior_strength=0"])
+    assert threshold_prior(off) is None
+    # a prior worth far more than the validation's particles: the stored thresholds are the start's
+    heavy = [*base, "train.name=second", f"train.init_from={start}", "post.threshold_prior_strength=1e9"]
+    cfg = load_config("configs/smoke.yaml", heavy)
+    assert threshold_prior(cfg) == prior
+    second = train(cfg)
+    stored = load_checkpoint(second / "best.pt")["thresholds"]
+    assert stored == pytest.approx(prior, abs=1e-4)
+    # without one, the stored thresholds are validation's own (what the first run stored: not the prior)
+    assert load_checkpoint(first / "best.pt")["thresholds"] != pytest.approx(prior, abs=1e-4)

@@ -179,6 +179,7 @@ def pool_folds(cfg: Config, run_dir: Path, fold_dirs: list[Path]) -> KFoldResult
         DataNotFoundError: a fold without ``oof_predictions.csv`` or ``best.pt``.
         CheckpointError: folds trained with different model settings or voxel sizes.
     """
+    from cryopoint.engine.validate import threshold_prior
     from cryopoint.io.layout import read_truth
     from cryopoint.post.thresholds import cross_fold_score, tune_out_of_fold
 
@@ -189,7 +190,9 @@ def pool_folds(cfg: Config, run_dir: Path, fold_dirs: list[Path]) -> KFoldResult
     roots_runs = [_fold_runs(d) for d in fold_dirs]
     val_runs = [run for _, runs in roots_runs for run in runs]
     truth = read_truth(roots_runs[0][0], split=cfg.data.split, runs=sorted(val_runs))
-    rule = {"tolerance": cfg.post.threshold_tolerance}  # the rule validation tunes with (argmax, or lean)
+    # the rule validation tunes with (argmax, or lean), and its prior when the folds were fine-tuned
+    rule = {"tolerance": cfg.post.threshold_tolerance, "prior": threshold_prior(cfg)}
+    rule["prior_strength"] = cfg.post.threshold_prior_strength
     tuned = tune_out_of_fold(truth, folds, **rule)
     honest = cross_fold_score(truth, folds, **rule)
     thresholds = {str(k): float(v) for k, v in tuned.thresholds.items()}

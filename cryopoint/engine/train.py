@@ -32,7 +32,7 @@ from cryopoint.engine.distributed import DistInfo, barrier, broadcast_object, cl
 from cryopoint.engine.ema import ModelEMA
 from cryopoint.engine.losses import build_loss
 from cryopoint.engine.schedule import build_scheduler
-from cryopoint.engine.validate import ValResult, results_table, val_record, validate
+from cryopoint.engine.validate import ValResult, results_table, threshold_prior, val_record, validate
 from cryopoint.errors import ConfigError
 from cryopoint.io.atomic import atomic_path
 
@@ -98,6 +98,7 @@ class _Trainer:
             cfg, info, target_kind=self.model.target_kind, output_stride=int(self.model.output_stride)
         )
         self.ema = ModelEMA(self.model, cfg.train.ema_decay)
+        self.threshold_prior = threshold_prior(cfg)  # fine-tuning: the start's thresholds, for validation's
         self.optimizer = torch.optim.AdamW(_param_groups(self.model, cfg.train.weight_decay), lr=cfg.train.lr)
         self.scheduler = build_scheduler(
             self.optimizer, cfg.train.steps, cfg.train.warmup_steps, cfg.train.min_lr_ratio
@@ -220,7 +221,7 @@ class _Trainer:
     def _validate_and_save(self, progress: Progress) -> None:
         if self.info.is_main:
             progress.console.print(f"Validating on {', '.join(r.name for r in self.data.val_runs)} ...")
-            result = validate(self.ema.module, self.data.val_runs, self.cfg, self.device)
+            result = validate(self.ema.module, self.data.val_runs, self.cfg, self.device, self.threshold_prior)
             progress.console.print(results_table(result, self.step))
             self.log.append(val_record(result, self.step))
             self.last_thresholds = result.thresholds

@@ -6,7 +6,9 @@ pooled predictions are scored with the challenge metric twice:
 
 * with per-class thresholds tuned on these very predictions (:func:`cryopoint.post.thresholds.tune_thresholds`).
   This is **optimistic**: the thresholds have seen the answers. It is what the thresholds shipped in the
-  checkpoint are, and what a fold's out-of-fold CSV is for (pool the folds, then tune once);
+  checkpoint are, and what a fold's out-of-fold CSV is for (pool the folds, then tune once). When training
+  started from a checkpoint with thresholds (fine-tuning), they are shrunk toward that checkpoint's
+  (:func:`threshold_prior`, ``post.threshold_prior_strength``);
 * at one fixed threshold for every class (``post.default_threshold``): an honest number with no tuning.
 """
 
@@ -25,7 +27,7 @@ from cryopoint.config import Config
 from cryopoint.data.dataset import RunData
 from cryopoint.particles import PARTICLES
 
-__all__ = ["ValResult", "validate", "truth_table", "results_table", "val_record"]
+__all__ = ["ValResult", "validate", "threshold_prior", "truth_table", "results_table", "val_record"]
 
 
 @dataclass
@@ -59,14 +61,35 @@ def truth_table(runs: Sequence[RunData]) -> pd.DataFrame:
     return pd.concat(tables, ignore_index=True)
 
 
-def validate(model: nn.Module, runs: Sequence[RunData], cfg: Config, device: torch.device) -> ValResult:
+def threshold_prior(cfg: Config) -> dict[str, float] | None:
+    """The thresholds validation shrinks its own toward: those of the checkpoint training started from
+    (``train.init_from``), or ``None`` (no such checkpoint, none stored in it, or
+    ``post.threshold_prior_strength`` 0)."""
+    if not cfg.train.init_from or cfg.post.threshold_prior_strength <= 0:
+        return None
+    from cryopoint.checkpoint import load_checkpoint
+    from cryopoint.weights import resolve_checkpoint
+
+    stored = load_checkpoint(resolve_checkpoint(cfg.train.init_from)).get("thresholds") or {}
+    return {str(k): float(v) for k, v in stored.items()} or None
+
+
+def validate(
+    model: nn.Module,
+    runs: Sequence[RunData],
+    cfg: Config,
+    device: torch.device,
+    prior: dict[str, float] | None = None,
+) -> ValResult:
     """Predict every validation run, find peaks, tune thresholds and score (see the module docstring).
 
     Args:
         model: The model to evaluate (the EMA copy during training), already on ``device``.
         runs: Validation runs (normalised volumes and true picks).
-        cfg: Provides ``infer.*`` (window, overlap, batch) and ``post.*`` (peak finding, fixed threshold).
+        cfg: Provides ``infer.*`` (window, overlap, batch) and ``post.*`` (peak finding, fixed threshold,
+            the tuning rule and the prior's strength).
         device: Compute device.
+        prior: Thresholds the tuned ones are shrunk toward (:func:`threshold_prior`), or ``None``.
 
     Returns:
         A :class:`ValResult`.
@@ -87,7 +110,8 @@ def validate(model: nn.Module, runs: Sequence[RunData], cfg: Config, device: tor
     predictions = pd.concat(found, ignore_index=True)
     predictions = predictions[["experiment", *[c for c in predictions.columns if c != "experiment"]]]
     truth = truth_table(runs)
-    tuned = tune_thresholds(truth, predictions, tolerance=cfg.post.threshold_tolerance)
+    rule = {"tolerance": cfg.post.threshold_tolerance, "prior": prior}
+    tuned = tune_thresholds(truth, predictions, prior_strength=cfg.post.threshold_prior_strength, **rule)
     thresholds = {str(k): float(v) for k, v in tuned.thresholds.items()}
     at_tuned = score(truth, apply_thresholds(predictions, thresholds))
     fixed = cfg.post.default_threshold

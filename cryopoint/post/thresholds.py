@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
 
+from cryopoint.config import PostConfig
 from cryopoint.errors import ConfigError, PicksFormatError
 from cryopoint.metric import fbeta_from_counts, score, validate_picks
 from cryopoint.particles import PARTICLE_NAMES, get_particle
@@ -69,7 +70,7 @@ RULES = ("argmax", "lean", "bootstrap")
 DEFAULT_N_BOOT = 200
 #: Labelled particles of a class at which its tuned threshold and a prior threshold weigh the same (``prior=``);
 #: chosen on held-out sources of the generalisation benchmark (``benchmarks/labelled_runs.py``, docs/models.md).
-DEFAULT_PRIOR_STRENGTH = 25.0
+DEFAULT_PRIOR_STRENGTH = PostConfig.threshold_prior_strength
 
 
 @dataclass(frozen=True)
