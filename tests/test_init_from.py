@@ -1,5 +1,7 @@
 """Fine-tuning: ``train.init_from`` initialises every tensor from a checkpoint, or refuses with a clear error."""
 
+import json
+
 import pytest
 import torch
 
@@ -94,5 +96,9 @@ def test_fine_tuning_shrinks_validations_thresholds_toward_the_starting_checkpoi
     second = train(cfg)
     stored = load_checkpoint(second / "best.pt")["thresholds"]
     assert stored == pytest.approx(prior, abs=1e-4)
+    val = [json.loads(line) for line in (second / "metrics.jsonl").read_text().splitlines()]
+    val = [r for r in val if r.get("type") == "val"][-1]
+    assert val["thresholds_prior_strength"] == 1e9 and val["thresholds"] == pytest.approx(prior, abs=1e-4)
+    assert val["thresholds_tuned_alone"] != pytest.approx(prior, abs=1e-4)  # what validation alone chose
     # without one, the stored thresholds are validation's own (what the first run stored: not the prior)
     assert load_checkpoint(first / "best.pt")["thresholds"] != pytest.approx(prior, abs=1e-4)

@@ -223,6 +223,12 @@ class _Trainer:
             progress.console.print(f"Validating on {', '.join(r.name for r in self.data.val_runs)} ...")
             result = validate(self.ema.module, self.data.val_runs, self.cfg, self.device, self.threshold_prior)
             progress.console.print(results_table(result, self.step))
+            if self.threshold_prior is not None:
+                progress.console.print(
+                    f"Thresholds shrunk toward {self.cfg.train.init_from}'s, which weigh as much as "
+                    f"{self.cfg.post.threshold_prior_strength:g} validation particles per class "
+                    "(post.threshold_prior_strength; 0 keeps validation's own)."
+                )
             self.log.append(val_record(result, self.step))
             self.last_thresholds = result.thresholds
             if result.score > self.best["score"]:

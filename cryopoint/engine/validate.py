@@ -43,6 +43,9 @@ class ValResult:
         table_fixed: The same at the fixed threshold.
         predictions: Every peak above ``post.min_score`` with its ``score`` and ``experiment`` (Å columns).
         seconds: Wall time of the pass.
+        tuned_alone: The thresholds the rule chose on these predictions before any prior moved them (equal to
+            ``thresholds`` without a prior).
+        prior_strength: The prior's weight in particles, or ``None`` when no prior was given.
     """
 
     score: float
@@ -53,6 +56,8 @@ class ValResult:
     table_fixed: pd.DataFrame
     predictions: pd.DataFrame = field(repr=False)
     seconds: float = 0.0
+    tuned_alone: dict[str, float] = field(default_factory=dict)
+    prior_strength: float | None = None
 
 
 def truth_table(runs: Sequence[RunData]) -> pd.DataFrame:
@@ -125,6 +130,8 @@ def validate(
         table_fixed=at_fixed.table,
         predictions=predictions.reset_index(drop=True),
         seconds=time.perf_counter() - start,
+        tuned_alone={str(k): float(v) for k, v in tuned.chosen.items()},
+        prior_strength=tuned.prior_strength,
     )
 
 
@@ -173,6 +180,8 @@ def val_record(result: ValResult, step: int) -> dict:
         "default_threshold": result.default_threshold,
         "thresholds_tuned_on_same_predictions": True,
         "thresholds": result.thresholds,
+        "thresholds_prior_strength": result.prior_strength,  # None: validation's own; else shrunk toward init_from's
+        "thresholds_tuned_alone": result.tuned_alone,
         "per_class": per_class,
         "n_predictions": int(len(result.predictions)),
         "seconds": round(result.seconds, 3),
