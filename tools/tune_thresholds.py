@@ -97,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     preds = preds[preds["experiment"].isin(runs)]
     truth = read_truth(args.truth, split=args.split, runs=runs)
     check_picks_frame(preds, truth, tomogram_geometries(args.truth, runs, split=args.split))  # voxels? outside?
-    prior = payload.get("thresholds") if payload is not None and args.prior_strength > 0 else None
+    # a checkpoint without tuned thresholds (an empty dict) has no prior to offer
+    prior = (payload.get("thresholds") or None) if payload is not None and args.prior_strength > 0 else None
     opts = {"tolerance": args.tolerance, "rule": args.rule, "prior": prior, "prior_strength": args.prior_strength}
     res = tune_thresholds(truth, preds, beta=args.beta, **opts)
 
@@ -107,9 +108,10 @@ def main(argv: list[str] | None = None) -> int:
         table.add_column(col, justify="left" if col == "particle" else "right")
     for name, row in res.table.iterrows():
         t = res.thresholds[name]
-        has_prior = shrunk and name in prior
-        extra = (f"{res.chosen[name]:.4g}", f"{float(prior[name]):.4g}" if has_prior else "none", str(int(row.n_true)))
-        extra = extra if shrunk else ()
+        extra = ()
+        if prior is not None:
+            own_prior = f"{float(prior[name]):.4g}" if name in prior else "none"
+            extra = (f"{res.chosen[name]:.4g}", own_prior, str(int(row.n_true)))
         cells = (f"{row.weight:g}", *extra, f"{t:.4g}", *(str(int(row[c])) for c in ("tp", "fp", "fn")))
         table.add_row(name, *cells, *(f"{row[c]:.3f}" for c in ("precision", "recall", "fbeta")))
     console = make_console()

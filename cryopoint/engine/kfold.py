@@ -191,8 +191,12 @@ def pool_folds(cfg: Config, run_dir: Path, fold_dirs: list[Path]) -> KFoldResult
     val_runs = [run for _, runs in roots_runs for run in runs]
     truth = read_truth(roots_runs[0][0], split=cfg.data.split, runs=sorted(val_runs))
     # the rule validation tunes with (argmax, or lean), and its prior when the folds were fine-tuned
-    rule = {"tolerance": cfg.post.threshold_tolerance, "prior": threshold_prior(cfg)}
-    rule["prior_strength"] = cfg.post.threshold_prior_strength
+    post = cfg.post
+    rule = {
+        "tolerance": post.threshold_tolerance,
+        "prior": threshold_prior(cfg),
+        "prior_strength": post.threshold_prior_strength,
+    }
     tuned = tune_out_of_fold(truth, folds, **rule)
     honest = cross_fold_score(truth, folds, **rule)
     thresholds = {str(k): float(v) for k, v in tuned.thresholds.items()}

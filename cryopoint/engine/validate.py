@@ -115,8 +115,14 @@ def validate(
     predictions = pd.concat(found, ignore_index=True)
     predictions = predictions[["experiment", *[c for c in predictions.columns if c != "experiment"]]]
     truth = truth_table(runs)
-    rule = {"tolerance": cfg.post.threshold_tolerance, "prior": prior}
-    tuned = tune_thresholds(truth, predictions, prior_strength=cfg.post.threshold_prior_strength, **rule)
+    post = cfg.post
+    tuned = tune_thresholds(
+        truth,
+        predictions,
+        tolerance=post.threshold_tolerance,
+        prior=prior,
+        prior_strength=post.threshold_prior_strength,
+    )
     thresholds = {str(k): float(v) for k, v in tuned.thresholds.items()}
     at_tuned = score(truth, apply_thresholds(predictions, thresholds))
     fixed = cfg.post.default_threshold
