@@ -160,32 +160,15 @@ def test_a_checkpoints_thresholds_are_the_prior_unless_strength_is_zero(store, t
     plain = yaml.safe_load((tmp_path / "b.yaml").read_text())
     assert plain["thresholds"] == pytest.approx(tune_thresholds(truth, preds).thresholds) and "prior" not in plain
     untuned = save_checkpoint(tmp_path / "u.pt", {**payload, "thresholds": {}})  # nothing to shrink toward
-    argv = [
-        "--predictions",
-        str(csv),
-        "--truth",
-        str(root),
-        "--checkpoint",
-        str(untuned),
-        "--out",
-        str(tmp_path / "u.yaml"),
-    ]
-    assert _run_main(argv) == 0 and "prior" not in yaml.safe_load((tmp_path / "u.yaml").read_text())
+    data = ["--predictions", str(csv), "--truth", str(root)]
+    assert _run_main(
+        [*data, "--checkpoint", str(untuned), "--out", str(tmp_path / "u.yaml")]
+    ) == 0 and "prior" not in yaml.safe_load((tmp_path / "u.yaml").read_text())
     assert _run_main([*base, "--out", str(tmp_path / "d.yaml"), "--prior-strength", "-1"]) == 2
     assert not (tmp_path / "d.yaml").exists()
     # a checkpoint tuned for some classes only: those are shrunk, the others keep the tuned thresholds
     partial = save_checkpoint(tmp_path / "p.pt", {**payload, "thresholds": {name: 0.05}})
-    argv = [
-        "--predictions",
-        str(csv),
-        "--truth",
-        str(root),
-        "--checkpoint",
-        str(partial),
-        "--out",
-        str(tmp_path / "e.yaml"),
-    ]
-    assert _run_main(argv) == 0
+    assert _run_main([*data, "--checkpoint", str(partial), "--out", str(tmp_path / "e.yaml")]) == 0
     got = yaml.safe_load((tmp_path / "e.yaml").read_text())["thresholds"]
     tuned = tune_thresholds(truth, preds).thresholds
     assert got[name] == pytest.approx(doc["thresholds"][name])
