@@ -77,6 +77,26 @@ def alone_thresholds(run_dir: Path) -> dict[str, float]:
     return last.get("thresholds_tuned_alone") or last["thresholds"]
 
 
+def check_reused(run_dir: Path, cfg) -> None:
+    """Stop if a finished training in the work folder was trained with another config than this draw's (say,
+    other ``--set`` overrides): resuming must not mix trainings of two recipes in one table."""
+    from cryopoint.config import config_to_dict, load_config
+
+    def recipe(c) -> dict:
+        d = config_to_dict(c)
+        d["train"] = {k: v for k, v in d["train"].items() if k not in ("name", "out_dir")}
+        return d
+
+    done = recipe(load_config(run_dir / "config.yaml"))
+    want = recipe(cfg)
+    diff = [f"{s}.{k}" for s in want for k in want[s] if done.get(s, {}).get(k) != want[s][k]]
+    if diff:
+        raise SystemExit(
+            f"{run_dir} was trained with other settings ({', '.join(diff)}) than this run asks for; "
+            "give this run another --work folder (or delete that one) instead of mixing the two."
+        )
+
+
 def draw_scores(det, ft, alone: dict, truth, peaks, ft_peaks, labelled: list[str], held: list[str], geometry, strength):
     """The scores of one draw on its held-out runs (``ARMS`` and ``ORACLES``).
 
@@ -131,6 +151,7 @@ def plot(results: dict, path: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> Path:
     from benchmarks.compare import train_once
+    from benchmarks.compare_plan import finished_run
     from benchmarks.generalization import BUDGETS, FRESH_SEED_OFFSET, SOURCES, predict, run_geometry, source_root
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -192,6 +213,9 @@ def main(argv: list[str] | None = None) -> Path:
             name = f"{source}_{args.seed_offset}_k{args.k}_s{args.seed}_d{i}"
             console.rule(f"source {source}, draw {i + 1}/{args.draws}: labelled {', '.join(labelled)}")
             cfg = load_config(args.config, finetune_overrides(root, labelled, name, args.work, args.set))
+            done = finished_run(args.work, name)
+            if done is not None:
+                check_reused(done, cfg)
             run_dir, record = train_once(cfg)
             held_csv = run_dir / "held_out_peaks.csv"
             if held_csv.is_file():

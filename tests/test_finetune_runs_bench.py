@@ -132,3 +132,6 @@ def test_benchmark_fine_tunes_end_to_end_resumes_and_reports(tmp_path, monkeypat
     assert [d["scores"] for d in again] == [d["scores"] for d in draws]
     with pytest.raises(SystemExit):
         finetune_runs.main([*argv, "--k", "1"])
+    # Another recipe in the same work folder is refused, not mixed into the table.
+    with pytest.raises(SystemExit, match=r"train\.steps"):
+        finetune_runs.main([*argv[: argv.index("--set")], "--set", "train.steps=3", *argv[argv.index("--work") :]])
