@@ -75,7 +75,7 @@ def test_engine_fine_tunes_from_a_checkpoint(tmp_path):
         train(bad)
 
 
-def test_fine_tuning_shrinks_validations_thresholds_toward_the_starting_checkpoints(tmp_path):
+def test_fine_tuning_shrinks_validations_thresholds_toward_the_starting_checkpoints(tmp_path, capsys):
     from cryopoint.checkpoint import load_checkpoint
     from cryopoint.config import load_config
     from cryopoint.engine import train
@@ -84,6 +84,7 @@ def test_fine_tuning_shrinks_validations_thresholds_toward_the_starting_checkpoi
 
     base = ["train.steps=2", "train.val_every=2", f"train.out_dir={tmp_path}", f"data.cache_dir={tmp_path / 'c'}"]
     first = train(load_config("configs/smoke.yaml", [*base, "train.name=first"]))
+    assert "--prior" not in capsys.readouterr().out  # the closing hint: no start, no prior to re-tune toward
     prior = {name: 0.77 for name in PARTICLE_NAMES}
     start = save_checkpoint(tmp_path / "start.pt", {**load_checkpoint(first / "best.pt"), "thresholds": prior})
     assert threshold_prior(load_config("configs/smoke.yaml", base)) is None  # not fine-tuning: no prior
@@ -94,6 +95,9 @@ def test_fine_tuning_shrinks_validations_thresholds_toward_the_starting_checkpoi
     cfg = load_config("configs/smoke.yaml", heavy)
     assert threshold_prior(cfg) == prior
     second = train(cfg)
+    # The closing hint re-tunes with the same prior (without it the tool would fit the validation run alone).
+    hint = "".join(capsys.readouterr().out.replace("│", " ").split())
+    assert f"--prior{start}--prior-strength1e+09" in hint
     stored = load_checkpoint(second / "best.pt")["thresholds"]
     assert stored == pytest.approx(prior, abs=1e-4)
     val = [json.loads(line) for line in (second / "metrics.jsonl").read_text().splitlines()]

@@ -173,3 +173,33 @@ def test_a_checkpoints_thresholds_are_the_prior_unless_strength_is_zero(store, t
     tuned = tune_thresholds(truth, preds).thresholds
     assert got[name] == pytest.approx(doc["thresholds"][name])
     assert {k: v for k, v in got.items() if k != name} == pytest.approx({k: v for k, v in tuned.items() if k != name})
+
+
+def test_prior_from_another_checkpoint_than_the_one_written(store, tmp_path):
+    """A fine-tuned model re-tuned toward the checkpoint it started from: --prior names where the prior thresholds
+    come from, --checkpoint (if any) where the new ones go."""
+    from cryopoint.particles import PARTICLE_NAMES
+
+    root, truth, preds, csv = store
+    payload = {"model_state": {"w": torch.zeros(1)}, "config": {}, "particles": catalogue_payload()}
+    payload["voxel_size"] = [10.0] * 3
+    start = save_checkpoint(tmp_path / "start.pt", {**payload, "thresholds": {n: 0.05 for n in PARTICLE_NAMES}})
+    tuned = save_checkpoint(tmp_path / "ft.pt", {**payload, "thresholds": {n: 0.9 for n in PARTICLE_NAMES}})
+    data = ["--predictions", str(csv), "--truth", str(root)]
+    # No --checkpoint: only the YAML, shrunk toward --prior's thresholds.
+    assert _run_main([*data, "--prior", str(start), "--out", str(tmp_path / "a.yaml")]) == 0
+    doc = yaml.safe_load((tmp_path / "a.yaml").read_text())
+    expected = tune_thresholds(truth, preds, prior={n: 0.05 for n in PARTICLE_NAMES}, prior_strength=25)
+    assert doc["thresholds"] == pytest.approx(expected.thresholds)
+    assert doc["prior"]["checkpoint"] == str(start) and doc["prior"]["thresholds"] == pytest.approx(
+        {n: 0.05 for n in PARTICLE_NAMES}
+    )
+    # With --checkpoint: the prior is still --prior's, not the written checkpoint's own (0.9), and it lands there.
+    copy = tmp_path / "ft_retuned.pt"
+    argv = [*data, "--checkpoint", str(tuned), "--save-as", str(copy), "--prior", str(start)]
+    assert _run_main([*argv, "--out", str(tmp_path / "b.yaml")]) == 0
+    assert load_checkpoint(copy)["thresholds"] == pytest.approx(expected.thresholds)
+    # A --prior without thresholds is refused before anything is written.
+    bare = save_checkpoint(tmp_path / "bare.pt", {**payload, "thresholds": {}})
+    assert _run_main([*data, "--prior", str(bare), "--out", str(tmp_path / "c.yaml")]) == 2
+    assert not (tmp_path / "c.yaml").exists()

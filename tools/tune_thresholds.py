@@ -2,12 +2,16 @@
 
     python tools/tune_thresholds.py --predictions oof.csv --truth DATASET_ROOT --out thresholds.yaml \\
         [--split train] [--runs TS_5_4 TS_6_4] [--checkpoint model.pt] [--plot fbeta.png]
-    python tools/tune_thresholds.py --predictions peaks.csv --truth MY_DATA --out thresholds.yaml \
+    python tools/tune_thresholds.py --predictions peaks.csv --truth MY_DATA --out thresholds.yaml \\
         --checkpoint default --save-as my_default.pt     # recalibrate the shipped model into a copy
 
 With --checkpoint, its thresholds are the prior: each class's tuned threshold is shrunk toward the
 checkpoint's by the labelled particles behind it, (n * tuned + s * prior) / (n + s) with s = --prior-strength
-(25 particles; 0 turns it off), because thresholds tuned on a few tomograms follow their noise.
+(25 particles; 0 turns it off), because thresholds tuned on a few tomograms follow their noise. --prior takes
+them from another checkpoint instead: for a fine-tuned model, the one it started from (train.init_from)::
+
+    python tools/tune_thresholds.py --predictions runs/finetune/oof_predictions.csv --truth MY_DATA \\
+        --out thresholds.yaml --prior default
 
 Runs default to those present in the predictions (a run with truth but no prediction row would otherwise
 count as all-missed). Predictions that look like voxel indices are refused; truth or predictions outside their
@@ -62,12 +66,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--save-as", type=Path, help="write a copy of --checkpoint with the thresholds instead")
     ap.add_argument(
+        "--prior",
+        metavar="CHECKPOINT",
+        help="take the prior thresholds from this checkpoint (or 'default') instead of --checkpoint's; for a "
+        "fine-tuned model, the checkpoint it started from",
+    )
+    ap.add_argument(
         "--prior-strength",
         type=float,
         default=DEFAULT_PRIOR_STRENGTH,
         metavar="N",
-        help="with --checkpoint: shrink each class's threshold toward the checkpoint's, which weighs as much as N "
-        f"labelled particles of the class (default {DEFAULT_PRIOR_STRENGTH:g}; 0 = the rule's choice stands)",
+        help="with --checkpoint or --prior: shrink each class's threshold toward that checkpoint's, which weighs as "
+        f"much as N labelled particles of the class (default {DEFAULT_PRIOR_STRENGTH:g}; 0 = the rule's choice stands)",
     )
     ap.add_argument("--out", required=True, type=Path, help="thresholds YAML to write")
     ap.add_argument("--plot", type=Path, help="PNG of F-beta against threshold per class")
@@ -91,6 +101,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.save_as.exists():
             ap.error(f"{args.save_as} exists; choose another --save-as path")
     payload = load_checkpoint(source) if source is not None else None  # a bad --checkpoint fails before any write
+    prior_name = args.prior if args.prior is not None else args.checkpoint
+    if args.prior is not None:
+        prior_payload = load_checkpoint(weights.resolve_checkpoint(args.prior))
+        if not prior_payload.get("thresholds"):
+            ap.error(
+                f"--prior {args.prior} holds no tuned thresholds to shrink toward; give the checkpoint that has them"
+            )
+    else:
+        prior_payload = payload
 
     preds = read_submission_csv(args.predictions)
     runs = args.runs or sorted(set(preds["experiment"]))
@@ -98,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     truth = read_truth(args.truth, split=args.split, runs=runs)
     check_picks_frame(preds, truth, tomogram_geometries(args.truth, runs, split=args.split))  # voxels? outside?
     # a checkpoint without tuned thresholds (an empty dict) has no prior to offer
-    prior = (payload.get("thresholds") or None) if payload is not None and args.prior_strength > 0 else None
+    prior = (prior_payload.get("thresholds") or None) if prior_payload is not None and args.prior_strength > 0 else None
     opts = {"tolerance": args.tolerance, "rule": args.rule, "prior": prior, "prior_strength": args.prior_strength}
     res = tune_thresholds(truth, preds, beta=args.beta, **opts)
 
@@ -118,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     console.print(table)
     if prior is not None:
         console.print(
-            f"thresholds shrunk toward {args.checkpoint}'s by the labelled particles per class (n), the prior weighing "
+            f"thresholds shrunk toward {prior_name}'s by the labelled particles per class (n), the prior weighing "
             f"{args.prior_strength:g}; --prior-strength 0 keeps the tuned ones"
         )
     console.print(f"weighted score: {res.score_before:.4f} before -> [bold]{res.score_after:.4f}[/bold] after tuning")
@@ -126,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     doc = {"thresholds": res.thresholds, "beta": args.beta, "rule": res.rule, "tolerance": args.tolerance, "runs": runs}
     if prior is not None:
         doc["prior"] = {
-            "checkpoint": str(args.checkpoint),
+            "checkpoint": str(prior_name),
             "strength": args.prior_strength,
             "thresholds": {k: float(v) for k, v in prior.items()},
             "tuned": res.chosen,

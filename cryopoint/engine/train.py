@@ -283,6 +283,13 @@ class _Trainer:
 
     def _summary(self) -> None:
         best = self.best
+        # A fine-tuning's own validation is a tomogram or two: re-tuning on it keeps the start's thresholds as
+        # the prior, as validation did (the tool without --prior would fit those few tomograms alone).
+        prior_arg = (
+            f" --prior {self.cfg.train.init_from} --prior-strength {self.cfg.post.threshold_prior_strength:g}"
+            if self.threshold_prior is not None
+            else ""
+        )
         lines = [
             f"Best weighted F-beta (beta=4) on held-out run(s) {', '.join(r.name for r in self.data.val_runs)}: "
             f"[bold]{best['score']:.4f}[/bold] with per-class thresholds tuned on them (optimistic), "
@@ -293,7 +300,7 @@ class _Trainer:
             "  oof_predictions.csv (every peak with its score, for threshold tuning across folds)",
             "Tune thresholds on pooled out-of-fold predictions:",
             f"  python tools/tune_thresholds.py --predictions {self.run_dir}/oof_predictions.csv "
-            f"--truth {self.data.root} --out {self.run_dir}/thresholds.yaml",
+            f"--truth {self.data.root} --out {self.run_dir}/thresholds.yaml{prior_arg}",
             "Detect particles:",
             f"  python tools/detect.py --model {self.run_dir}/best.pt --files TOMOGRAM.zarr --out predictions/",
         ]
