@@ -334,11 +334,12 @@ class NotTrained(Exception):
 REPORT_ONLY = False
 
 
-def train_once(cfg) -> tuple[Path, dict]:
+def train_once(cfg, *, report_only: bool | None = None) -> tuple[Path, dict]:
     """Train one model with the engine, or reuse the finished run of the same name in the work folder.
 
     A training killed before it finished left no ``done.json``; it is trained again from the start (into the
-    engine's next free ``name-N`` folder; the partial folder stays, nothing is deleted).
+    engine's next free ``name-N`` folder; the partial folder stays, nothing is deleted). ``report_only``
+    (default: this module's ``--report-only`` state, ``REPORT_ONLY``) raises :class:`NotTrained` instead.
 
     Returns:
         ``(run folder, record)``; the record (``train_s`` without the validation pass, ``val_s`` the final
@@ -352,7 +353,7 @@ def train_once(cfg) -> tuple[Path, dict]:
     if done is not None:
         REUSED.append(str(done))
         return done, json.loads((done / "done.json").read_text())
-    if REPORT_ONLY:
+    if REPORT_ONLY if report_only is None else report_only:
         raise NotTrained(f"{out_dir / cfg.train.name}")
     with PeakRSS() as mem:
         start = time.perf_counter()

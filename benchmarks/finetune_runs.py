@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> Path:
             done = finished_run(args.work, name)
             if done is not None:
                 check_reused(done, cfg)
-            run_dir, record = train_once(cfg)
+            run_dir, record = train_once(cfg, report_only=False)  # not compare's --report-only state
             held_csv = run_dir / "held_out_peaks.csv"
             if held_csv.is_file():
                 ft_peaks = read_submission_csv(held_csv)

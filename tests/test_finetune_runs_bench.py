@@ -100,6 +100,8 @@ def test_benchmark_fine_tunes_end_to_end_resumes_and_reports(tmp_path, monkeypat
         *["--set", "train.steps=2", "train.val_every=2", "data.samples_per_epoch=4"],
         *["--work", str(work), "--out", str(out), "--cache-dir", str(tmp_path / "cache")],
     ]
+    # Whatever state benchmarks.compare was left in by an earlier --report-only run, this one trains.
+    monkeypatch.setattr("benchmarks.compare.REPORT_ONLY", True)
     md = finetune_runs.main(argv)
     data = json.loads(out.with_suffix(".json").read_text())
     draws = data["results"]["B"]["draws"]
