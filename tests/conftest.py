@@ -32,3 +32,17 @@ def pytest_unconfigure(config):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def plain_detector():
+    """The shipped detector without its per-tomogram rule: its thresholds are then exactly its own (a copy: tests
+    may change it)."""
+    import copy
+
+    import cryopoint
+
+    det = copy.deepcopy(cryopoint.load("default"))
+    det.config.post.noise_tail = False
+    det.config.post.adaptive_alpha = 0.0
+    return det

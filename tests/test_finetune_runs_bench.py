@@ -2,7 +2,6 @@
 that one, every arm's score is the held-out score it names, and the benchmark runs end to end (a real fine-tuning
 of the shipped model at smoke size), resumes without training again and writes its report."""
 
-import copy
 import dataclasses
 import json
 
@@ -16,17 +15,6 @@ from benchmarks import finetune_runs
 from benchmarks.labelled_runs import rule_thresholds
 from cryopoint.metric import score
 from cryopoint.post.thresholds import apply_thresholds, tune_thresholds
-
-
-@pytest.fixture(scope="module")
-def plain_detector():
-    """The shipped detector without its per-tomogram rule: its thresholds are then exactly its own."""
-    import cryopoint
-
-    det = copy.deepcopy(cryopoint.load("default"))
-    det.config.post.noise_tail = False
-    det.config.post.adaptive_alpha = 0.0
-    return det
 
 
 def test_overrides_train_on_the_labelled_runs_and_validate_on_the_last(tmp_path):

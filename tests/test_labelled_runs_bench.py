@@ -1,7 +1,6 @@
 """benchmarks/labelled_runs.py: the splits, the rules' thresholds and the held-out scores are what they say, and
 the benchmark runs end to end writing a report whose numbers come from real scoring."""
 
-import copy
 import json
 
 import numpy as np
@@ -13,17 +12,6 @@ from test_thresholds_rules import dataset
 from benchmarks import labelled_runs
 from cryopoint.metric import score
 from cryopoint.post.thresholds import apply_thresholds, shrink_to_prior, tune_thresholds
-
-
-@pytest.fixture(scope="module")
-def plain_detector():
-    """The shipped detector without its per-tomogram rule: its thresholds are then exactly its own."""
-    import cryopoint
-
-    det = copy.deepcopy(cryopoint.load("default"))
-    det.config.post.noise_tail = False
-    det.config.post.adaptive_alpha = 0.0
-    return det
 
 
 def test_splits_hold_k_labelled_runs_and_the_rest_out_and_repeat_with_the_seed():
