@@ -151,7 +151,6 @@ def plot(results: dict, path: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> Path:
     from benchmarks.compare import train_once
-    from benchmarks.compare_plan import finished_run
     from benchmarks.generalization import BUDGETS, FRESH_SEED_OFFSET, SOURCES, predict, run_geometry, source_root
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -213,10 +212,8 @@ def main(argv: list[str] | None = None) -> Path:
             name = f"{source}_{args.seed_offset}_k{args.k}_s{args.seed}_d{i}"
             console.rule(f"source {source}, draw {i + 1}/{args.draws}: labelled {', '.join(labelled)}")
             cfg = load_config(args.config, finetune_overrides(root, labelled, name, args.work, args.set))
-            done = finished_run(args.work, name)
-            if done is not None:
-                check_reused(done, cfg)
             run_dir, record = train_once(cfg, report_only=False)  # not compare's --report-only state
+            check_reused(run_dir, cfg)  # a reused training must be this recipe's
             held_csv = run_dir / "held_out_peaks.csv"
             if held_csv.is_file():
                 ft_peaks = read_submission_csv(held_csv)
