@@ -14,13 +14,17 @@ tunes its thresholds) on the last; every pick of the other runs is scored pooled
 * ``fine-tuned``: the fine-tuned ``best.pt`` as the user loads it (thresholds shrunk toward the shipped
   model's, ``post.threshold_prior_strength``);
 * ``ranking``, per model: the oracle, its thresholds tuned on the held-out answers (what a better threshold
-  could at most add; the gap between the two models' oracles is the ranking fine-tuning changed).
+  could at most add; the gap between the two models' oracles is the ranking fine-tuning changed);
+* with ``--kfold``, ``k-fold ensemble``: the same k runs fine-tuned k times (``data.fold=all``, one labelled run
+  held out per fold), thresholds tuned once on the pooled out-of-fold predictions and shrunk toward the shipped
+  model's, the k fold models averaged at inference (``ensemble.pt`` as the user loads it), and its oracle.
 
 Trainings are resumable: a finished one (``done.json`` in the work folder) is reused, and each draw's scores
 are kept beside it::
 
     python -m benchmarks.finetune_runs --seed-offset 5000 --draws 4
     python -m benchmarks.finetune_runs --predictions DIR ...   # shipped peaks from default_model --save-predictions
+    python -m benchmarks.finetune_runs --kfold --draws 1 --out benchmarks/results/finetune_runs_kfold
 
 Writes ``benchmarks/results/finetune_runs.md``, ``.json`` and ``.png``.
 """
@@ -45,6 +49,9 @@ console = Console()
 #: The columns of a draw, in report order.
 ARMS = ("untouched", "recalibrated", "fine-tuned, validation alone", "fine-tuned")
 ORACLES = ("untouched oracle", "fine-tuned oracle")
+#: The ``--kfold`` arm and its oracle.
+KFOLD_ARMS = ("k-fold ensemble",)
+KFOLD_ORACLES = ("k-fold oracle",)
 
 
 def run_key(name: str) -> int:
@@ -67,6 +74,60 @@ def finetune_overrides(root: Path, labelled: list[str], name: str, work: Path, e
     ]
 
 
+def kfold_overrides(root: Path, labelled: list[str], name: str, work: Path, extra=()) -> list[str]:
+    """The ``tools/train.py configs/finetune.yaml data.fold=all`` overrides of one draw: one fold per labelled run
+    (each trains on the others and validates on it)."""
+    if len(labelled) < 2:
+        raise ValueError(f"k-fold fine-tuning needs two labelled runs at least (one fold each); got {labelled}")
+    return [
+        f"data.root={root}",
+        f"data.runs=[{','.join(labelled)}]",
+        "data.val_runs=[]",
+        "data.fold=all",
+        f"data.n_folds={len(labelled)}",
+        f"train.name={name}",
+        f"train.out_dir={work}",
+        *extra,
+    ]
+
+
+def finished_kfold(out_dir: Path, name: str) -> Path | None:
+    """A finished k-fold fine-tuning of that name (``name`` or the engine's ``name-N``): ``done.json`` and
+    ``ensemble.pt`` both there."""
+    for p in sorted(out_dir.glob(f"{name}*")):
+        if (p.name == name or p.name[len(name) :].lstrip("-").isdigit()) and all(
+            (p / f).is_file() for f in ("done.json", "ensemble.pt")
+        ):
+            return p
+    return None
+
+
+def kfold_once(cfg) -> tuple[Path, dict]:
+    """Train a draw's k-fold fine-tuning (every fold, pooled thresholds, ``ensemble.pt``), or reuse the finished
+    one of the same name. An interrupted one resumes its folds (a finished fold is not trained again).
+
+    Returns:
+        ``(k-fold folder, record)``: the record's ``train_s`` is the whole k-fold training's wall time (its
+        validations included), measured when it was trained.
+    """
+    import copy
+
+    from cryopoint.engine import train_kfold
+    from cryopoint.io.atomic import atomic_write_text
+
+    out_dir = Path(cfg.train.out_dir)
+    done = finished_kfold(out_dir, cfg.train.name)
+    if done is not None:
+        return done, json.loads((done / "done.json").read_text())
+    cfg = copy.deepcopy(cfg)
+    cfg.train.resume = any(out_dir.glob(f"{cfg.train.name}*/fold*/last.pt"))
+    start = time.perf_counter()
+    run_dir = Path(train_kfold(cfg))
+    record = {"steps": int(cfg.train.steps), "folds": int(cfg.data.n_folds), "train_s": time.perf_counter() - start}
+    atomic_write_text(run_dir / "done.json", json.dumps(record) + "\n")
+    return run_dir, record
+
+
 def alone_thresholds(run_dir: Path) -> dict[str, float]:
     """The thresholds the last validation chose on its own runs, before any prior moved them."""
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
@@ -84,7 +145,7 @@ def check_reused(run_dir: Path, cfg) -> None:
 
     def recipe(c) -> dict:
         d = config_to_dict(c)
-        d["train"] = {k: v for k, v in d["train"].items() if k not in ("name", "out_dir")}
+        d["train"] = {k: v for k, v in d["train"].items() if k not in ("name", "out_dir", "resume")}
         return d
 
     done = recipe(load_config(run_dir / "config.yaml"))
@@ -120,6 +181,26 @@ def draw_scores(det, ft, alone: dict, truth, peaks, ft_peaks, labelled: list[str
     }
 
 
+def kfold_scores(ens, truth, ens_peaks, held: list[str], geometry) -> dict:
+    """The k-fold arm of one draw on its held-out runs: the ensemble as loaded (``KFOLD_ARMS``) and its oracle
+    (``KFOLD_ORACLES``). ``ens_peaks``: the ensemble's peaks on the held-out runs."""
+    from cryopoint.metric import score
+    from cryopoint.post.thresholds import tune_thresholds
+
+    t_h, e_h = truth[truth.experiment.isin(held)], ens_peaks[ens_peaks.experiment.isin(held)]
+    return {
+        "k-fold ensemble": float(score(t_h, own_picks(ens, e_h, geometry)).score),
+        "k-fold oracle": float(tune_thresholds(t_h, e_h).score_after),
+    }
+
+
+def arms_of(results: dict) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The arms and oracles every draw of ``results`` has (the k-fold ones only when all draws have them)."""
+    draws = [d for row in results.values() for d in row["draws"]]
+    kfold = bool(draws) and all(KFOLD_ARMS[0] in d["scores"] for d in draws)
+    return (ARMS + KFOLD_ARMS, ORACLES + KFOLD_ORACLES) if kfold else (ARMS, ORACLES)
+
+
 def plot(results: dict, path: Path) -> Path:
     """Per source, each draw's score under each arm (one grey line per draw), the mean in colour."""
     import matplotlib
@@ -128,17 +209,19 @@ def plot(results: dict, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     sources = list(results)
+    arms = arms_of(results)[0]
+    labels = {"fine-tuned, validation alone": "fine-tuned,\nval. alone", "k-fold ensemble": "k-fold\nensemble"}
     fig, axes = plt.subplots(1, len(sources), figsize=(4.4 * len(sources), 3.8), sharey=True, squeeze=False)
-    xs = np.arange(len(ARMS))
+    xs = np.arange(len(arms))
     for ax, source in zip(axes[0], sources):
         draws = results[source]["draws"]
         for d in draws:
-            ax.plot(xs, [d["scores"][a] for a in ARMS], color="grey", alpha=0.5, lw=0.8, marker="o", ms=3)
-        means = [np.mean([d["scores"][a] for d in draws]) for a in ARMS]
+            ax.plot(xs, [d["scores"][a] for a in arms], color="grey", alpha=0.5, lw=0.8, marker="o", ms=3)
+        means = [np.mean([d["scores"][a] for d in draws]) for a in arms]
         ax.plot(xs, means, color="tab:blue", lw=2, marker="o", label="mean over draws")
         oracle = np.mean([d["scores"]["untouched oracle"] for d in draws])
         ax.axhline(oracle, color="k", ls=":", lw=0.8, label="untouched, oracle thresholds")
-        ax.set_xticks(xs, ["untouched", "recalibrated", "fine-tuned,\nval. alone", "fine-tuned"], fontsize=8)
+        ax.set_xticks(xs, [labels.get(a, a) for a in arms], fontsize=8)
         ax.set_title(f"source {source} ({len(draws)} draws)")
     axes[0][0].set_ylabel("weighted F-beta on the other runs")
     axes[0][0].legend(fontsize=8, loc="lower left")
@@ -166,6 +249,9 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--config", type=Path, default=REPO / "configs" / "finetune.yaml")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="more overrides of --config")
+    parser.add_argument(
+        "--kfold", action="store_true", help="also fine-tune every draw k-fold (data.fold=all) and score its ensemble"
+    )
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "finetune_runs")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "finetune_runs")
     args = parser.parse_args(argv)
@@ -225,16 +311,29 @@ def main(argv: list[str] | None = None) -> Path:
                 det, ft, alone_thresholds(run_dir), truth, peaks, ft_peaks, labelled, held, geometry, strength
             )
             t_h = truth[truth.experiment.isin(held)]
-            draws.append(
-                {
-                    "labelled": labelled,
-                    "held_particles": int((t_h.particle_type != "beta-amylase").sum()),
-                    "train_min": record["train_s"] / 60,
-                    "steps": record["steps"],
-                    "run": str(run_dir.relative_to(REPO) if run_dir.is_relative_to(REPO) else run_dir),
-                    "scores": scores,
-                }
-            )
+            draw = {
+                "labelled": labelled,
+                "held_particles": int((t_h.particle_type != "beta-amylase").sum()),
+                "train_min": record["train_s"] / 60,
+                "steps": record["steps"],
+                "run": str(run_dir.relative_to(REPO) if run_dir.is_relative_to(REPO) else run_dir),
+                "scores": scores,
+            }
+            if args.kfold:
+                kcfg = load_config(args.config, kfold_overrides(root, labelled, f"{name}_kfold", args.work, args.set))
+                krun, krecord = kfold_once(kcfg)
+                check_reused(krun, kcfg)
+                held_csv = krun / "held_out_peaks.csv"
+                if held_csv.is_file():
+                    ens_peaks = read_submission_csv(held_csv)
+                else:
+                    ens_peaks = predict(krun / "ensemble.pt", root, held)
+                    atomic_write_text(held_csv, ens_peaks.to_csv(index=False))
+                ens = cryopoint.load(krun / "ensemble.pt")
+                scores.update(kfold_scores(ens, truth, ens_peaks, held, geometry))
+                draw["kfold_train_min"] = krecord["train_s"] / 60
+                draw["kfold_run"] = str(krun.relative_to(REPO) if krun.is_relative_to(REPO) else krun)
+            draws.append(draw)
             console.print({k: round(v, 3) for k, v in scores.items()})
         results[source] = {"draws": draws}
     meta = {
@@ -250,6 +349,7 @@ def main(argv: list[str] | None = None) -> Path:
         "k": args.k,
         "test_runs": args.test_runs,
         "seed_offset": args.seed_offset,
+        "kfold": bool(args.kfold),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out.with_suffix(".json"), json.dumps({"meta": meta, "results": results}, indent=2))
@@ -263,6 +363,8 @@ def main(argv: list[str] | None = None) -> Path:
 def report_lines(results: dict, meta: dict, name: str, png: str) -> list[str]:
     """The Markdown report: every draw's scores, the mean per source and over sources."""
     k = meta["k"]
+    arms, oracles = arms_of(results)
+    kfold = arms != ARMS
     lines = [
         "# Fine-tuning on a few labelled runs of a held-out source",
         "",
@@ -273,40 +375,50 @@ def report_lines(results: dict, meta: dict, name: str, png: str) -> list[str]:
         f"on the last; recalibration tunes the shipped model's thresholds on all {k}, shrunk toward its own (prior "
         f"worth {meta['prior_strength']:g} particles per class). Every pick of the other {meta['test_runs'] - k} runs "
         "scored pooled (weighted F-beta, β = 4). Oracle columns: thresholds tuned on those held-out answers "
-        "(ranking only, not a result).",
+        "(ranking only, not a result)."
+        + (
+            f" k-fold ensemble: the same {k} runs fine-tuned {k} times (`data.fold=all`, each fold validated on one "
+            "of them), thresholds tuned once on the pooled out-of-fold predictions (shrunk toward the shipped "
+            f"model's), the {k} fold models averaged at inference (`ensemble.pt`)."
+            if kfold
+            else ""
+        ),
         "",
         "| source | draw | labelled runs | particles scored | "
-        + " | ".join(ARMS)
+        + " | ".join(arms)
         + " | "
-        + " | ".join(ORACLES)
-        + " | train min |",
-        "|---|---|---|---|" + "---|" * (len(ARMS) + len(ORACLES) + 1),
+        + " | ".join(oracles)
+        + (" | train min | k-fold train min |" if kfold else " | train min |"),
+        "|---|---|---|---|" + "---|" * (len(arms) + len(oracles) + 1 + kfold),
     ]
     for source, row in results.items():
         for i, d in enumerate(row["draws"]):
             s = d["scores"]
-            best = max(s[a] for a in ARMS)
-            cells = [f"**{s[a]:.3f}**" if s[a] == best else f"{s[a]:.3f}" for a in ARMS]
-            cells += [f"{s[o]:.3f}" for o in ORACLES]
-            lines.append(
-                f"| {source} | {i} | {', '.join(d['labelled'])} | {d['held_particles']} | "
-                + " | ".join(cells)
-                + f" | {d['train_min']:.1f} |"
-            )
-    lines += ["", "Means over draws:", "", "| source | draws | " + " | ".join((*ARMS, *ORACLES)) + " |"]
-    lines.append("|---|---|" + "---|" * (len(ARMS) + len(ORACLES)))
+            best = max(s[a] for a in arms)
+            cells = [f"**{s[a]:.3f}**" if s[a] == best else f"{s[a]:.3f}" for a in arms]
+            cells += [f"{s[o]:.3f}" for o in oracles]
+            cells.append(f"{d['train_min']:.1f}")
+            if kfold:
+                cells.append(f"{d['kfold_train_min']:.1f}")
+            head = f"| {source} | {i} | {', '.join(d['labelled'])} | {d['held_particles']} | "
+            lines.append(head + " | ".join(cells) + " |")
+    lines += ["", "Means over draws:", "", "| source | draws | " + " | ".join((*arms, *oracles)) + " |"]
+    lines.append("|---|---|" + "---|" * (len(arms) + len(oracles)))
     all_draws = []
     for source, row in results.items():
         all_draws += row["draws"]
-        means = [np.mean([d["scores"][a] for d in row["draws"]]) for a in (*ARMS, *ORACLES)]
+        means = [np.mean([d["scores"][a] for d in row["draws"]]) for a in (*arms, *oracles)]
         lines.append(f"| {source} | {len(row['draws'])} | " + " | ".join(f"{m:.3f}" for m in means) + " |")
     if len(results) > 1:
-        means = [np.mean([d["scores"][a] for d in all_draws]) for a in (*ARMS, *ORACLES)]
+        means = [np.mean([d["scores"][a] for d in all_draws]) for a in (*arms, *oracles)]
         lines.append(f"| all | {len(all_draws)} | " + " | ".join(f"{m:.3f}" for m in means) + " |")
     wins = sum(d["scores"]["fine-tuned"] > d["scores"]["recalibrated"] for d in all_draws)
+    kwins = sum(d["scores"][KFOLD_ARMS[0]] > d["scores"]["fine-tuned"] for d in all_draws) if kfold else 0
     lines += [
         "",
-        f"Fine-tuned above recalibrated in {wins} of {len(all_draws)} draws. The held-out runs of one source "
+        f"Fine-tuned above recalibrated in {wins} of {len(all_draws)} draws"
+        + (f"; k-fold ensemble above fine-tuned in {kwins} of {len(all_draws)}" if kfold else "")
+        + ". The held-out runs of one source "
         "overlap between draws, so draws are not independent; with a few hundred particles per draw, read "
         "differences under about 0.02 as noise.",
         "",

@@ -125,3 +125,90 @@ def test_benchmark_fine_tunes_end_to_end_resumes_and_reports(tmp_path, monkeypat
     # Another recipe in the same work folder is refused, not mixed into the table.
     with pytest.raises(SystemExit, match=r"train\.steps"):
         finetune_runs.main([*argv[: argv.index("--set")], "--set", "train.steps=3", *argv[argv.index("--work") :]])
+
+
+def test_kfold_overrides_hold_one_labelled_run_out_per_fold(tmp_path):
+    over = finetune_runs.kfold_overrides(tmp_path, ["TS_1", "TS_4", "TS_9"], "A_d0_kfold", tmp_path / "w", ["x=1"])
+    assert "data.runs=[TS_1,TS_4,TS_9]" in over and "data.val_runs=[]" in over
+    assert "data.fold=all" in over and "data.n_folds=3" in over and over[-1] == "x=1"
+    with pytest.raises(ValueError, match="two labelled runs"):
+        finetune_runs.kfold_overrides(tmp_path, ["TS_1"], "x", tmp_path)
+
+
+def test_finished_kfold_needs_done_and_the_ensemble(tmp_path):
+    (tmp_path / "A_kfold").mkdir()
+    (tmp_path / "A_kfold" / "ensemble.pt").write_bytes(b"x")  # interrupted before done.json
+    (tmp_path / "A_kfold_other").mkdir()  # another name that starts the same
+    for f in ("done.json", "ensemble.pt"):
+        (tmp_path / "A_kfold_other" / f).write_text("{}")
+    assert finetune_runs.finished_kfold(tmp_path, "A_kfold") is None
+    (tmp_path / "A_kfold-1").mkdir()
+    for f in ("done.json", "ensemble.pt"):
+        (tmp_path / "A_kfold-1" / f).write_text("{}")
+    assert finetune_runs.finished_kfold(tmp_path, "A_kfold") == tmp_path / "A_kfold-1"
+
+
+def test_kfold_scores_are_the_ensembles_held_out_scores(plain_detector):
+    truth, peaks = dataset(3, n_exp=5)
+    runs = sorted(set(peaks.experiment))
+    held = runs[2:]
+    geometry = {r: ((32, 96, 96), (10.0, 10.0, 10.0)) for r in runs}
+    s = finetune_runs.kfold_scores(plain_detector, truth, peaks, held, geometry)
+    assert set(s) == {*finetune_runs.KFOLD_ARMS, *finetune_runs.KFOLD_ORACLES}
+    t_h, p_h = truth[truth.experiment.isin(held)], peaks[peaks.experiment.isin(held)]
+    kept = apply_thresholds(p_h, plain_detector.default_thresholds)
+    assert s["k-fold ensemble"] == pytest.approx(score(t_h, kept).score)
+    assert s["k-fold oracle"] == pytest.approx(tune_thresholds(t_h, p_h).score_after)
+    assert s["k-fold oracle"] >= s["k-fold ensemble"] - 1e-12
+    # Peaks on labelled runs are not scored.
+    other = pd.concat([p_h, peaks[~peaks.experiment.isin(held)].assign(score=1.0)])
+    assert finetune_runs.kfold_scores(plain_detector, truth, other, held, geometry) == s
+
+
+def test_arms_of_reports_the_kfold_arm_only_when_every_draw_has_it():
+    plain = {"scores": dict.fromkeys((*finetune_runs.ARMS, *finetune_runs.ORACLES), 0.5)}
+    both = {"scores": {**plain["scores"], "k-fold ensemble": 0.6, "k-fold oracle": 0.7}}
+    assert finetune_runs.arms_of({"A": {"draws": [plain]}}) == (finetune_runs.ARMS, finetune_runs.ORACLES)
+    assert finetune_runs.arms_of({"A": {"draws": [both]}, "B": {"draws": [both]}})[0][-1] == "k-fold ensemble"
+    assert finetune_runs.arms_of({"A": {"draws": [both]}, "B": {"draws": [plain]}})[0] == finetune_runs.ARMS
+
+
+@pytest.mark.filterwarnings("ignore::cryopoint.errors.PolarityWarning")  # small stand-ins fool the check
+def test_kfold_arm_fine_tunes_every_fold_scores_the_ensemble_and_resumes(tmp_path, monkeypatch):
+    out, work = tmp_path / "kf", tmp_path / "work"
+    argv = [
+        *"--budget smoke --sources B --test-runs 3 --k 2 --draws 1 --seed-offset 5000 --kfold".split(),
+        *["--set", "train.steps=2", "train.val_every=2", "data.samples_per_epoch=4"],
+        *["--work", str(work), "--out", str(out), "--cache-dir", str(tmp_path / "cache")],
+    ]
+    md = finetune_runs.main(argv)
+    data = json.loads(out.with_suffix(".json").read_text())
+    (d,) = data["results"]["B"]["draws"]
+    assert data["meta"]["kfold"] is True
+    kfold = work / "B_5000_k2_s1_d0_kfold"
+    assert d["kfold_run"] == str(kfold) and d["kfold_train_min"] > 0
+    assert (kfold / "ensemble.pt").is_file() and (kfold / "done.json").is_file()
+    folds = [kfold / "fold0", kfold / "fold1"]
+    records = [[json.loads(x) for x in (f / "metrics.jsonl").read_text().splitlines() if x.strip()] for f in folds]
+    validated = [next(r for r in recs if r.get("type") == "run")["val_runs"] for recs in records]
+    assert sorted(r for v in validated for r in v) == sorted(d["labelled"])  # each labelled run validates once
+    ens_held = set(pd.read_csv(kfold / "held_out_peaks.csv").experiment)
+    assert ens_held and not ens_held & set(d["labelled"])  # the ensemble is scored on unseen runs only
+    import cryopoint
+
+    ens = cryopoint.load(kfold / "ensemble.pt")
+    record = json.loads((kfold / "metrics.jsonl").read_text().splitlines()[-1])
+    assert record["type"] == "kfold" and ens.default_thresholds == pytest.approx(record["thresholds"])
+    assert all(0.0 <= d["scores"][a] <= 1.0 for a in ("k-fold ensemble", "k-fold oracle"))
+    text = md.read_text()
+    assert "| k-fold ensemble |" in text and "k-fold ensemble above fine-tuned in" in text
+    assert_png(out.with_suffix(".png"))
+
+    def no_training(*a, **k):
+        raise AssertionError("a finished training was trained again")
+
+    monkeypatch.setattr("cryopoint.engine.train", no_training)
+    monkeypatch.setattr("cryopoint.engine.train_kfold", no_training)
+    finetune_runs.main(argv)
+    again = json.loads(out.with_suffix(".json").read_text())["results"]["B"]["draws"]
+    assert again[0]["scores"] == d["scores"]
