@@ -88,14 +88,15 @@ def plan(
     return jobs
 
 
-def finished_run(out_dir: Path, name: str) -> Path | None:
-    """A finished training of that name (``name`` or the engine's ``name-N``): ``done.json``, ``best.pt`` and
-    ``oof_predictions.csv`` all there."""
+#: What a finished training's folder holds (a k-fold training: ``("done.json", "ensemble.pt")``).
+FINISHED_FILES = ("done.json", "best.pt", "oof_predictions.csv")
+
+
+def finished_run(out_dir: Path, name: str, files: tuple[str, ...] = FINISHED_FILES) -> Path | None:
+    """A finished training of that name (``name`` or the engine's ``name-N``): every one of ``files`` there."""
     pattern = re.compile(rf"{re.escape(name)}(-\d+)?")
     for p in sorted(out_dir.glob(f"{name}*")):
-        if pattern.fullmatch(p.name) and all(
-            (p / f).is_file() for f in ("done.json", "best.pt", "oof_predictions.csv")
-        ):
+        if pattern.fullmatch(p.name) and all((p / f).is_file() for f in files):
             return p
     return None
 

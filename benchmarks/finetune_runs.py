@@ -52,6 +52,8 @@ ORACLES = ("untouched oracle", "fine-tuned oracle")
 #: The ``--kfold`` arm and its oracle.
 KFOLD_ARMS = ("k-fold ensemble",)
 KFOLD_ORACLES = ("k-fold oracle",)
+#: What a finished k-fold fine-tuning's folder holds.
+KFOLD_FILES = ("done.json", "ensemble.pt")
 
 
 def run_key(name: str) -> int:
@@ -91,17 +93,6 @@ def kfold_overrides(root: Path, labelled: list[str], name: str, work: Path, extr
     ]
 
 
-def finished_kfold(out_dir: Path, name: str) -> Path | None:
-    """A finished k-fold fine-tuning of that name (``name`` or the engine's ``name-N``): ``done.json`` and
-    ``ensemble.pt`` both there."""
-    for p in sorted(out_dir.glob(f"{name}*")):
-        if (p.name == name or p.name[len(name) :].lstrip("-").isdigit()) and all(
-            (p / f).is_file() for f in ("done.json", "ensemble.pt")
-        ):
-            return p
-    return None
-
-
 def kfold_once(cfg) -> tuple[Path, dict]:
     """Train a draw's k-fold fine-tuning (every fold, pooled thresholds, ``ensemble.pt``), or reuse the finished
     one of the same name. An interrupted one resumes its folds (a finished fold is not trained again).
@@ -112,11 +103,12 @@ def kfold_once(cfg) -> tuple[Path, dict]:
     """
     import copy
 
+    from benchmarks.compare_plan import finished_run
     from cryopoint.engine import train_kfold
     from cryopoint.io.atomic import atomic_write_text
 
     out_dir = Path(cfg.train.out_dir)
-    done = finished_kfold(out_dir, cfg.train.name)
+    done = finished_run(out_dir, cfg.train.name, KFOLD_FILES)
     if done is not None:
         return done, json.loads((done / "done.json").read_text())
     cfg = copy.deepcopy(cfg)

@@ -135,17 +135,20 @@ def test_kfold_overrides_hold_one_labelled_run_out_per_fold(tmp_path):
         finetune_runs.kfold_overrides(tmp_path, ["TS_1"], "x", tmp_path)
 
 
-def test_finished_kfold_needs_done_and_the_ensemble(tmp_path):
+def test_a_kfold_training_counts_as_finished_with_done_and_the_ensemble(tmp_path):
+    from benchmarks.compare_plan import finished_run
+
     (tmp_path / "A_kfold").mkdir()
     (tmp_path / "A_kfold" / "ensemble.pt").write_bytes(b"x")  # interrupted before done.json
     (tmp_path / "A_kfold_other").mkdir()  # another name that starts the same
     for f in ("done.json", "ensemble.pt"):
         (tmp_path / "A_kfold_other" / f).write_text("{}")
-    assert finetune_runs.finished_kfold(tmp_path, "A_kfold") is None
+    assert finished_run(tmp_path, "A_kfold", finetune_runs.KFOLD_FILES) is None
     (tmp_path / "A_kfold-1").mkdir()
     for f in ("done.json", "ensemble.pt"):
         (tmp_path / "A_kfold-1" / f).write_text("{}")
-    assert finetune_runs.finished_kfold(tmp_path, "A_kfold") == tmp_path / "A_kfold-1"
+    assert finished_run(tmp_path, "A_kfold", finetune_runs.KFOLD_FILES) == tmp_path / "A_kfold-1"
+    assert finished_run(tmp_path, "A_kfold") is None  # no best.pt: not a finished single training
 
 
 def test_kfold_scores_are_the_ensembles_held_out_scores(plain_detector):
