@@ -371,7 +371,9 @@ def report_lines(results: dict, meta: dict, name: str, png: str) -> list[str]:
         + (
             f" k-fold ensemble: the same {k} runs fine-tuned {k} times (`data.fold=all`, each fold validated on one "
             "of them), thresholds tuned once on the pooled out-of-fold predictions (shrunk toward the shipped "
-            f"model's), the {k} fold models averaged at inference (`ensemble.pt`)."
+            f"model's), the {k} fold models averaged at inference (`ensemble.pt`). Its train minutes are the "
+            "whole k-fold run's (every fold's validation and the pooling included; the single fine-tuning's "
+            "exclude its validation)."
             if kfold
             else ""
         ),
