@@ -120,6 +120,25 @@ def kfold_once(cfg) -> tuple[Path, dict]:
     return run_dir, record
 
 
+def held_out_peaks(ckpt: Path, root: Path, held: list[str]):
+    """Every peak of ``ckpt`` on the held-out runs, kept beside it (``held_out_peaks.csv``) and read back on a rerun."""
+    from benchmarks.generalization import predict
+    from cryopoint.io import read_submission_csv
+    from cryopoint.io.atomic import atomic_write_text
+
+    cached = ckpt.parent / "held_out_peaks.csv"
+    if cached.is_file():
+        return read_submission_csv(cached)
+    peaks = predict(ckpt, root, held)
+    atomic_write_text(cached, peaks.to_csv(index=False))
+    return peaks
+
+
+def shown(path: Path) -> str:
+    """``path`` relative to the repository when inside it (as the report names run folders)."""
+    return str(path.relative_to(REPO) if path.is_relative_to(REPO) else path)
+
+
 def alone_thresholds(run_dir: Path) -> dict[str, float]:
     """The thresholds the last validation chose on its own runs, before any prior moved them."""
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
@@ -214,10 +233,10 @@ def plot(results: dict, path: Path) -> Path:
         oracle = np.mean([d["scores"]["untouched oracle"] for d in draws])
         ax.axhline(oracle, color="k", ls=":", lw=0.8, label="untouched, oracle thresholds")
         ax.set_xticks(xs, [labels.get(a, a) for a in arms], fontsize=8)
-        ax.set_title(f"source {source} ({len(draws)} draws)")
+        ax.set_title(f"source {source} ({len(draws)} draw{'s' if len(draws) != 1 else ''})")
     axes[0][0].set_ylabel("weighted F-beta on the other runs")
-    axes[0][0].legend(fontsize=8, loc="lower left")
-    fig.suptitle("The shipped model on a held-out source, with k labelled runs used four ways", fontsize=10)
+    axes[0][0].legend(fontsize=8, loc="best")
+    fig.suptitle("The shipped model on a held-out source: untouched, and with k labelled runs", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -292,12 +311,7 @@ def main(argv: list[str] | None = None) -> Path:
             cfg = load_config(args.config, finetune_overrides(root, labelled, name, args.work, args.set))
             run_dir, record = train_once(cfg, report_only=False)  # not compare's --report-only state
             check_reused(run_dir, cfg)  # a reused training must be this recipe's
-            held_csv = run_dir / "held_out_peaks.csv"
-            if held_csv.is_file():
-                ft_peaks = read_submission_csv(held_csv)
-            else:
-                ft_peaks = predict(run_dir / "best.pt", root, held)
-                atomic_write_text(held_csv, ft_peaks.to_csv(index=False))
+            ft_peaks = held_out_peaks(run_dir / "best.pt", root, held)
             ft = cryopoint.load(run_dir / "best.pt")
             scores = draw_scores(
                 det, ft, alone_thresholds(run_dir), truth, peaks, ft_peaks, labelled, held, geometry, strength
@@ -308,23 +322,18 @@ def main(argv: list[str] | None = None) -> Path:
                 "held_particles": int((t_h.particle_type != "beta-amylase").sum()),
                 "train_min": record["train_s"] / 60,
                 "steps": record["steps"],
-                "run": str(run_dir.relative_to(REPO) if run_dir.is_relative_to(REPO) else run_dir),
+                "run": shown(run_dir),
                 "scores": scores,
             }
             if args.kfold:
                 kcfg = load_config(args.config, kfold_overrides(root, labelled, f"{name}_kfold", args.work, args.set))
                 krun, krecord = kfold_once(kcfg)
                 check_reused(krun, kcfg)
-                held_csv = krun / "held_out_peaks.csv"
-                if held_csv.is_file():
-                    ens_peaks = read_submission_csv(held_csv)
-                else:
-                    ens_peaks = predict(krun / "ensemble.pt", root, held)
-                    atomic_write_text(held_csv, ens_peaks.to_csv(index=False))
+                ens_peaks = held_out_peaks(krun / "ensemble.pt", root, held)
                 ens = cryopoint.load(krun / "ensemble.pt")
                 scores.update(kfold_scores(ens, truth, ens_peaks, held, geometry))
                 draw["kfold_train_min"] = krecord["train_s"] / 60
-                draw["kfold_run"] = str(krun.relative_to(REPO) if krun.is_relative_to(REPO) else krun)
+                draw["kfold_run"] = shown(krun)
             draws.append(draw)
             console.print({k: round(v, 3) for k, v in scores.items()})
         results[source] = {"draws": draws}
@@ -332,7 +341,7 @@ def main(argv: list[str] | None = None) -> Path:
         "command": "python -m benchmarks.finetune_runs " + " ".join(argv if argv is not None else sys.argv[1:]),
         "checkpoint": str(ckpt),
         "sha256": sha256(ckpt),
-        "config": str(args.config.relative_to(REPO) if args.config.is_relative_to(REPO) else args.config),
+        "config": shown(args.config),
         "overrides": list(args.set),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": machine("cpu"),
