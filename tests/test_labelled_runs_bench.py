@@ -71,10 +71,31 @@ def test_curve_means_the_draws_and_shipped_ignores_the_labels(plain_detector):
     assert frame[(frame.rule == "shipped") & (frame.k == 1)].score.iloc[0] == pytest.approx(first)
 
 
+def test_cross_offset_scores_the_test_runs_at_thresholds_tuned_on_the_other_set(plain_detector):
+    truth, preds = dataset(7, n_exp=6)
+    geometry = {r: ((32, 96, 96), (10.0, 10.0, 10.0)) for r in set(preds.experiment)}
+    a, b = ["r0", "r1", "r2"], ["r3", "r4", "r5"]
+    labelled = (truth[truth.experiment.isin(a)], preds[preds.experiment.isin(a)], geometry)
+    test = (truth[truth.experiment.isin(b)], preds[preds.experiment.isin(b)], geometry)
+    row = labelled_runs.cross_offset(plain_detector, labelled, test, 25.0)
+    assert set(row) == {*labelled_runs.RULES, "oracle"}
+    argmax = tune_thresholds(labelled[0], labelled[1]).thresholds
+    assert row["argmax"] == pytest.approx(score(test[0], apply_thresholds(test[1], argmax)).score)
+    assert row["shipped"] == pytest.approx(
+        score(test[0], apply_thresholds(test[1], plain_detector.default_thresholds)).score
+    )
+    assert row["oracle"] == pytest.approx(tune_thresholds(test[0], test[1]).score_after)
+    assert row["oracle"] >= max(row[r] for r in labelled_runs.RULES) - 1e-12  # argmax on the test runs beats all
+    swapped = labelled_runs.cross_offset(plain_detector, test, labelled, 25.0)
+    assert swapped["oracle"] == pytest.approx(tune_thresholds(labelled[0], labelled[1]).score_after)
+    with pytest.raises(ValueError, match="disjoint"):
+        labelled_runs.cross_offset(plain_detector, labelled, labelled, 25.0)
+
+
 @pytest.mark.filterwarnings("ignore::cryopoint.errors.PolarityWarning")  # small stand-ins fool the check
 def test_benchmark_runs_end_to_end_and_reports_real_scores(tmp_path):
     out = tmp_path / "labelled"
-    args = "--budget smoke --test-runs 3 --ks 1 2 --draws 2 --seed-offsets 5000"
+    args = "--budget smoke --test-runs 3 --ks 1 2 --draws 2 --seed-offsets 5000 6000"
     md = labelled_runs.main([*args.split(), "--cache-dir", str(tmp_path / "cache"), "--out", str(out)])
     data = json.loads(out.with_suffix(".json").read_text())
     assert set(data["results"]["5000"]) == {"A", "B", "C"}
@@ -84,6 +105,13 @@ def test_benchmark_runs_end_to_end_and_reports_real_scores(tmp_path):
         assert row["loo"]["oracle"] >= 0.0 and set(row["loo"]) == {*labelled_runs.RULES, "oracle"}
     text = md.read_text()
     assert "| 5000 | A |" in text and "oracle - best honest" in text
+    cross = data["cross"]  # both directions of the two offsets, per source
+    assert {(r["source"], r["labelled"], r["test"]) for r in cross} == {
+        (s, a, b) for s in "ABC" for a, b in ((5000, 6000), (6000, 5000))
+    }
+    for r in cross:  # a test offset's oracle is the one its own leave-one-out reports
+        assert r["oracle"] == pytest.approx(data["results"][str(r["test"])][r["source"]]["loo"]["oracle"])
+    assert "| A | 5000 | 6000 |" in text and "Across seed offsets" in text
     assert_png(out.with_suffix(".png"))
     with pytest.raises(SystemExit):
         labelled_runs.main(["--budget", "smoke", "--test-runs", "3", "--ks", "3", "--out", str(out)])
