@@ -156,24 +156,6 @@ class Detector:
         post = dataclasses.replace(self.config.post, noise_tail=on)
         return dataclasses.replace(self, config=dataclasses.replace(self.config, post=post))
 
-    def with_adapt_bn(self, weight: float) -> Detector:
-        """This detector with ``infer.adapt_bn = weight``: each tomogram's own BatchNorm statistics mixed into
-        the trained ones at that share before the network runs on it (:mod:`cryopoint.model.batchnorm_adapt`;
-        0 = off). The model is shared, not copied; ``detect`` adapts a copy per tomogram. A detector set to run
-        on ONNX Runtime switches to PyTorch (the adapted network is a new network for every tomogram)."""
-        from cryopoint.model.batchnorm_adapt import batchnorm_layers
-
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0.0 <= float(weight) <= 1.0:
-            raise ConfigError(f"adapt_bn must be a number in [0, 1] (0 = off); got {weight!r}.")
-        if weight and not batchnorm_layers(self.model):
-            raise ConfigError(
-                f"{self.path or 'this detector'} has no BatchNorm layer to adapt (a GroupNorm network?); "
-                "adapt_bn does not apply to it."
-            )
-        runtime = "torch" if weight and self.config.infer.runtime == "onnxruntime" else self.config.infer.runtime
-        infer = dataclasses.replace(self.config.infer, adapt_bn=float(weight), runtime=runtime)
-        return dataclasses.replace(self, config=dataclasses.replace(self.config, infer=infer))
-
     def thresholds_for(
         self, peaks: pd.DataFrame, shape: Sequence[int], voxel_size: float | Sequence[float]
     ) -> dict[str, float]:

@@ -74,9 +74,7 @@ class BatchOptions:
 
     ``adaptive_alpha`` overrides the model's ``post.adaptive_alpha`` (per-tomogram thresholds,
     :mod:`cryopoint.post.adaptive`) and ``noise_tail`` its ``post.noise_tail`` (:mod:`cryopoint.post.noise_tail`)
-    where the model's own thresholds apply; None keeps the model's setting. ``adapt_bn`` overrides the model's
-    ``infer.adapt_bn`` (each tomogram's BatchNorm statistics mixed in, :mod:`cryopoint.model.batchnorm_adapt`;
-    it changes the peaks, so results made without it are not resumed with it). ``polarity`` is
+    where the model's own thresholds apply; None keeps the model's setting. ``polarity`` is
     :func:`cryopoint.detect`'s (a tomogram that looks inverted is noted in its status file as well as warned about).
     """
 
@@ -89,7 +87,6 @@ class BatchOptions:
     thresholds: dict[str, float] | float | None = None
     adaptive_alpha: float | None = None
     noise_tail: bool | None = None
-    adapt_bn: float | None = None
     devices: tuple[str, ...] = ()
     tta: bool | None = None
     batch_size: int | None = None
@@ -156,7 +153,6 @@ def made_with(opts: BatchOptions, detector: Detector | str) -> dict[str, Any]:
         "tta": bool(infer.tta if opts.tta is None else opts.tta),
         "voxel_size": opts.voxel_size,
         **inverts,
-        **({"adapt_bn": float(infer.adapt_bn)} if infer.adapt_bn else {}),  # absent when off: older results resume
     }
 
 
@@ -245,21 +241,10 @@ def process_run(
     return status
 
 
-def _with_overrides(detector: Detector, opts: BatchOptions) -> Detector:
-    """``detector`` with the batch's overrides of its settings (None keeps the model's)."""
-    if opts.adaptive_alpha is not None:
-        detector = detector.with_adaptive_alpha(opts.adaptive_alpha)
-    if opts.noise_tail is not None:
-        detector = detector.with_noise_tail(opts.noise_tail)
-    if opts.adapt_bn is not None:
-        detector = detector.with_adapt_bn(opts.adapt_bn)
-    return detector
-
-
 def _worker(rank: int, device: str, opts: BatchOptions, tasks: Any, results: Any, made: dict) -> None:
     """One process per device: load the model once, then take runs from ``tasks`` until a None arrives."""
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, len(opts.devices))))
-    detector = opts.model if opts.model == "blob" else _with_overrides(load(opts.model), opts)
+    detector = opts.model if opts.model == "blob" else load(opts.model)
     while (task := tasks.get()) is not None:
         run, source = task
         results.put(("start", rank, run, 0, 0))
@@ -494,8 +479,11 @@ def run_batch(inputs: dict[str, Path | str], opts: BatchOptions, console: Consol
     devices = devices or ("cpu",)
     opts = BatchOptions(**{**opts.__dict__, "devices": devices, "out_dir": Path(opts.out_dir)})
     console = console or make_console()
-    # a bad checkpoint fails before any run
-    detector = opts.model if opts.model == "blob" else _with_overrides(load(opts.model), opts)
+    detector = opts.model if opts.model == "blob" else load(opts.model)  # a bad checkpoint fails before any run
+    if opts.adaptive_alpha is not None and not isinstance(detector, str):
+        detector = detector.with_adaptive_alpha(opts.adaptive_alpha)
+    if opts.noise_tail is not None and not isinstance(detector, str):
+        detector = detector.with_noise_tail(opts.noise_tail)
     made = made_with(opts, detector)
     if not opts.overwrite:
         _check_stale(inputs, opts, made)

@@ -368,9 +368,6 @@ class InferConfig:
     a CPU: ``torch``, ``onnxruntime`` (the ``cryopoint[onnx]`` extra; exported once per window shape and cached)
     or ``auto`` (ONNX Runtime where installed, else PyTorch). Speed and score of each variant:
     ``benchmarks/results/inference.md``.
-    ``adapt_bn``: share (0-1) of each tomogram's own BatchNorm statistics mixed into the trained ones before the
-    network runs on it (label free; :mod:`cryopoint.model.batchnorm_adapt`); 0 = off. Needs a network with
-    BatchNorm layers; runs on the PyTorch runtime.
     """
 
     roi: list[int] = field(default_factory=lambda: [64, 128, 128])
@@ -381,7 +378,6 @@ class InferConfig:
     fast_cpu: bool = True
     cpu_bf16: bool = False
     runtime: str = "torch"
-    adapt_bn: float = 0.0
 
 
 @dataclass
@@ -646,11 +642,6 @@ def _validate(cfg: Config) -> None:
         (0.0 <= cfg.train.ema_decay < 1.0, "train.ema_decay must be in [0, 1)"),
         (0.0 <= cfg.infer.overlap < 1.0, "infer.overlap must be in [0, 1)"),
         (cfg.infer.runtime in RUNTIMES, f"infer.runtime must be one of {', '.join(RUNTIMES)}"),
-        (0.0 <= cfg.infer.adapt_bn <= 1.0, "infer.adapt_bn must be in [0, 1] (0 = off)"),
-        (
-            cfg.infer.adapt_bn == 0.0 or cfg.infer.runtime != "onnxruntime",
-            "infer.adapt_bn adapts the PyTorch network per tomogram; use infer.runtime=torch (or auto) with it",
-        ),
         (0.0 <= cfg.post.threshold_tolerance < 1.0, "post.threshold_tolerance must be in [0, 1) (F-beta units)"),
         (cfg.post.adaptive_alpha >= 0.0, "post.adaptive_alpha must be >= 0 (0 = off)"),
         (cfg.data.samples_per_epoch > 0, "data.samples_per_epoch must be positive"),

@@ -12,7 +12,6 @@ at a time are on the compute device. A 184 x 630 x 630 tomogram with six classes
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from collections.abc import Callable, Sequence
 
@@ -303,18 +302,6 @@ def predict_peaks(
     from cryopoint.post.nms import find_peaks
 
     runtime = resolve_runtime(infer.runtime, device)
-    if infer.adapt_bn:
-        from cryopoint.model.batchnorm_adapt import adapt_batchnorm
-
-        if runtime == "onnxruntime":
-            if infer.runtime != "auto":
-                raise ConfigError("infer.adapt_bn adapts the PyTorch network per tomogram; use infer.runtime=torch.")
-            runtime = "torch"
-        check_volume(tomogram.data)
-        if not normalized:  # normalise once: the adaptation and the windows below see the same volume
-            tomogram = dataclasses.replace(tomogram, data=normalize_volume(tomogram.data))
-            normalized = True
-        model = adapt_batchnorm(model, tomogram.data, infer.adapt_bn, device=device)
 
     with torch.inference_mode():
         heatmaps, stride = predict_heatmaps(

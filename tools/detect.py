@@ -69,13 +69,6 @@ def main(argv=None) -> int:
         "background tail (label-free; default: the model's setting)",
     )
     p.add_argument(
-        "--adapt-bn",
-        type=float,
-        metavar="WEIGHT",
-        help="per tomogram, mix this share (0-1) of its own BatchNorm statistics into the network's before it runs "
-        "(label-free, for data unlike the training data; 0 = off; default: the model's setting)",
-    )
-    p.add_argument(
         "--devices",
         nargs="+",
         default=[],
@@ -114,7 +107,6 @@ def main(argv=None) -> int:
         thresholds=read_thresholds(args.thresholds) if args.thresholds else args.threshold,
         adaptive_alpha=args.adaptive,
         noise_tail=args.noise_tail,
-        adapt_bn=args.adapt_bn,
         devices=tuple(args.devices),
         tta=args.tta,
         batch_size=args.batch_size,
