@@ -222,7 +222,7 @@ def plot(results: dict, path: Path) -> Path:
     sources = list(results)
     arms = arms_of(results)[0]
     labels = {"fine-tuned, validation alone": "fine-tuned,\nval. alone", "k-fold ensemble": "k-fold\nensemble"}
-    fig, axes = plt.subplots(1, len(sources), figsize=(4.4 * len(sources), 3.8), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(sources), figsize=(max(6.0, 4.4 * len(sources)), 3.8), sharey=True, squeeze=False)
     xs = np.arange(len(arms))
     for ax, source in zip(axes[0], sources):
         draws = results[source]["draws"]
