@@ -3,7 +3,7 @@
 A short probe run logs its throughput in ``metrics.jsonl``; the stage then gets a fixed step count, decided before
 it starts, so that its learning-rate schedule runs whole inside the lease::
 
-    python -m benchmarks.gpu_session_steps runs/probe SECONDS_LEFT BATCH MAX_STEPS    # prints the step count
+    python -m benchmarks.gpu_session_steps runs/probe SECONDS_LEFT MAX_STEPS    # prints the step count
 """
 
 from __future__ import annotations
