@@ -70,6 +70,10 @@ SHIFTS: dict[str, tuple[dict, str]] = {
     "crowded x12": ({"crowding": 12.0}, "twelve times: a packed sample"),
     "clean": ({"snr": 6.0, "clutter_per_particle": 0.2}, "high SNR, little clutter"),
     "noisy": ({"snr": 0.15}, "very low SNR"),
+    # The base's SNR is 0.5 (the realistic preset's): these rows give the shape of the accuracy-noise curve.
+    "snr 0.25": ({"snr": 0.25}, "half the base's signal-to-noise power ratio (0.5)"),
+    "snr 1": ({"snr": 1.0}, "twice the base's signal-to-noise power ratio"),
+    "snr 2": ({"snr": 2.0}, "four times the base's signal-to-noise power ratio"),
 }
 
 
