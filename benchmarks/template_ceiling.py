@@ -20,7 +20,7 @@ draws its noise tilt by tilt and is refused.
 
 ::
 
-    python -m benchmarks.template_ceiling --offset 17000 --step 20   # source A's 16 fresh runs: ~20 min on 2 cores
+    python -m benchmarks.template_ceiling --offset 17000 --step 20   # source A's 16 fresh runs: ~1 h on 2 cores
     python -m benchmarks.template_ceiling --root ROOT --runs 4       # the first 4 runs of any Fourier-path root
 
 Writes ``benchmarks/results/template_ceiling.{md,json}``. The matcher's peaks (every local maximum, one file per run)
