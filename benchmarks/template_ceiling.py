@@ -136,9 +136,8 @@ def replay_run(root: Path, name: str):
             "(its noise is one draw over the whole volume). Use a root with imaging=fourier (source A)."
         )
     density, picks = build_sample(tuple(meta["shape"]), params, rng)
-    truth = read_truth(root)
     cols = ["particle_type", "x", "y", "z"]
-    want = truth[truth.experiment == name].sort_values(cols)[cols].to_numpy()
+    want = read_truth(root, runs=[name]).sort_values(cols)[cols].to_numpy()
     got = picks.sort_values(cols)[cols].to_numpy()
     same = len(want) == len(got) and (want[:, 0] == got[:, 0]).all()
     if not same or not np.allclose(want[:, 1:].astype(float), got[:, 1:].astype(float), atol=0.1):
@@ -359,8 +358,7 @@ def main(argv: list[str] | None = None) -> Path:
         network = network[network.experiment.isin(names)]
     else:
         network = predict(args.model, root, names)
-    truth = read_truth(root)
-    truth = truth[truth.experiment.isin(names)]
+    truth = read_truth(root, runs=names)
     result = compare(truth, matcher, network, classes)
     meta = {
         "command": "python -m benchmarks.template_ceiling " + " ".join(argv if argv is not None else sys.argv[1:]),
