@@ -1,0 +1,112 @@
+"""Source D (benchmarks/blind_sim.py, benchmarks/blind_source.py): the blind simulator writes data cryopoint reads
+as a user's CZII data, with labels on the particles, and the benchmark scores a model on it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmarks import blind_sim, blind_source
+from cryopoint.io import list_runs, read_tomogram, read_truth, tomogram_path
+from cryopoint.particles import PARTICLE_NAMES, get_particle
+
+SHAPE = (48, 160, 160)
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    return blind_source.dataset(7, 1, 4, SHAPE, str(tmp_path_factory.mktemp("cache")))
+
+
+def test_runs_read_as_czii_data(root):
+    names = list_runs(root)
+    assert sorted(names) == blind_source.run_names(1, 4)
+    tomo = read_tomogram(tomogram_path(root, "TS_D_1"))
+    assert tomo.shape == SHAPE
+    assert tomo.voxel_size == pytest.approx((10.012444,) * 3)  # from .zattrs, not the folder's 10.000
+    truth = read_truth(root)
+    assert set(truth.particle_type) <= set(PARTICLE_NAMES) and len(truth) >= 8
+    extent = np.array(SHAPE[::-1]) * 10.012444  # x, y, z in Å
+    xyz = truth[["x", "y", "z"]].to_numpy()
+    assert (xyz >= 0).all() and (xyz < extent).all()
+
+
+def test_dataset_resumes_and_is_deterministic(root, tmp_path):
+    again = blind_source.dataset(7, 1, 1, SHAPE, str(tmp_path))  # a fresh cache: generated again
+    a = read_tomogram(tomogram_path(root, "TS_D_1")).data
+    b = read_tomogram(tomogram_path(again, "TS_D_1")).data
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    stamp = (root / "train" / "overlay" / "ExperimentRuns" / "TS_D_2").stat().st_mtime_ns
+    assert blind_source.dataset(7, 1, 4, SHAPE, str(root.parents[1])) == root  # same key, nothing regenerated
+    assert (root / "train" / "overlay" / "ExperimentRuns" / "TS_D_2").stat().st_mtime_ns == stamp
+
+
+def _mean_near(volume: np.ndarray, centres_zyx: np.ndarray, radius: int) -> float:
+    values = []
+    for c in np.round(centres_zyx).astype(int):
+        lo, hi = np.maximum(c - radius, 0), np.minimum(c + radius + 1, volume.shape)
+        values.append(volume[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]].mean())
+    return float(np.mean(values))
+
+
+def test_labels_sit_on_dark_density(root):
+    """Protein is darker than ice at the labelled centres (in cryopoint's frame: x, y, z in Å -> axes 2, 1, 0), and
+    not at the same points moved 30 voxels in x: a slip of frame or units would fail this."""
+    truth = read_truth(root)
+    at, off = [], []
+    for run, group in truth.groupby("experiment"):
+        tomo = read_tomogram(tomogram_path(root, run))
+        vol = np.asarray(tomo.data, dtype=np.float64)
+        vol = (vol - vol.mean()) / vol.std()
+        zyx = group[["z", "y", "x"]].to_numpy() / 10.012444
+        moved = zyx + [0, 0, 30]
+        moved[:, 2] %= SHAPE[2]
+        at.append(_mean_near(vol, zyx, 2))
+        off.append(_mean_near(vol, moved, 2))
+    assert np.mean(at) < -0.3 and np.mean(at) < np.mean(off) - 0.3
+
+
+def test_evaluate_scores_perfect_picks_and_writes_report(root, tmp_path):
+    names = blind_source.run_names(1, 4)
+    truth = read_truth(root, runs=names)
+    truth.attrs["root"] = root
+    rng = np.random.default_rng(0)
+    hits = truth.assign(score=0.95)
+    noise = pd.DataFrame(
+        {
+            "experiment": rng.choice(names, 400),
+            "particle_type": rng.choice(PARTICLE_NAMES, 400),
+            "x": rng.uniform(0, SHAPE[2] * 10, 400),
+            "y": rng.uniform(0, SHAPE[1] * 10, 400),
+            "z": rng.uniform(0, SHAPE[0] * 10, 400),
+            "score": rng.uniform(0.0, 0.05, 400),
+        }
+    )
+    peaks = pd.concat([hits[noise.columns], noise], ignore_index=True)
+    blobs = noise.assign(score=rng.uniform(0, 1, 400))  # a detector that finds nothing
+    res = blind_source.evaluate("default", peaks, blobs, truth, names)
+    present = [n for n in PARTICLE_NAMES if get_particle(n).weight > 0 and (truth.particle_type == n).any()]
+    assert present
+    for n in present:
+        assert res["ranking"][n] == pytest.approx(1.0)
+        assert res["default"][n + " recall"] == pytest.approx(1.0)  # shipped thresholds are far below 0.95
+    split = res["split_half"]
+    assert split["tune_runs"] == names[:2] and split["test_runs"] == names[2:]
+    assert split["gap"]["weighted"]["gap"] > 0  # perfect picks beat a blind detector
+    res["seconds"] = [1.0] * 4
+    meta = dict(command="python -m benchmarks.blind_source", when="now", machine="test", minutes=0.1, model="default")
+    meta.update(model_sha="0" * 64, sim_digest="x", seed=7, first=1, runs=4, notes="")
+    text = blind_source.write_report({"small": res}, meta, tmp_path / "r").read_text()
+    assert "| default | **" in text and "LoG blob" in text
+    assert f"{res['ranking']['score']:.3f}" in text
+
+
+def test_simulator_is_kept_blind():
+    """The simulator imports nothing from cryopoint: its choices stay its own."""
+    source = Path(blind_sim.__file__).read_text()
+    assert not re.search(r"^\s*(from|import)\s+(cryopoint|benchmarks)\b", source, re.MULTILINE)
+    assert re.search(r"^import numpy as np$", source, re.MULTILINE)  # the pattern does match an import line
