@@ -87,15 +87,15 @@ def predict_timed(model: str, root: Path, names: list[str]) -> tuple[pd.DataFram
 
 
 def evaluate(
-    model: str, peaks: pd.DataFrame, blobs: pd.DataFrame | None, truth: pd.DataFrame, names: list[str]
+    model: str, root: Path, peaks: pd.DataFrame, blobs: pd.DataFrame | None, truth: pd.DataFrame, names: list[str]
 ) -> dict:
-    """Scores of ``peaks`` (every peak of ``model`` on ``names``): default picks, thresholds alone, ranking; and, with
-    ``blobs``, the split-half comparison with the blob detector (blob thresholds from the first half)."""
+    """Scores of ``peaks`` (every peak of ``model`` on the runs ``names`` of ``root``): default picks, thresholds
+    alone, ranking; and, with ``blobs``, the split-half comparison with the blob detector (blob thresholds from the
+    first half)."""
     import cryopoint
     from benchmarks.generalization import run_geometry
     from cryopoint.post.thresholds import apply_thresholds, tune_thresholds
 
-    root = truth.attrs["root"]
     det = cryopoint.load(model)
     geometry = run_geometry(root, names)
     default = own_picks(det, peaks, geometry)
@@ -146,7 +146,7 @@ def write_report(result: dict, meta: dict, out: Path) -> Path:
         f"`{meta['command']}`: {meta['when']}, {meta['machine']}, {meta['minutes']:.1f} min. Model `{meta['model']}`"
         f" (sha256 `{meta['model_sha'][:12]}…`). Simulator `benchmarks/blind_sim.py` (digest `{meta['sim_digest']}`),"
         f" seed {meta['seed']}, runs {meta['first']}..{meta['first'] + meta['runs'] - 1} of "
-        f"{' x '.join(map(str, SHAPE))} voxels: {counts} scored particles.",
+        f"{' x '.join(map(str, meta['shape']))} voxels: {counts} scored particles.",
         "",
         "F-beta (β = 4) per class with recall in brackets. 'default' is what `detect` keeps; 'thresholds alone' the "
         "checkpoint's thresholds without the per-tomogram rule; 'ranking' thresholds tuned on these runs (an oracle).",
@@ -180,7 +180,8 @@ def write_report(result: dict, meta: dict, out: Path) -> Path:
         sec = f["seconds"]
         lines += [
             "",
-            f"Full size: {len(sec)} runs of {' x '.join(map(str, FULL_SHAPE))} voxels (seed {meta['seed'] + 1}), "
+            f"Full size: {len(sec)} runs of {' x '.join(map(str, meta['full_shape']))} voxels "
+            f"(seed {meta['seed'] + 1}), "
             f"{', '.join(f'{s:.0f}' for s in sec)} s per tomogram through `detect` on this machine; "
             + ", ".join(f"{n} {f['particles'][n]}" for n in SCORED)
             + " scored particles.",
@@ -209,10 +210,12 @@ def main(argv: list[str] | None = None) -> Path:
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="default", help="checkpoint to score (default: the shipped file)")
-    p.add_argument("--runs", type=int, default=48, help="runs of 96 x 256 x 256 voxels")
+    p.add_argument("--runs", type=int, default=48, help="runs of --shape voxels")
     p.add_argument("--seed", type=int, default=2, help="simulator seed of the runs (the full-size runs use seed + 1)")
     p.add_argument("--first", type=int, default=101, help="index of the first run (TS_D_<first>)")
     p.add_argument("--full", type=int, default=3, help="full-size 184 x 630 x 630 runs (0: none)")
+    p.add_argument("--shape", type=int, nargs=3, default=list(SHAPE), metavar=("Z", "Y", "X"), help="shape of the runs")
+    p.add_argument("--full-shape", type=int, nargs=3, default=list(FULL_SHAPE), metavar=("Z", "Y", "X"))
     p.add_argument("--cache-dir", help="cache root (default: $CRYOPOINT_CACHE or ~/.cache/cryopoint)")
     p.add_argument("--notes", default="", help="a sentence for the report")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "blind_source")
@@ -221,22 +224,20 @@ def main(argv: list[str] | None = None) -> Path:
 
     t0 = time.time()
     result = {}
-    root = dataset(args.seed, args.first, args.runs, SHAPE, args.cache_dir)
+    root = dataset(args.seed, args.first, args.runs, tuple(args.shape), args.cache_dir)
     console.print(f"source D runs in {root}")
     names = run_names(args.first, args.runs)
     truth = read_truth(root, runs=names)
-    truth.attrs["root"] = root
     peaks, seconds = predict_timed(args.model, root, names)
     blobs = blob_picks(root, names)
-    result["small"] = evaluate(args.model, peaks, blobs, truth, names)
+    result["small"] = evaluate(args.model, root, peaks, blobs, truth, names)
     result["small"]["seconds"] = seconds
     if args.full:
-        full_root = dataset(args.seed + 1, args.first + 100, args.full, FULL_SHAPE, args.cache_dir)
+        full_root = dataset(args.seed + 1, args.first + 100, args.full, tuple(args.full_shape), args.cache_dir)
         full_names = run_names(args.first + 100, args.full)
         full_truth = read_truth(full_root, runs=full_names)
-        full_truth.attrs["root"] = full_root
         full_peaks, full_seconds = predict_timed(args.model, full_root, full_names)
-        result["full"] = evaluate(args.model, full_peaks, None, full_truth, full_names)
+        result["full"] = evaluate(args.model, full_root, full_peaks, None, full_truth, full_names)
         result["full"]["seconds"] = full_seconds
     det = cryopoint.load(args.model)
     meta = {
@@ -250,6 +251,8 @@ def main(argv: list[str] | None = None) -> Path:
         "seed": args.seed,
         "first": args.first,
         "runs": args.runs,
+        "shape": list(args.shape),
+        "full_shape": list(args.full_shape),
         "notes": args.notes,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@ as a user's CZII data, with labels on the particles, and the benchmark scores a 
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -73,7 +74,6 @@ def test_labels_sit_on_dark_density(root):
 def test_evaluate_scores_perfect_picks_and_writes_report(root, tmp_path):
     names = blind_source.run_names(1, 4)
     truth = read_truth(root, runs=names)
-    truth.attrs["root"] = root
     rng = np.random.default_rng(0)
     hits = truth.assign(score=0.95)
     noise = pd.DataFrame(
@@ -88,7 +88,7 @@ def test_evaluate_scores_perfect_picks_and_writes_report(root, tmp_path):
     )
     peaks = pd.concat([hits[noise.columns], noise], ignore_index=True)
     blobs = noise.assign(score=rng.uniform(0, 1, 400))  # a detector that finds nothing
-    res = blind_source.evaluate("default", peaks, blobs, truth, names)
+    res = blind_source.evaluate("default", root, peaks, blobs, truth, names)
     present = [n for n in PARTICLE_NAMES if get_particle(n).weight > 0 and (truth.particle_type == n).any()]
     assert present
     for n in present:
@@ -99,7 +99,7 @@ def test_evaluate_scores_perfect_picks_and_writes_report(root, tmp_path):
     assert split["gap"]["weighted"]["gap"] > 0  # perfect picks beat a blind detector
     res["seconds"] = [1.0] * 4
     meta = dict(command="python -m benchmarks.blind_source", when="now", machine="test", minutes=0.1, model="default")
-    meta.update(model_sha="0" * 64, sim_digest="x", seed=7, first=1, runs=4, notes="")
+    meta.update(model_sha="0" * 64, sim_digest="x", seed=7, first=1, runs=4, shape=list(SHAPE), notes="")
     text = blind_source.write_report({"small": res}, meta, tmp_path / "r").read_text()
     assert "| default | **" in text and "LoG blob" in text
     assert f"{res['ranking']['score']:.3f}" in text
@@ -110,3 +110,16 @@ def test_simulator_is_kept_blind():
     source = Path(blind_sim.__file__).read_text()
     assert not re.search(r"^\s*(from|import)\s+(cryopoint|benchmarks)\b", source, re.MULTILINE)
     assert re.search(r"^import numpy as np$", source, re.MULTILINE)  # the pattern does match an import line
+
+
+def test_main_writes_the_report_and_json(tmp_path):
+    """The command end to end at a small size: the shipped file on 4 runs and 1 'full-size' run."""
+    out = tmp_path / "res" / "blind"
+    args = ["--runs", "4", "--seed", "7", "--first", "1", "--shape", *map(str, SHAPE), "--full", "1"]
+    args += ["--full-shape", *map(str, SHAPE), "--cache-dir", str(tmp_path / "cache"), "--out", str(out)]
+    path = blind_source.main(args)
+    text = path.read_text()
+    data = json.loads(out.with_suffix(".json").read_text())
+    assert data["meta"]["shape"] == list(SHAPE) and len(data["result"]["full"]["seconds"]) == 1
+    assert f"**{data['result']['small']['default']['score']:.3f}**" in text and "Full size: 1 runs" in text
+    assert 0.0 <= data["result"]["small"]["ranking"]["score"] <= 1.0
