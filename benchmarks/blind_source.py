@@ -132,6 +132,16 @@ def _row(label: str, cells: dict) -> str:
     return f"| {label} | **{cells['score']:.3f}** | {per} |"
 
 
+def _three_rows(res: dict, head: str, rule: str) -> list[str]:
+    """The table of one set: default picks, thresholds alone, ranking."""
+    labels = (
+        ("default", "default"),
+        ("thresholds alone", "thresholds_alone"),
+        ("ranking (tuned on these runs)", "ranking"),
+    )
+    return [head, rule, *(_row(label, res[key]) for label, key in labels)]
+
+
 def write_report(result: dict, meta: dict, out: Path) -> Path:
     """``out``.md: the tables; ``out``.json is written beside it by :func:`main`."""
     from cryopoint.io.atomic import atomic_write_text
@@ -151,11 +161,7 @@ def write_report(result: dict, meta: dict, out: Path) -> Path:
         "F-beta (β = 4) per class with recall in brackets. 'default' is what `detect` keeps; 'thresholds alone' the "
         "checkpoint's thresholds without the per-tomogram rule; 'ranking' thresholds tuned on these runs (an oracle).",
         "",
-        head,
-        rule,
-        _row("default", small["default"]),
-        _row("thresholds alone", small["thresholds_alone"]),
-        _row("ranking (tuned on these runs)", small["ranking"]),
+        *_three_rows(small, head, rule),
     ]
     if "split_half" in small:
         s = small["split_half"]
@@ -186,11 +192,7 @@ def write_report(result: dict, meta: dict, out: Path) -> Path:
             + ", ".join(f"{n} {f['particles'][n]}" for n in SCORED)
             + " scored particles.",
             "",
-            head,
-            rule,
-            _row("default", f["default"]),
-            _row("thresholds alone", f["thresholds_alone"]),
-            _row("ranking (tuned on these runs)", f["ranking"]),
+            *_three_rows(f, head, rule),
         ]
     lines += ["", f"Notes: {meta['notes']}" if meta.get("notes") else ""]
     path = out.with_suffix(".md")
