@@ -72,12 +72,11 @@ def dataset(seed: int, first: int, runs: int, shape: tuple[int, int, int], cache
     return root
 
 
-def predict_timed(model: str, root: Path, names: list[str]) -> tuple[pd.DataFrame, list[float]]:
-    """Every peak (thresholds 0) of ``model`` on ``names``, with the seconds of each ``detect`` call."""
+def predict_timed(det, root: Path, names: list[str]) -> tuple[pd.DataFrame, list[float]]:
+    """Every peak (thresholds 0) of the detector ``det`` on ``names``, with the seconds of each ``detect`` call."""
     import cryopoint
     from cryopoint.io import tomogram_path
 
-    det = cryopoint.load(model)
     peaks, seconds = [], []
     for n in track(names, description="detecting", console=console):
         t0 = time.perf_counter()
@@ -87,16 +86,14 @@ def predict_timed(model: str, root: Path, names: list[str]) -> tuple[pd.DataFram
 
 
 def evaluate(
-    model: str, root: Path, peaks: pd.DataFrame, blobs: pd.DataFrame | None, truth: pd.DataFrame, names: list[str]
+    det, root: Path, peaks: pd.DataFrame, blobs: pd.DataFrame | None, truth: pd.DataFrame, names: list[str]
 ) -> dict:
-    """Scores of ``peaks`` (every peak of ``model`` on the runs ``names`` of ``root``): default picks, thresholds
-    alone, ranking; and, with ``blobs``, the split-half comparison with the blob detector (blob thresholds from the
-    first half)."""
-    import cryopoint
+    """Scores of ``peaks`` (every peak of the detector ``det`` on the runs ``names`` of ``root``): default picks,
+    thresholds alone, ranking; and, with ``blobs``, the split-half comparison with the blob detector (blob thresholds
+    from the first half)."""
     from benchmarks.generalization import run_geometry
     from cryopoint.post.thresholds import apply_thresholds, tune_thresholds
 
-    det = cryopoint.load(model)
     geometry = run_geometry(root, names)
     default = own_picks(det, peaks, geometry)
     ranked = apply_thresholds(peaks, tune_thresholds(truth, peaks).thresholds)
@@ -225,23 +222,23 @@ def main(argv: list[str] | None = None) -> Path:
     from benchmarks.generalization import blob_picks
 
     t0 = time.time()
+    det = cryopoint.load(args.model)
     result = {}
     root = dataset(args.seed, args.first, args.runs, tuple(args.shape), args.cache_dir)
     console.print(f"source D runs in {root}")
     names = run_names(args.first, args.runs)
     truth = read_truth(root, runs=names)
-    peaks, seconds = predict_timed(args.model, root, names)
+    peaks, seconds = predict_timed(det, root, names)
     blobs = blob_picks(root, names)
-    result["small"] = evaluate(args.model, root, peaks, blobs, truth, names)
+    result["small"] = evaluate(det, root, peaks, blobs, truth, names)
     result["small"]["seconds"] = seconds
     if args.full:
         full_root = dataset(args.seed + 1, args.first + 100, args.full, tuple(args.full_shape), args.cache_dir)
         full_names = run_names(args.first + 100, args.full)
         full_truth = read_truth(full_root, runs=full_names)
-        full_peaks, full_seconds = predict_timed(args.model, full_root, full_names)
-        result["full"] = evaluate(args.model, full_root, full_peaks, None, full_truth, full_names)
+        full_peaks, full_seconds = predict_timed(det, full_root, full_names)
+        result["full"] = evaluate(det, full_root, full_peaks, None, full_truth, full_names)
         result["full"]["seconds"] = full_seconds
-    det = cryopoint.load(args.model)
     meta = {
         "command": shlex.join(["python", "-m", "benchmarks.blind_source", *(sys.argv[1:] if argv is None else argv)]),
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import cryopoint
 from benchmarks import blind_sim, blind_source
 from cryopoint.io import list_runs, read_tomogram, read_truth, tomogram_path
 from cryopoint.particles import PARTICLE_NAMES, get_particle
@@ -88,7 +89,7 @@ def test_evaluate_scores_perfect_picks_and_writes_report(root, tmp_path):
     )
     peaks = pd.concat([hits[noise.columns], noise], ignore_index=True)
     blobs = noise.assign(score=rng.uniform(0, 1, 400))  # a detector that finds nothing
-    res = blind_source.evaluate("default", root, peaks, blobs, truth, names)
+    res = blind_source.evaluate(cryopoint.load("default"), root, peaks, blobs, truth, names)
     present = [n for n in PARTICLE_NAMES if get_particle(n).weight > 0 and (truth.particle_type == n).any()]
     assert present
     for n in present:
