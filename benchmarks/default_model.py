@@ -11,6 +11,7 @@ on those tomograms themselves (``--no-full`` skips them)::
     python -m benchmarks.default_model                  # ~10 min on 2 cores
     python -m benchmarks.default_model --no-full
     python -m benchmarks.default_model --full-tomograms 3   # three full-size tomograms, ~3 more minutes
+    python -m benchmarks.default_model --full-tomograms 3 --full-first 100   # three no decision has seen
     python -m benchmarks.default_model --no-full --test-runs 16 --out benchmarks/results/default_model_16runs
 
 The benchmark's test set is 2 runs per source: 4 beta-galactosidases on source A, so "above the blob
@@ -118,34 +119,43 @@ def _full_size(checkpoint: str, seed: int, shape: tuple[int, int, int], queue) -
 
 
 def full_size(
-    checkpoint: str, tomograms: int, shape: tuple[int, int, int] = FULL_SHAPE, report: Path | None = None
+    checkpoint: str,
+    tomograms: int,
+    shape: tuple[int, int, int] = FULL_SHAPE,
+    report: Path | None = None,
+    first_seed: int = 0,
 ) -> dict:
-    """``tomograms`` full-size `realistic` tomograms (simulator seeds 0, 1, ...), each through detect in its own
-    process: time and memory of the first, and pooled over all the weighted and per-class F-beta at the shipped
-    thresholds (``own``) and at thresholds tuned on these tomograms themselves (``oracle``: ranking). With
-    ``report``, an evaluation report there (:func:`cryopoint.viz.report.make_report`, thresholds tuned on these
-    tomograms: the ranking's failures, with a gallery of misses and of the most confident false positives)."""
+    """``tomograms`` full-size `realistic` tomograms (simulator seeds ``first_seed``, ``first_seed + 1``, ...:
+    0, 1, ... is the usual set, another first seed a fresh one), each through detect in its own process: time
+    and memory of the first, and pooled over all the weighted and per-class F-beta at the shipped thresholds
+    (``own``) and at thresholds tuned on these tomograms themselves (``oracle``: ranking). With ``report``, an
+    evaluation report there (:func:`cryopoint.viz.report.make_report`, thresholds tuned on these tomograms: the
+    ranking's failures, with a gallery of misses and of the most confident false positives)."""
     import pandas as pd
 
     if tomograms < 1:
         raise ValueError(f"full-size tomograms must be at least 1, got {tomograms} (use --no-full to skip them)")
+    if first_seed < 0:
+        raise ValueError(f"the first full-size seed must be 0 or more, got {first_seed}")
+    seeds = list(range(first_seed, first_seed + tomograms))
     runs = []
-    for seed in range(tomograms):
-        console.print(f"full-size tomogram {seed + 1}/{tomograms}")
+    for k, seed in enumerate(seeds):
+        console.print(f"full-size tomogram {k + 1}/{tomograms} (simulator seed {seed})")
         runs.append(run_in_child(_full_size, checkpoint, seed, tuple(shape)))
     truth = pd.concat([r["truth"] for r in runs], ignore_index=True)
     peaks = pd.concat([r["peaks"] for r in runs], ignore_index=True)
     picks = pd.concat([r["picks"] for r in runs], ignore_index=True)
     first = runs[0]
     own = score_cells(picks, truth)
-    sources = _fp_sources(picks, tomograms, shape)
+    sources = _fp_sources(picks, seeds, shape)
     if report is not None:
-        _full_size_report(peaks, truth, tomograms, shape, Path(report))
+        _full_size_report(peaks, truth, seeds, shape, Path(report))
     return {
         "seconds": first["seconds"],
         "peak_gb": first["peak_gb"],
         "before_gb": first["before_gb"],
         "tomograms": tomograms,
+        "seeds": seeds,
         "shape": list(shape),
         "own": own,
         "oracle": scores(peaks, truth, None)["oracle"],
@@ -157,7 +167,7 @@ def full_size(
     }
 
 
-def _fp_sources(picks, tomograms: int, shape):
+def _fp_sources(picks, seeds: list[int], shape):
     """Where the default picks' false positives sit, summed over the full-size tomograms (their layouts replayed
     from the same seeds: :func:`cryopoint.synth.simulate.run_layout`, no imaging)."""
     from benchmarks.fp_sources import false_positive_sources
@@ -166,14 +176,14 @@ def _fp_sources(picks, tomograms: int, shape):
 
     params = get_preset("realistic")
     total = None
-    for seed in range(tomograms):
+    for seed in seeds:
         layout, slab = run_layout(shape, params, np.random.default_rng(seed))
         counts = false_positive_sources(picks[picks.experiment == f"full_{seed}"], layout, slab)
         total = counts if total is None else total + counts
     return total
 
 
-def _full_size_report(peaks, truth, tomograms: int, shape, out: Path) -> Path:
+def _full_size_report(peaks, truth, seeds: list[int], shape, out: Path) -> Path:
     """The evaluation report of the full-size tomograms' peaks, the volumes simulated again (same seeds)."""
     from cryopoint.synth import get_preset, simulate_run
     from cryopoint.tomogram import Tomogram
@@ -181,12 +191,12 @@ def _full_size_report(peaks, truth, tomograms: int, shape, out: Path) -> Path:
 
     params = get_preset("realistic")
     volumes = {}
-    for seed in range(tomograms):
+    for seed in seeds:
         name = f"full_{seed}"
         volumes[name] = Tomogram(
             simulate_run(shape, params, np.random.default_rng(seed))[0], voxel_size=params.voxel_size, name=name
         )
-    title = f"The default model on {tomograms} full-size `realistic` tomograms, thresholds tuned on them (ranking)"
+    title = f"The default model on {len(seeds)} full-size `realistic` tomograms, thresholds tuned on them (ranking)"
     md = make_report(peaks, truth, out, tomograms=volumes, thresholds="tune", title=title)
     console.print(f"Wrote {md}")
     return md
@@ -195,7 +205,12 @@ def _full_size_report(peaks, truth, tomograms: int, shape, out: Path) -> Path:
 def full_size_lines(full: dict) -> list[str]:
     """The full-size section of the report: time and memory, then shipped against tuned-on-themselves."""
     k = full["tomograms"]
-    what = "tomogram" if k == 1 else f"tomograms (simulator seeds 0-{k - 1}, pooled)"
+    seeds = full.get("seeds", list(range(k)))  # reports written before --full-first had seeds 0..k-1
+    what = (
+        f"tomogram (simulator seed {seeds[0]})"
+        if k == 1
+        else f"tomograms (simulator seeds {seeds[0]}-{seeds[-1]}, pooled)"
+    )
     lines = [
         f"### Full-size `realistic` {what}",
         "",
@@ -244,6 +259,14 @@ def main(argv: list[str] | None = None) -> Path:
         help="full-size tomograms to score (simulator seeds 0 to N-1; about a minute each on 2 cores)",
     )
     parser.add_argument(
+        "--full-first",
+        type=int,
+        default=0,
+        metavar="SEED",
+        help="simulator seed of the first full-size tomogram (default 0, the usual set; another value, e.g. 100, "
+        "gives full-size tomograms no decision has seen yet, to confirm one)",
+    )
+    parser.add_argument(
         "--full-report",
         type=Path,
         metavar="DIR",
@@ -268,6 +291,8 @@ def main(argv: list[str] | None = None) -> Path:
     args = parser.parse_args(argv)
     if args.full_tomograms < 1:
         parser.error("--full-tomograms must be at least 1 (use --no-full to skip the full-size tomograms)")
+    if args.full_first < 0:
+        parser.error(f"--full-first must be 0 or more, got {args.full_first}")
 
     import cryopoint
     from cryopoint.checkpoint import sha256
@@ -314,7 +339,7 @@ def main(argv: list[str] | None = None) -> Path:
     if not args.no_full:
         console.rule("full-size tomogram")
         # the --model checkpoint, not whatever is shipped
-        full = full_size(str(ckpt), args.full_tomograms, report=args.full_report)
+        full = full_size(str(ckpt), args.full_tomograms, report=args.full_report, first_seed=args.full_first)
     meta = {
         "command": "python -m benchmarks.default_model " + " ".join(argv if argv is not None else sys.argv[1:]),
         "checkpoint": str(ckpt),

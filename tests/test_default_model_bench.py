@@ -94,15 +94,15 @@ def test_full_size_pools_tomograms_and_its_picks_are_what_detect_keeps(tmp_path)
     from cryopoint.synth import get_preset, simulate_run
 
     shape = (48, 128, 128)  # small stand-ins for the full-size tomograms: the same code path
-    full = default_model.full_size("default", 2, shape=shape, report=tmp_path / "report")
+    full = default_model.full_size("default", 2, shape=shape, report=tmp_path / "report", first_seed=3)
     det = cryopoint.load("default")
     params = get_preset("realistic")
     truths, picks = [], []
-    for seed in (0, 1):
+    for seed in (3, 4):  # first_seed 3: the simulator seeds 3 and 4, not the usual 0 and 1
         vol, truth = simulate_run(shape, params, np.random.default_rng(seed))
         peaks, kept = default_model.peaks_and_picks(det, vol, params.voxel_size)
         assert len(kept) < len(peaks)  # the thresholds removed something
-        if seed == 0:  # the picks are exactly those detect keeps by default, from the same peaks
+        if seed == 3:  # the picks are exactly those detect keeps by default, from the same peaks
             default = cryopoint.detect(vol, det, voxel_size=params.voxel_size, device="cpu")
             cols = ["particle_type", "x", "y", "z", "score"]
             pd.testing.assert_frame_equal(
@@ -113,13 +113,14 @@ def test_full_size_pools_tomograms_and_its_picks_are_what_detect_keeps(tmp_path)
         picks.append(kept.assign(experiment=f"t{seed}"))
     truth = pd.concat(truths, ignore_index=True)
     assert full["n"] == len(truth) and full["tomograms"] == 2 and full["shape"] == list(shape)
+    assert full["seeds"] == [3, 4]
     pooled = score(truth, pd.concat(picks))
     assert full["own"]["score"] == pytest.approx(pooled.score)  # pooled over both
     # every false positive of the default picks is sorted into one place (layouts replayed from the seeds)
     assert {n: sum(full["fp_sources"][n].values()) for n in PARTICLE_NAMES} == pooled.table["fp"].to_dict()
     assert set(full["oracle"]) >= set(PARTICLE_NAMES)
     md = "\n".join(default_model.full_size_lines(full))
-    assert "tomograms (simulator seeds 0-1, pooled)" in md and "48 x 128 x 128 voxels" in md
+    assert "tomograms (simulator seeds 3-4, pooled)" in md and "48 x 128 x 128 voxels" in md
     assert f"**{full['oracle']['score']:.3f}**" in md and f"**{full['own']['score']:.3f}**" in md
     assert "Where the false positives of the shipped picks sit" in md
     report = (tmp_path / "report" / "report.md").read_text()  # the ranking's failures, on both tomograms
@@ -127,3 +128,8 @@ def test_full_size_pools_tomograms_and_its_picks_are_what_detect_keeps(tmp_path)
     assert (tmp_path / "report" / "failures.png").stat().st_size > 0
     with pytest.raises(ValueError, match="at least 1"):
         default_model.full_size("default", 0)
+    with pytest.raises(ValueError, match="0 or more"):
+        default_model.full_size("default", 1, first_seed=-1)
+    # reports written before the seeds were recorded read as seeds 0..k-1
+    older = {k: v for k, v in full.items() if k != "seeds"}
+    assert "simulator seeds 0-1, pooled" in "\n".join(default_model.full_size_lines(older))
