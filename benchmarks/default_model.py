@@ -124,13 +124,17 @@ def full_size(
     shape: tuple[int, int, int] = FULL_SHAPE,
     report: Path | None = None,
     first_seed: int = 0,
+    save: Path | None = None,
 ) -> dict:
     """``tomograms`` full-size `realistic` tomograms (simulator seeds ``first_seed``, ``first_seed + 1``, ...:
     0, 1, ... is the usual set, another first seed a fresh one), each through detect in its own process: time
     and memory of the first, and pooled over all the weighted and per-class F-beta at the shipped thresholds
     (``own``) and at thresholds tuned on these tomograms themselves (``oracle``: ranking). With ``report``, an
     evaluation report there (:func:`cryopoint.viz.report.make_report`, thresholds tuned on these tomograms: the
-    ranking's failures, with a gallery of misses and of the most confident false positives)."""
+    ranking's failures, with a gallery of misses and of the most confident false positives). With ``save``, the
+    tomograms' truth, every peak and the default picks as ``full_truth.csv``, ``full_peaks.csv`` and
+    ``full_picks.csv`` there (``experiment`` is ``full_<seed>``), so that sets of full-size tomograms can be pooled
+    or rescored without inference."""
     import pandas as pd
 
     if tomograms < 1:
@@ -145,6 +149,12 @@ def full_size(
     truth = pd.concat([r["truth"] for r in runs], ignore_index=True)
     peaks = pd.concat([r["peaks"] for r in runs], ignore_index=True)
     picks = pd.concat([r["picks"] for r in runs], ignore_index=True)
+    if save is not None:
+        from cryopoint.io.atomic import atomic_write_text
+
+        Path(save).mkdir(parents=True, exist_ok=True)
+        for name, frame in (("truth", truth), ("peaks", peaks), ("picks", picks)):
+            atomic_write_text(Path(save) / f"full_{name}.csv", frame.to_csv(index=False))
     first = runs[0]
     own = score_cells(picks, truth)
     sources = _fp_sources(picks, seeds, shape)
@@ -286,7 +296,12 @@ def main(argv: list[str] | None = None) -> Path:
         default=FRESH_SEED_OFFSET,
         help="seed offset of the fresh runs (another value gives another test set, e.g. to confirm a decision)",
     )
-    parser.add_argument("--save-predictions", type=Path, metavar="DIR", help="write each source's peaks (all scores)")
+    parser.add_argument(
+        "--save-predictions",
+        type=Path,
+        metavar="DIR",
+        help="write each source's peaks (all scores), and the full-size tomograms' truth, peaks and picks",
+    )
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "default_model")
     args = parser.parse_args(argv)
     if args.full_tomograms < 1:
@@ -339,7 +354,13 @@ def main(argv: list[str] | None = None) -> Path:
     if not args.no_full:
         console.rule("full-size tomogram")
         # the --model checkpoint, not whatever is shipped
-        full = full_size(str(ckpt), args.full_tomograms, report=args.full_report, first_seed=args.full_first)
+        full = full_size(
+            str(ckpt),
+            args.full_tomograms,
+            report=args.full_report,
+            first_seed=args.full_first,
+            save=args.save_predictions,
+        )
     meta = {
         "command": "python -m benchmarks.default_model " + " ".join(argv if argv is not None else sys.argv[1:]),
         "checkpoint": str(ckpt),

@@ -94,7 +94,8 @@ def test_full_size_pools_tomograms_and_its_picks_are_what_detect_keeps(tmp_path)
     from cryopoint.synth import get_preset, simulate_run
 
     shape = (48, 128, 128)  # small stand-ins for the full-size tomograms: the same code path
-    full = default_model.full_size("default", 2, shape=shape, report=tmp_path / "report", first_seed=3)
+    saved = tmp_path / "saved"
+    full = default_model.full_size("default", 2, shape=shape, report=tmp_path / "report", first_seed=3, save=saved)
     det = cryopoint.load("default")
     params = get_preset("realistic")
     truths, picks = [], []
@@ -116,6 +117,11 @@ def test_full_size_pools_tomograms_and_its_picks_are_what_detect_keeps(tmp_path)
     assert full["seeds"] == [3, 4]
     pooled = score(truth, pd.concat(picks))
     assert full["own"]["score"] == pytest.approx(pooled.score)  # pooled over both
+    # the saved tables rescore to the same figures without inference (so sets of tomograms can be pooled later)
+    on_disk = {k: pd.read_csv(saved / f"full_{k}.csv") for k in ("truth", "peaks", "picks")}
+    assert sorted(set(on_disk["truth"].experiment)) == ["full_3", "full_4"] and len(on_disk["truth"]) == len(truth)
+    assert score(on_disk["truth"], on_disk["picks"]).score == pytest.approx(full["own"]["score"])
+    assert len(on_disk["peaks"]) > len(on_disk["picks"])
     # every false positive of the default picks is sorted into one place (layouts replayed from the seeds)
     assert {n: sum(full["fp_sources"][n].values()) for n in PARTICLE_NAMES} == pooled.table["fp"].to_dict()
     assert set(full["oracle"]) >= set(PARTICLE_NAMES)
