@@ -11,7 +11,7 @@ on those tomograms themselves (``--no-full`` skips them)::
     python -m benchmarks.default_model                  # ~10 min on 2 cores
     python -m benchmarks.default_model --no-full
     python -m benchmarks.default_model --full-tomograms 3   # three full-size tomograms, ~3 more minutes
-    python -m benchmarks.default_model --full-tomograms 3 --full-first 100   # three no decision has seen
+    python -m benchmarks.default_model --full-tomograms 3 --full-first 300   # three others (seeds no decision used)
     python -m benchmarks.default_model --no-full --test-runs 16 --out benchmarks/results/default_model_16runs
 
 The benchmark's test set is 2 runs per source: 4 beta-galactosidases on source A, so "above the blob
@@ -266,15 +266,15 @@ def main(argv: list[str] | None = None) -> Path:
         type=int,
         default=1,
         metavar="N",
-        help="full-size tomograms to score (simulator seeds 0 to N-1; about a minute each on 2 cores)",
+        help="full-size tomograms to score (simulator seeds --full-first to --full-first + N - 1; about a minute each)",
     )
     parser.add_argument(
         "--full-first",
         type=int,
         default=0,
         metavar="SEED",
-        help="simulator seed of the first full-size tomogram (default 0, the usual set; another value, e.g. 100, "
-        "gives full-size tomograms no decision has seen yet, to confirm one)",
+        help="simulator seed of the first full-size tomogram (default 0, the usual set; another value gives other "
+        "full-size tomograms: to confirm a decision, seeds no decision has used; docs/models.md lists those used)",
     )
     parser.add_argument(
         "--full-report",
