@@ -215,7 +215,7 @@ def _full_size_report(peaks, truth, seeds: list[int], shape, out: Path) -> Path:
 def full_size_lines(full: dict) -> list[str]:
     """The full-size section of the report: time and memory, then shipped against tuned-on-themselves."""
     k = full["tomograms"]
-    seeds = full.get("seeds", list(range(k)))  # reports written before --full-first had seeds 0..k-1
+    seeds = full["seeds"]
     what = (
         f"tomogram (simulator seed {seeds[0]})"
         if k == 1

@@ -136,6 +136,3 @@ def test_full_size_pools_tomograms_and_its_picks_are_what_detect_keeps(tmp_path)
         default_model.full_size("default", 0)
     with pytest.raises(ValueError, match="0 or more"):
         default_model.full_size("default", 1, first_seed=-1)
-    # reports written before the seeds were recorded read as seeds 0..k-1
-    older = {k: v for k, v in full.items() if k != "seeds"}
-    assert "simulator seeds 0-1, pooled" in "\n".join(default_model.full_size_lines(older))
