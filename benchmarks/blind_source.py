@@ -1,9 +1,12 @@
-"""Source D: a model on tomograms from a simulator written blind (``benchmarks/blind_sim.py``).
+"""Sources D, E and F: a model on tomograms from simulators written blind.
 
-Sources A, B and C of ``benchmarks/generalization.py`` are settings of cryopoint's own simulator. Source D is a
-separate simulator written without sight of cryopoint's code or documents (its header says how), with its own
-particle models, clutter, tilt-series imaging, CTF, noise, reconstruction and denoisers. It writes the CZII layout,
-so cryopoint reads it as a user's data. No cryopoint recipe trains on it: it is for evaluation only.
+Sources A, B and C of ``benchmarks/generalization.py`` are settings of cryopoint's own simulator. Sources D, E and
+F are three separate simulators (``benchmarks/blind_sim.py``, ``blind_sim_e.py``, ``blind_sim_f.py``), each written
+without sight of cryopoint's code or documents or of the others (their headers say how), with its own particle
+models, clutter, imaging, CTF, noise, reconstruction and denoisers. They write the CZII layout, so cryopoint reads
+them as a user's data. No cryopoint recipe trains on D: it is for evaluation only. E and F may be trained on (some
+measured stages did, docs/models.md), but the shipped file's training never saw either, so for the shipped file all
+three are generators it has never seen. ``--source`` picks one (default D).
 
 For a checkpoint (the shipped file by default) it reports, on ``--runs`` runs of 96 x 256 x 256:
 
@@ -16,16 +19,22 @@ For a checkpoint (the shipped file by default) it reports, on ``--runs`` runs of
 
 ::
 
-    python -m benchmarks.blind_source                       # 48 runs + 3 full-size runs: ~25 min on 2 cores
+    python -m benchmarks.blind_source                       # D: 48 runs + 3 full-size runs: ~25 min on 2 cores
     python -m benchmarks.blind_source --runs 16 --full 0    # a quick look
+    python -m benchmarks.blind_source --source F --runs 36 --full 0   # source F
 
-The runs are generated once into the cryopoint cache (``blind_sim/<key>/``, keyed by the simulator's code, seed
-and shape; a stopped generation resumes). Writes ``benchmarks/results/blind_source.{md,json}``.
+The runs are generated once into the cryopoint cache (``blind_sim/<key>/``, ``blind_sim_e/<key>/`` or
+``blind_sim_f/<key>/``, keyed by the simulator's code, seed and shape; a stopped generation resumes). Writes
+``benchmarks/results/blind_source.{md,json}`` for D, ``blind_source_E`` / ``blind_source_F`` for the others.
+Seeds used so far are listed in docs/models.md; a candidate trained on E or F must be scored on other seeds
+than its training runs' (seed 1 for both).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import time
 from pathlib import Path
@@ -34,7 +43,7 @@ import pandas as pd
 from rich.console import Console
 from rich.progress import track
 
-from benchmarks import blind_sim
+from benchmarks import blind_sim, blind_sim_e, blind_sim_f
 from benchmarks.bench_common import bootstrap_fbeta_gap, machine, own_picks, per_run_counts, score_cells
 from cryopoint.particles import PARTICLE_NAMES, get_particle
 
@@ -46,29 +55,58 @@ FULL_SHAPE = (184, 630, 630)
 console = Console()
 
 
-def run_names(first: int, runs: int) -> list[str]:
-    """The simulator's run names ``TS_D_<first>`` ... in order."""
-    return [f"TS_D_{k}" for k in range(first, first + runs)]
+#: source -> its simulator module (each written blind; see their headers)
+SIMULATORS = {"D": blind_sim, "E": blind_sim_e, "F": blind_sim_f}
 
 
-def dataset(seed: int, first: int, runs: int, shape: tuple[int, int, int], cache_dir: str | None = None) -> Path:
-    """A data root holding runs ``first .. first + runs - 1`` of the blind simulator (generated where missing).
+def run_names(first: int, runs: int, source: str = "D") -> list[str]:
+    """The simulator's run names ``TS_<source>_<first>`` ... in order."""
+    if source not in SIMULATORS:
+        raise ValueError(f"unknown blind source {source!r}; choose one of {', '.join(SIMULATORS)}")
+    return [f"TS_{source}_{k}" for k in range(first, first + runs)]
+
+
+def _complete(root: Path, source: str, name: str) -> bool:
+    """Whether run ``name`` of ``source`` is fully written under ``root`` (each simulator's own test)."""
+    if source == "D":
+        return blind_sim.run_complete(root, name)
+    picks = root / "train" / "overlay" / "ExperimentRuns" / name / "Picks"
+    static = root / "train" / "static" / "ExperimentRuns" / name
+    if source == "F":
+        return blind_sim_f.run_complete(str(static), str(picks.parent))
+    zarr = static / "VoxelSpacing10.000" / "denoised.zarr"
+    return zarr.is_dir() and picks.is_dir() and len(list(picks.iterdir())) == len(blind_sim_e.CLASSES)
+
+
+def _generate(root: Path, source: str, seed: int, k: int, shape: tuple[int, int, int]) -> None:
+    """Run ``k`` of ``source`` at ``seed`` and ``shape``, written into ``root`` by the simulator itself."""
+    if source == "D":
+        blind_sim.generate_run(root, f"TS_D_{k}", seed, k, shape)
+        return
+    args = ["--out", str(root), "--runs", "1", "--seed", str(seed), "--first", str(k), "--shape", *map(str, shape)]
+    with contextlib.redirect_stdout(io.StringIO()):  # the simulators print a line per run; the bar says enough
+        SIMULATORS[source].main(args)
+
+
+def dataset(
+    seed: int, first: int, runs: int, shape: tuple[int, int, int], cache_dir: str | None = None, source: str = "D"
+) -> Path:
+    """A data root holding runs ``first .. first + runs - 1`` of a blind simulator (generated where missing).
 
     The folder is keyed by the simulator's code (any edit gives a new one), the seed and the shape; each run is
     deterministic in (seed, run index) and written atomically by the simulator, so a stopped call resumes.
     """
     from cryopoint.data.cache import default_cache_dir, source_digest
 
-    key = f"{source_digest([Path(blind_sim.__file__)])}_s{seed}_{'x'.join(map(str, shape))}"
+    module = SIMULATORS[source] if source in SIMULATORS else run_names(first, runs, source)  # the latter raises
+    key = f"{source_digest([Path(module.__file__)])}_s{seed}_{'x'.join(map(str, shape))}"
     root = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
-    root = root / "blind_sim" / key
+    root = root / Path(module.__file__).stem / key
     todo = [
-        (k, n)
-        for k, n in zip(range(first, first + runs), run_names(first, runs))
-        if not blind_sim.run_complete(root, n)
+        k for k, n in zip(range(first, first + runs), run_names(first, runs, source)) if not _complete(root, source, n)
     ]
-    for k, name in track(todo, description=f"simulating {len(todo)} runs of source D", console=console):
-        blind_sim.generate_run(root, name, seed, k, tuple(shape))
+    for k in track(todo, description=f"simulating {len(todo)} runs of source {source}", console=console):
+        _generate(root, source, seed, k, tuple(shape))
     return root
 
 
@@ -147,11 +185,12 @@ def write_report(result: dict, meta: dict, out: Path) -> Path:
     head = "| picks | weighted | " + " | ".join(SCORED) + " |"
     rule = "|---" * (len(SCORED) + 2) + "|"
     counts = ", ".join(f"{n} {small['particles'][n]}" for n in SCORED)
+    sim = Path(SIMULATORS[meta.get("source", "D")].__file__).name
     lines = [
-        "# Source D: a simulator written blind",
+        f"# Source {meta.get('source', 'D')}: a simulator written blind",
         "",
         f"`{meta['command']}`: {meta['when']}, {meta['machine']}, {meta['minutes']:.1f} min. Model `{meta['model']}`"
-        f" (sha256 `{meta['model_sha'][:12]}…`). Simulator `benchmarks/blind_sim.py` (digest `{meta['sim_digest']}`),"
+        f" (sha256 `{meta['model_sha'][:12]}…`). Simulator `benchmarks/{sim}` (digest `{meta['sim_digest']}`),"
         f" seed {meta['seed']}, runs {meta['first']}..{meta['first'] + meta['runs'] - 1} of "
         f"{' x '.join(map(str, meta['shape']))} voxels: {counts} scored particles.",
         "",
@@ -211,30 +250,38 @@ def main(argv: list[str] | None = None) -> Path:
     p.add_argument("--model", default="default", help="checkpoint to score (default: the shipped file)")
     p.add_argument("--runs", type=int, default=48, help="runs of --shape voxels")
     p.add_argument("--seed", type=int, default=2, help="simulator seed of the runs (the full-size runs use seed + 1)")
-    p.add_argument("--first", type=int, default=101, help="index of the first run (TS_D_<first>)")
+    p.add_argument("--first", type=int, default=101, help="index of the first run (TS_<source>_<first>)")
     p.add_argument("--full", type=int, default=3, help="full-size 184 x 630 x 630 runs (0: none)")
     p.add_argument("--shape", type=int, nargs=3, default=list(SHAPE), metavar=("Z", "Y", "X"), help="shape of the runs")
     p.add_argument("--full-shape", type=int, nargs=3, default=list(FULL_SHAPE), metavar=("Z", "Y", "X"))
     p.add_argument("--cache-dir", help="cache root (default: $CRYOPOINT_CACHE or ~/.cache/cryopoint)")
     p.add_argument("--notes", default="", help="a sentence for the report")
-    p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "blind_source")
+    p.add_argument("--source", choices=sorted(SIMULATORS), default="D", help="which blind simulator (default D)")
+    p.add_argument(
+        "--out", type=Path, help="report path, no suffix (default benchmarks/results/blind_source, _E / _F for E / F)"
+    )
     args = p.parse_args(argv)
+    if args.out is None:
+        suffix = "" if args.source == "D" else f"_{args.source}"
+        args.out = REPO / "benchmarks" / "results" / f"blind_source{suffix}"
     from benchmarks.generalization import blob_picks
 
     t0 = time.time()
     det = cryopoint.load(args.model)
     result = {}
-    root = dataset(args.seed, args.first, args.runs, tuple(args.shape), args.cache_dir)
-    console.print(f"source D runs in {root}")
-    names = run_names(args.first, args.runs)
+    root = dataset(args.seed, args.first, args.runs, tuple(args.shape), args.cache_dir, args.source)
+    console.print(f"source {args.source} runs in {root}")
+    names = run_names(args.first, args.runs, args.source)
     truth = read_truth(root, runs=names)
     peaks, seconds = predict_timed(det, root, names)
     blobs = blob_picks(root, names)
     result["small"] = evaluate(det, root, peaks, blobs, truth, names)
     result["small"]["seconds"] = seconds
     if args.full:
-        full_root = dataset(args.seed + 1, args.first + 100, args.full, tuple(args.full_shape), args.cache_dir)
-        full_names = run_names(args.first + 100, args.full)
+        full_root = dataset(
+            args.seed + 1, args.first + 100, args.full, tuple(args.full_shape), args.cache_dir, args.source
+        )
+        full_names = run_names(args.first + 100, args.full, args.source)
         full_truth = read_truth(full_root, runs=full_names)
         full_peaks, full_seconds = predict_timed(det, full_root, full_names)
         result["full"] = evaluate(det, full_root, full_peaks, None, full_truth, full_names)
@@ -246,7 +293,8 @@ def main(argv: list[str] | None = None) -> Path:
         "minutes": (time.time() - t0) / 60,
         "model": args.model,
         "model_sha": hashlib.sha256(Path(det.path).read_bytes()).hexdigest() if det.path else "",
-        "sim_digest": source_digest([Path(blind_sim.__file__)]),
+        "source": args.source,
+        "sim_digest": source_digest([Path(SIMULATORS[args.source].__file__)]),
         "seed": args.seed,
         "first": args.first,
         "runs": args.runs,

@@ -124,3 +124,39 @@ def test_main_writes_the_report_and_json(tmp_path):
     assert data["meta"]["shape"] == list(SHAPE) and len(data["result"]["full"]["seconds"]) == 1
     assert f"**{data['result']['small']['default']['score']:.3f}**" in text and "Full size: 1 runs" in text
     assert 0.0 <= data["result"]["small"]["ranking"]["score"] <= 1.0
+
+
+def test_run_names_per_source():
+    assert blind_source.run_names(3, 2, "F") == ["TS_F_3", "TS_F_4"]
+    assert blind_source.run_names(1, 1) == ["TS_D_1"]  # D by default
+    with pytest.raises(ValueError, match="unknown blind source 'G'"):
+        blind_source.run_names(1, 1, "G")
+    with pytest.raises(ValueError, match="choose one of D, E, F"):
+        blind_source.dataset(1, 1, 1, SHAPE, "/nonexistent", source="d")
+
+
+@pytest.mark.parametrize("source", ["E", "F"])
+def test_dataset_of_another_source_is_keyed_and_resumes(source, tmp_path):
+    """E and F runs come from their own simulators into their own cache folders, and a second call generates
+    nothing; a call for more runs adds only the missing ones."""
+    root = blind_source.dataset(3, 1, 1, SHAPE, str(tmp_path), source=source)
+    assert root.parent.name == f"blind_sim_{source.lower()}" and list_runs(root) == [f"TS_{source}_1"]
+    stamp = tomogram_path(root, f"TS_{source}_1").stat().st_mtime_ns
+    assert blind_source.dataset(3, 1, 2, SHAPE, str(tmp_path), source=source) == root
+    assert sorted(list_runs(root)) == [f"TS_{source}_1", f"TS_{source}_2"]
+    assert tomogram_path(root, f"TS_{source}_1").stat().st_mtime_ns == stamp  # complete: not regenerated
+    assert read_tomogram(tomogram_path(root, f"TS_{source}_2")).shape == SHAPE
+
+
+def test_main_scores_source_f_into_its_own_report(tmp_path, monkeypatch):
+    """``--source F`` end to end at a small size; without ``--out`` the report is named for the source."""
+    monkeypatch.setattr(blind_source, "REPO", tmp_path)
+    args = ["--source", "F", "--runs", "4", "--seed", "3", "--first", "1", "--shape", *map(str, SHAPE), "--full", "0"]
+    path = blind_source.main([*args, "--cache-dir", str(tmp_path / "cache")])
+    assert path == tmp_path / "benchmarks" / "results" / "blind_source_F.md"
+    text = path.read_text()
+    data = json.loads(path.with_suffix(".json").read_text())
+    assert text.startswith("# Source F: a simulator written blind") and "`benchmarks/blind_sim_f.py`" in text
+    assert data["meta"]["source"] == "F" and data["result"]["small"]["runs"] == 4
+    assert data["result"]["small"]["split_half"]["test_runs"] == ["TS_F_3", "TS_F_4"]
+    assert f"**{data['result']['small']['default']['score']:.3f}**" in text
