@@ -98,13 +98,12 @@ def dataset(
     """
     from cryopoint.data.cache import default_cache_dir, source_digest
 
-    module = SIMULATORS[source] if source in SIMULATORS else run_names(first, runs, source)  # the latter raises
+    names = run_names(first, runs, source)  # raises for an unknown source
+    module = SIMULATORS[source]
     key = f"{source_digest([Path(module.__file__)])}_s{seed}_{'x'.join(map(str, shape))}"
     root = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
     root = root / Path(module.__file__).stem / key
-    todo = [
-        k for k, n in zip(range(first, first + runs), run_names(first, runs, source)) if not _complete(root, source, n)
-    ]
+    todo = [k for k, n in zip(range(first, first + runs), names) if not _complete(root, source, n)]
     for k in track(todo, description=f"simulating {len(todo)} runs of source {source}", console=console):
         _generate(root, source, seed, k, tuple(shape))
     return root
