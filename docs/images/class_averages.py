@@ -15,6 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from benchmarks.blind_source import dataset
+from cryopoint.coords import angstrom_to_voxel
 from cryopoint.data.cache import ensure_synthetic_dataset
 from cryopoint.data.normalize import normalize_volume
 from cryopoint.io import list_runs, read_tomogram, read_truth, tomogram_path
@@ -30,14 +31,14 @@ def averages(root):
     for run in sorted(list_runs(root)):
         tomo = read_tomogram(tomogram_path(root, run))
         vol = normalize_volume(np.asarray(tomo.data, dtype=np.float32))
-        voxel = np.asarray(tomo.voxel_size, dtype=float)[::-1]  # z, y, x voxel sizes from x, y, z
-        for _, p in truth[truth.experiment == run].iterrows():
-            if len(boxes[p.particle_type]) >= PER_CLASS:
+        picks = truth[truth.experiment == run]
+        centres = np.round(angstrom_to_voxel(picks[["x", "y", "z"]].to_numpy(), tomo.voxel_size)).astype(int)
+        for particle, c in zip(picks.particle_type, centres):
+            if len(boxes[particle]) >= PER_CLASS:
                 continue
-            c = np.round(np.array([p.z, p.y, p.x], dtype=float) / voxel).astype(int)
             if (c - HALF < 0).any() or (c + HALF + 1 > np.array(vol.shape)).any():
                 continue
-            boxes[p.particle_type].append(vol[tuple(slice(k - HALF, k + HALF + 1) for k in c)])
+            boxes[particle].append(vol[tuple(slice(k - HALF, k + HALF + 1) for k in c)])
     return {c: (np.mean(b, axis=0) if b else np.zeros((2 * HALF + 1,) * 3), len(b)) for c, b in boxes.items()}
 
 
