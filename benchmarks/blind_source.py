@@ -1,12 +1,12 @@
-"""Sources D, E and F: a model on tomograms from simulators written blind.
+"""Sources D, E, F and G: a model on tomograms from simulators written blind.
 
-Sources A, B and C of ``benchmarks/generalization.py`` are settings of cryopoint's own simulator. Sources D, E and
-F are three separate simulators (``benchmarks/blind_sim.py``, ``blind_sim_e.py``, ``blind_sim_f.py``), each written
-without sight of cryopoint's code or documents or of the others (their headers say how), with its own particle
-models, clutter, imaging, CTF, noise, reconstruction and denoisers. They write the CZII layout, so cryopoint reads
-them as a user's data. No cryopoint recipe trains on D: it is for evaluation only. E and F may be trained on (some
-measured stages did, docs/models.md), but the shipped file's training never saw either, so for the shipped file all
-three are generators it has never seen. ``--source`` picks one (default D).
+Sources A, B and C of ``benchmarks/generalization.py`` are settings of cryopoint's own simulator. Sources D, E, F
+and G are four separate simulators (``benchmarks/blind_sim.py``, ``blind_sim_e.py``, ``blind_sim_f.py``,
+``blind_sim_g.py``), each written without sight of cryopoint's code or documents or of the others (their headers say
+how), with its own particle models, clutter, imaging, CTF, noise, reconstruction and denoisers. They write the CZII
+layout, so cryopoint reads them as a user's data. No cryopoint recipe trains on D or G: they are for evaluation
+only. E and F may be trained on (some measured stages did, docs/models.md), but the shipped file's training never
+saw either, so for the shipped file all four are generators it has never seen. ``--source`` picks one (default D).
 
 For a checkpoint (the shipped file by default) it reports, on ``--runs`` runs of 96 x 256 x 256:
 
@@ -21,13 +21,13 @@ For a checkpoint (the shipped file by default) it reports, on ``--runs`` runs of
 
     python -m benchmarks.blind_source                       # D: 48 runs + 3 full-size runs: ~25 min on 2 cores
     python -m benchmarks.blind_source --runs 16 --full 0    # a quick look
-    python -m benchmarks.blind_source --source F --runs 36 --full 0   # source F
+    python -m benchmarks.blind_source --source G --runs 48 --full 3   # source G
 
-The runs are generated once into the cryopoint cache (``blind_sim/<key>/``, ``blind_sim_e/<key>/`` or
-``blind_sim_f/<key>/``, keyed by the simulator's code, seed and shape; a stopped generation resumes). Writes
-``benchmarks/results/blind_source.{md,json}`` for D, ``blind_source_E`` / ``blind_source_F`` for the others.
-Seeds used so far are listed in docs/models.md; a candidate trained on E or F must be scored on other seeds
-than its training runs' (seed 1 for both).
+The runs are generated once into the cryopoint cache (``blind_sim/<key>/``, ``blind_sim_e/<key>/``,
+``blind_sim_f/<key>/`` or ``blind_sim_g/<key>/``, keyed by the simulator's code, seed and shape; a stopped
+generation resumes). Writes ``benchmarks/results/blind_source.{md,json}`` for D, ``blind_source_E`` /
+``blind_source_F`` / ``blind_source_G`` for the others. Seeds used so far are listed in docs/models.md; a candidate
+trained on E or F must be scored on other seeds than its training runs' (seed 1 for both).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ import pandas as pd
 from rich.console import Console
 from rich.progress import track
 
-from benchmarks import blind_sim, blind_sim_e, blind_sim_f
+from benchmarks import blind_sim, blind_sim_e, blind_sim_f, blind_sim_g
 from benchmarks.bench_common import bootstrap_fbeta_gap, machine, own_picks, per_run_counts, score_cells
 from cryopoint.particles import PARTICLE_NAMES, get_particle
 
@@ -56,7 +56,7 @@ console = Console()
 
 
 #: source -> its simulator module (each written blind; see their headers)
-SIMULATORS = {"D": blind_sim, "E": blind_sim_e, "F": blind_sim_f}
+SIMULATORS = {"D": blind_sim, "E": blind_sim_e, "F": blind_sim_f, "G": blind_sim_g}
 
 
 def run_names(first: int, runs: int, source: str = "D") -> list[str]:
@@ -72,8 +72,8 @@ def _complete(root: Path, source: str, name: str) -> bool:
         return blind_sim.run_complete(root, name)
     picks = root / "train" / "overlay" / "ExperimentRuns" / name / "Picks"
     static = root / "train" / "static" / "ExperimentRuns" / name
-    if source == "F":
-        return blind_sim_f.run_complete(str(static), str(picks.parent))
+    if source in ("F", "G"):
+        return SIMULATORS[source].run_complete(str(static), str(picks.parent))
     zarr = static / "VoxelSpacing10.000" / "denoised.zarr"
     return zarr.is_dir() and picks.is_dir() and len(list(picks.iterdir())) == len(blind_sim_e.CLASSES)
 
@@ -257,7 +257,9 @@ def main(argv: list[str] | None = None) -> Path:
     p.add_argument("--notes", default="", help="a sentence for the report")
     p.add_argument("--source", choices=sorted(SIMULATORS), default="D", help="which blind simulator (default D)")
     p.add_argument(
-        "--out", type=Path, help="report path, no suffix (default benchmarks/results/blind_source, _E / _F for E / F)"
+        "--out",
+        type=Path,
+        help="report path, no suffix (default benchmarks/results/blind_source, _E / _F / _G for the others)",
     )
     args = p.parse_args(argv)
     if args.out is None:
