@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
 import os
 import warnings
@@ -480,7 +481,9 @@ def detect(
         polarity: The tomogram's contrast. Models and the blob detector expect protein darker than the ice
             (the reconstruction convention). ``"check"``: find out (:mod:`cryopoint.data.polarity`, label and
             model free) and warn (``PolarityWarning``) when it looks inverted; ``"auto"``: find out and invert an
-            inverted tomogram (with the warning); ``"bright"``: it is inverted, invert it; ``"dark"``: use as
+            inverted tomogram (with the warning; with a model, only where the model is also more confident in
+            it inverted than as it is, so a misread correct tomogram is kept as it is, at the cost of a second
+            pass for tomograms the check calls inverted); ``"bright"``: it is inverted, invert it; ``"dark"``: use as
             it is, no check. The input is never modified.
 
     Returns:
@@ -501,15 +504,17 @@ def detect(
     check_settings(batch_size=batch_size, overlap=overlap, roi=roi)
     check_polarity_setting(polarity)
     detector = _resolve_model(model)
-    tomo = _with_polarity(as_tomogram(tomogram, voxel_size), polarity)
+    tomo = as_tomogram(tomogram, voxel_size)
     if isinstance(detector, str):  # "blob"
         from cryopoint.baselines.blob import detect_blobs
 
+        tomo = _with_polarity(tomo, polarity)
         picks = detect_blobs(tomo.data, tomo.voxel_size, thresholds=_as_threshold_dict(thresholds))
     else:
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         settings = {"tta": tta, "batch_size": batch_size, "overlap": overlap, "roi": roi}
-        picks = _run_model(detector, tomo, device=device, progress=progress, **settings)
+        run = functools.partial(_run_model, detector, device=device, progress=progress, **settings)
+        tomo, picks = _oriented_peaks(tomo, polarity, detector, run)
         picks = apply_thresholds(
             picks,
             detector.thresholds_for(picks, tomo.shape, tomo.voxel_size)
@@ -519,10 +524,58 @@ def detect(
     return _tidy(picks, tomo.voxel_size)
 
 
-def _with_polarity(tomo: Tomogram, polarity: str) -> Tomogram:
+def _oriented_peaks(tomo: Tomogram, polarity: str, detector: Detector, run: Callable[[Tomogram], pd.DataFrame]):
+    """``(tomo, peaks)``: the tomogram as the model will see it and every peak of ``run`` on it.
+
+    As :func:`_with_polarity`, except where ``polarity="auto"`` and the label-free check says "inverted": there the
+    model has the last word, because a correct tomogram that the check misreads (another pipeline's fringes or
+    background) would otherwise be inverted and lose nearly every particle. The model runs on the tomogram as it is
+    and inverted, and keeps the orientation whose peaks above the detector's tuned thresholds carry the larger total
+    score (a tie keeps it as it is). The total, not the count: on an inverted tomogram a model trained on dark
+    protein still passes a few weak peaks, and the per-tomogram noise-tail rule can leave it more of them than on
+    the right orientation, but it is confident only where it sees particles. This costs a second pass only for
+    tomograms the check calls inverted.
+    """
+    if polarity != "auto":
+        tomo = _with_polarity(tomo, polarity)
+        return tomo, run(tomo)
+    _, estimate = orient(tomo.data, tomo.voxel_size, "check")
+    if estimate is None or estimate.polarity != "bright":
+        tomo = _with_polarity(tomo, polarity, estimate=estimate)
+        return tomo, run(tomo)
+    flipped = Tomogram(-np.asarray(tomo.data, dtype=np.float32), voxel_size=tomo.voxel_size, name=tomo.name)
+    peaks = {"as it is": run(tomo), "inverted": run(flipped)}
+    kept = {k: float(apply_thresholds(p, detector.default_thresholds).score.sum()) for k, p in peaks.items()}
+    name = f"{tomo.name} " if tomo.name else ""
+    seen = (
+        f"The tomogram {name}looks inverted to the label-free check (polarity score {estimate.score:+.2f}; below "
+        f"{-estimate.margin:.2f} means inverted at this size), and the model's confident picks carry a total score of "
+        f"{kept['inverted']:.1f} inverted against {kept['as it is']:.1f} as it is: "
+    )
+    if kept["inverted"] > kept["as it is"]:
+        warnings.warn(
+            seen + "inverted it for detection (polarity='auto'); pass polarity='dark' (--polarity dark) to use it as "
+            "it is.",
+            PolarityWarning,
+            stacklevel=3,
+        )
+        return flipped, peaks["inverted"]
+    warnings.warn(
+        seen + "used it as it is (polarity='auto'). Pass polarity='bright' (--polarity bright) if you know it is "
+        "inverted, or polarity='dark' to skip the check.",
+        PolarityWarning,
+        stacklevel=3,
+    )
+    return tomo, peaks["as it is"]
+
+
+def _with_polarity(tomo: Tomogram, polarity: str, estimate=None) -> Tomogram:
     """``tomo`` with protein dark, as :func:`detect`'s ``polarity`` says (:func:`cryopoint.data.polarity.orient`),
-    with a ``PolarityWarning`` where it looks inverted."""
-    data, estimate = orient(tomo.data, tomo.voxel_size, polarity)
+    with a ``PolarityWarning`` where it looks inverted. ``estimate``: the check's result when it has already run."""
+    if estimate is None:
+        data, estimate = orient(tomo.data, tomo.voxel_size, polarity)
+    else:
+        data = tomo.data  # checked and not inverted ("auto" with any verdict but "bright")
     if polarity == "auto" and estimate is not None and not math.isfinite(estimate.margin):
         name = f"{tomo.name} " if tomo.name else ""
         warnings.warn(
@@ -543,7 +596,8 @@ def _with_polarity(tomo: Tomogram, polarity: str) -> Tomogram:
             if polarity == "auto"
             else "cryopoint's models and the blob detector expect protein dark and will miss most particles. Pass "
             "polarity='bright' (--polarity bright) to invert it for detection, polarity='auto' to let detect decide "
-            "per tomogram, or polarity='dark' if it is not inverted (this also skips the check)."
+            "per tomogram (with a model, it inverts only where the model is more confident so), or "
+            "polarity='dark' if it is not inverted (this also skips the check)."
         )
         warnings.warn(seen + todo, PolarityWarning, stacklevel=3)
     return tomo if data is tomo.data else Tomogram(data, voxel_size=tomo.voxel_size, name=tomo.name)

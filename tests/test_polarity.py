@@ -125,13 +125,34 @@ def test_detect_checks_warns_and_inverts_only_when_asked(simulated):
     # What the warning is about: a model trained on dark protein finds next to nothing in inverted data.
     best, lost = _best_score(reference, truth), _best_score(unchanged, truth)
     assert best >= 0.3 and lost <= 0.5 * best, (best, lost)
-    with pytest.warns(PolarityWarning, match="Inverted it for detection"):
+    with pytest.warns(PolarityWarning, match="confident picks carry.*inverted it for detection"):
         pd.testing.assert_frame_equal(run(inverted, polarity="auto"), reference)
     np.testing.assert_array_equal(inverted, before)  # the caller's array is never modified
     with pytest.raises(ConfigError, match="polarity must be one of"):
         run(vol, polarity="inverted")
     with pytest.warns(PolarityWarning):  # the blob detector assumes dark protein too, and is checked the same way
         cryopoint.detect(inverted, "blob", voxel_size=VS)
+
+
+def test_auto_lets_the_model_overrule_a_misread_check(simulated, monkeypatch):
+    """A correct (dark) tomogram that the label-free check misreads as inverted, as it read one run of blind source
+    G (docs/models.md, session 51): with a model, ``auto`` keeps it as it is because the model is confident only
+    that way, and says so; without a model (the blob detector) ``auto`` follows the check."""
+    import cryopoint.data.polarity as polarity
+
+    vol = simulated[0][0]
+    model = cryopoint.load("default")
+    run = lambda **kw: cryopoint.detect(vol, model, voxel_size=VS, thresholds=0.0, device="cpu", **kw)  # noqa: E731
+    reference = run(polarity="dark")
+    monkeypatch.setattr(polarity, "polarity_score", lambda volume, voxel_size: -1.1 * MARGIN)  # the misreading
+    assert polarity.estimate_polarity(vol, VS).polarity == "bright"
+    with pytest.warns(PolarityWarning, match=r"looks inverted to the label-free check.*used it as it is"):
+        pd.testing.assert_frame_equal(run(polarity="auto"), reference)
+    with pytest.warns(PolarityWarning, match="polarity='bright'"):
+        pd.testing.assert_frame_equal(run(), reference)  # "check" only warns, as before
+    blob = lambda v, **kw: cryopoint.detect(v, "blob", voxel_size=VS, **kw)  # noqa: E731
+    with pytest.warns(PolarityWarning, match="Inverted it for detection"):
+        pd.testing.assert_frame_equal(blob(vol, polarity="auto"), blob(-vol, polarity="dark"))
 
 
 def test_batch_notes_an_inverted_run_and_keys_results_by_inverting_settings(simulated, tmp_path):
