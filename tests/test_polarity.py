@@ -185,7 +185,9 @@ def test_training_runs_that_look_inverted_are_named_and_inverted_when_asked(simu
     from cryopoint.engine.data import orient_runs
 
     runs = _runs(simulated)
-    with pytest.warns(PolarityWarning, match=r"1 of 2 training tomograms look inverted.*TS_bright \(-0\.\d\d\)"):
+    with pytest.warns(
+        PolarityWarning, match=r"1 of 2 training tomograms look inverted.*TS_bright \(labelled particles \+\d"
+    ):
         checked = orient_runs(runs, "check")
     assert [r.volume is s.volume for r, s in zip(checked, runs)] == [True, True], "check changes nothing"
     with pytest.warns(PolarityWarning, match="Inverted them for training"):
@@ -199,6 +201,33 @@ def test_training_runs_that_look_inverted_are_named_and_inverted_when_asked(simu
         warnings.simplefilter("error", PolarityWarning)
         assert orient_runs(runs, "dark") == runs
         assert orient_runs(runs, "check", check=False) == runs  # the embedded synthetic data is not checked
+
+
+def test_training_runs_are_judged_by_their_labels_where_they_have_enough(simulated, monkeypatch):
+    """Labels decide over a misreading label-free check (as it misread one run of blind source G); a run with too
+    few labels falls back to the check."""
+    import cryopoint.data.polarity as polarity
+    from cryopoint.data.dataset import RunData
+    from cryopoint.engine.data import orient_runs
+
+    runs = _runs(simulated)
+    pts, radii = runs[0].points_zyx, [cryopoint.particles.PARTICLES[k].radius for k in runs[0].labels]
+    dark = polarity.label_contrast(runs[0].volume, VS, pts, radii)
+    assert dark < -polarity.LABEL_MARGIN and polarity.label_contrast(runs[1].volume, VS, pts, radii) == pytest.approx(
+        -dark
+    )
+    assert polarity.label_contrast(runs[0].volume, VS, pts[: polarity.MIN_LABELS - 1], radii) is None
+    assert [polarity.label_verdict(x) for x in (-1.0, 0.0, 1.0, None)] == ["dark", "unclear", "bright", None]
+
+    monkeypatch.setattr(polarity, "polarity_score", lambda volume, voxel_size: -1.1 * MARGIN)  # every run misread
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PolarityWarning)
+        assert orient_runs(runs[:1], "auto")[0] is runs[0]  # its labels say dark: kept, no warning
+    unlabelled = RunData("TS_unlabelled", runs[0].volume, (VS,) * 3, runs[0].picks.iloc[:0])
+    with pytest.warns(PolarityWarning, match=r"1 of 2 .*TS_unlabelled \(polarity score -0\.06\)"):
+        out = orient_runs([runs[0], unlabelled], "auto")
+    assert out[0] is runs[0]
+    np.testing.assert_array_equal(out[1].volume, -runs[0].volume)  # no labels: the check decides, as before
 
 
 def test_load_data_orients_the_runs_of_a_dataset_root(tmp_path, monkeypatch):

@@ -39,6 +39,8 @@ __all__ = [
     "blob_sites",
     "check_polarity_setting",
     "estimate_polarity",
+    "label_contrast",
+    "label_verdict",
     "margin_for_sites",
     "orient",
     "polarity_score",
@@ -61,6 +63,12 @@ REF_SITES = 135.0
 MIN_SITES = 32.0
 #: Volumes whose analysed depth holds fewer local-maximum windows than this are too thin to judge.
 MIN_DEPTH_WINDOWS = 2.0
+#: With labels (training runs): the ball around each labelled centre, as a fraction of the particle's radius.
+LABEL_BALL = 0.8
+#: Labelled runs: how far (robust sds) the particles' mean must stand from the median to give a verdict.
+LABEL_MARGIN = 0.1
+#: Labelled runs with fewer labelled centres inside the volume than this are judged without their labels.
+MIN_LABELS = 5
 
 
 @dataclass(frozen=True)
@@ -203,6 +211,50 @@ def estimate_polarity(volume: np.ndarray, voxel_size: float | Sequence[float]) -
     score = polarity_score(volume, voxel_size)
     verdict = "dark" if score > margin else "bright" if score < -margin else "unclear"
     return PolarityEstimate(verdict, score, margin)
+
+
+def label_contrast(
+    volume: np.ndarray, voxel_size: float | Sequence[float], points_zyx: np.ndarray, radii_a: Sequence[float]
+) -> float | None:
+    """How much darker than the tomogram the labelled particles are, in robust standard deviations (negative: dark).
+
+    The mean of ``volume`` inside a ball of ``LABEL_BALL`` x each particle's radius around each labelled centre,
+    minus the volume's median, over its robust sd (1.4826 x MAD; both from every second voxel per axis). The ball
+    reaches the shell of hollow particles (apo-ferritin's cage, a capsid), whose centres are ice. None when fewer
+    than ``MIN_LABELS`` centres lie inside the volume: too few to judge.
+
+    Args:
+        volume: ``(Z, Y, X)`` tomogram, raw or normalised.
+        voxel_size: Å per voxel, one value or ``(z, y, x)``.
+        points_zyx: ``(N, 3)`` labelled centres in voxels ``(z, y, x)``.
+        radii_a: ``(N,)`` the particles' radii in Å.
+    """
+    vol = np.asarray(volume)
+    vs = np.broadcast_to(np.asarray(voxel_size, dtype=np.float64), (3,))
+    pts = np.asarray(points_zyx, dtype=np.float64).reshape(-1, 3)
+    inside = np.all((pts >= 0) & (pts <= np.array(vol.shape) - 1), axis=1)
+    if int(inside.sum()) < MIN_LABELS:
+        return None
+    sample = np.asarray(vol[::2, ::2, ::2], dtype=np.float64)
+    median = float(np.median(sample))
+    spread = 1.4826 * float(np.median(np.abs(sample - median))) or float(sample.std()) or 1.0
+    total, count = 0.0, 0
+    for c, r in zip(pts[inside], np.asarray(radii_a, dtype=np.float64)[inside]):
+        half = LABEL_BALL * r / vs
+        lo = np.maximum(np.floor(c - half).astype(int), 0)
+        hi = np.minimum(np.ceil(c + half).astype(int) + 1, vol.shape)
+        grid = np.ogrid[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
+        ball = sum(((g - ci) / h) ** 2 for g, ci, h in zip(grid, c, half)) <= 1.0
+        values = np.asarray(vol[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]], dtype=np.float64)[ball]
+        total, count = total + float(values.sum()), count + values.size
+    return (total / max(count, 1) - median) / spread
+
+
+def label_verdict(contrast: float | None) -> str | None:
+    """``"dark"``, ``"bright"`` or ``"unclear"`` from :func:`label_contrast` (None: no labels to judge by)."""
+    if contrast is None:
+        return None
+    return "dark" if contrast < -LABEL_MARGIN else "bright" if contrast > LABEL_MARGIN else "unclear"
 
 
 def check_polarity_setting(polarity: str) -> str:

@@ -113,20 +113,39 @@ def load_data(cfg: Config, info: DistInfo, *, target_kind: str = "heatmap", outp
 def orient_runs(runs: list[RunData], polarity: str, *, check: bool = True) -> list[RunData]:
     """``runs`` with protein dark, as ``data.polarity`` says (inverted runs are new in-memory arrays).
 
-    ``check`` False skips the check (and so the warning and ``auto``'s inversion) for data known to be dark:
-    the embedded synthetic dataset.
+    Training runs carry labels, and they decide where there are enough of them: a run is judged by how dark its
+    labelled particles are against the rest of it (:func:`~cryopoint.data.polarity.label_contrast`), and only a run
+    with too few labels, or labels too faint to judge, by the label-free check, which can misread a correct
+    tomogram from another pipeline. ``check`` False skips the check (and so the warning and ``auto``'s inversion)
+    for data known to be dark: the embedded synthetic dataset.
     """
     import warnings
 
-    from cryopoint.data.polarity import orient
+    from cryopoint.data.polarity import check_polarity_setting, estimate_polarity, label_contrast, label_verdict
     from cryopoint.errors import PolarityWarning
+    from cryopoint.particles import PARTICLES
 
+    check_polarity_setting(polarity)
     if not check and polarity in ("check", "auto"):
         return runs
-    oriented = {r.name: orient(r.volume, r.voxel_size, polarity) for r in runs}
-    inverted = [n for n, (_, est) in oriented.items() if est is not None and est.polarity == "bright"]
+    if polarity in ("dark", "bright"):
+        return [
+            r if polarity == "dark" else RunData(r.name, -np.asarray(r.volume, np.float32), r.voxel_size, r.picks)
+            for r in runs
+        ]
+    radius = np.array([p.radius for p in PARTICLES])
+    why = {}
+    for r in runs:
+        contrast = label_contrast(r.volume, r.voxel_size, r.points_zyx, radius[r.labels]) if len(r.labels) else None
+        verdict = label_verdict(contrast)
+        if verdict in ("dark", "bright"):
+            why[r.name] = (verdict, f"labelled particles {contrast:+.2f} sd")
+        else:
+            est = estimate_polarity(r.volume, r.voxel_size)
+            why[r.name] = (est.polarity, f"polarity score {est.score:+.2f}")
+    inverted = [n for n, (verdict, _) in why.items() if verdict == "bright"]
     if inverted:
-        listed = ", ".join(f"{n} ({oriented[n][1].score:+.2f})" for n in inverted[:8])
+        listed = ", ".join(f"{n} ({why[n][1]})" for n in inverted[:8])
         more = f" and {len(inverted) - 8} more" if len(inverted) > 8 else ""
         done = (
             "Inverted them for training (data.polarity=auto)."
@@ -136,13 +155,16 @@ def orient_runs(runs: list[RunData], polarity: str, *, check: bool = True) -> li
             "or data.polarity=dark if they are not inverted."
         )
         warnings.warn(
-            f"{len(inverted)} of {len(runs)} training tomograms look inverted (protein brighter than the ice; "
-            f"polarity score below zero): {listed}{more}. {done}",
+            f"{len(inverted)} of {len(runs)} training tomograms look inverted (protein brighter than the ice: their "
+            f"labelled particles brighter than the rest, or, without enough labels, a polarity score below zero): "
+            f"{listed}{more}. {done}",
             PolarityWarning,
             stacklevel=2,
         )
+    if polarity == "check":
+        return runs
     return [
-        r if oriented[r.name][0] is r.volume else RunData(r.name, oriented[r.name][0], r.voxel_size, r.picks)
+        RunData(r.name, -np.asarray(r.volume, dtype=np.float32), r.voxel_size, r.picks) if r.name in inverted else r
         for r in runs
     ]
 
