@@ -1,8 +1,8 @@
 """Model card figure docs/images/class_averages.png: how each generator draws each class.
 
 The mean of up to 60 labelled particles per class (central 3 slices of a 37-voxel box, each tomogram normalised as
-``detect`` normalises it) from 16 runs of 96 x 256 x 256 of our ``randomized`` preset and of the blind simulators E
-and F. Random orientations average an elongated particle into a blob; a ring means a hollow model.
+``detect`` normalises it) from 16 runs of 96 x 256 x 256 of our ``randomized`` preset and of the blind simulators D,
+E, F and G (seed 61 of each, used for nothing else). Random orientations average an elongated particle into a blob; a ring means a hollow model.
 
 Run from the repository root: ``PYTHONPATH=. python docs/images/class_averages.py`` (a few minutes; the runs go to
 the cache).
@@ -44,10 +44,12 @@ def averages(root):
 
 sources = {
     "ours (randomized)": ensure_synthetic_dataset("randomized", runs=16, shape=SHAPE, seed=61),
+    "D (blind)": dataset(61, 1, 16, SHAPE, source="D"),
     "E (blind)": dataset(61, 1, 16, SHAPE, source="E"),
     "F (blind)": dataset(61, 1, 16, SHAPE, source="F"),
+    "G (blind)": dataset(61, 1, 16, SHAPE, source="G"),
 }
-fig, axes = plt.subplots(len(sources), len(PARTICLE_NAMES), figsize=(13, 6.8))
+fig, axes = plt.subplots(len(sources), len(PARTICLE_NAMES), figsize=(13, 2.27 * len(sources)))
 for i, (label, root) in enumerate(sources.items()):
     for j, (name, (mean, n)) in enumerate(averages(root).items()):
         ax = axes[i, j]
