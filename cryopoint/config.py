@@ -261,9 +261,10 @@ class DataConfig:
     ``positive_fraction`` stay uniform. 0 = off.
 
     ``polarity``: the training tomograms' contrast, as ``cryopoint.detect``'s (:mod:`cryopoint.data.polarity`):
-    models learn protein darker than the ice. ``check`` warns about runs of ``root`` that look inverted (the
-    embedded synthetic data is written dark and not checked), ``auto`` also inverts them, ``bright`` inverts
-    every run, ``dark`` uses them as they are.
+    models learn protein darker than the ice. ``check`` warns about runs of ``root`` that look inverted (judged by
+    their labelled particles where a run has enough, else by the label-free check; the embedded synthetic data is
+    written dark and not checked), ``auto`` also inverts them, ``bright`` inverts every run, ``dark`` uses them as
+    they are.
     """
 
     root: str = ""

@@ -83,7 +83,7 @@ def main(argv=None) -> int:
         choices=POLARITIES,
         default="check",
         help="protein darker than the ice ('dark', the convention) or inverted ('bright'); 'check' (default) "
-        "warns when a tomogram looks inverted, 'auto' also inverts it",
+        "warns when a tomogram looks inverted, 'auto' also inverts it where the model agrees",
     )
     p.add_argument("--overwrite", action="store_true", help="redo runs that already finished")
     args = p.parse_args(argv)
