@@ -142,10 +142,13 @@ def made_with(opts: BatchOptions, detector: Detector | str) -> dict[str, Any]:
     rounding); so are thresholds, which apply only when the combined outputs are assembled.
     """
     # A polarity that can invert the tomogram changes the peaks; "check" and "dark" never do (and are left out,
-    # so results made before the setting existed still resume).
+    # so results made before the setting existed still resume). With a model, "auto" lets the model confirm an
+    # inversion (cryopoint.api._oriented_peaks), so its results are not those of "auto" before it did.
     inverts = {"polarity": opts.polarity} if opts.polarity in ("auto", "bright") else {}
     if isinstance(detector, str):
         return {"model": detector, "voxel_size": opts.voxel_size, **inverts}
+    if opts.polarity == "auto":
+        inverts = {"polarity": "auto, confirmed by the model"}
     infer = detector.config.infer
     return {
         "model": f"sha256:{sha256(detector.path)}",

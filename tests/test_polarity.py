@@ -170,6 +170,9 @@ def test_batch_notes_an_inverted_run_and_keys_results_by_inverting_settings(simu
     # (older results still resume); "auto" and "bright" can, so they are.
     assert "polarity" not in made_with(opts, "blob")
     assert made_with(BatchOptions(model="blob", out_dir=tmp_path, polarity="auto"), "blob")["polarity"] == "auto"
+    # with a model, auto lets the model confirm an inversion: results of the older, check-only auto do not resume
+    model_auto = made_with(BatchOptions(model="default", out_dir=tmp_path, polarity="auto"), cryopoint.load("default"))
+    assert model_auto["polarity"] == "auto, confirmed by the model"
     with pytest.raises(ConfigError, match="polarity must be one of"):
         run_batch(files, BatchOptions(model="blob", out_dir=tmp_path / "o2", polarity="flip"))
 
