@@ -543,7 +543,7 @@ def _oriented_peaks(tomo: Tomogram, polarity: str, detector: Detector, run: Call
     if estimate is None or estimate.polarity != "bright":
         tomo = _with_polarity(tomo, polarity, estimate=estimate)
         return tomo, run(tomo)
-    flipped = Tomogram(-np.asarray(tomo.data, dtype=np.float32), voxel_size=tomo.voxel_size, name=tomo.name)
+    flipped = Tomogram(orient(tomo.data, tomo.voxel_size, "bright")[0], voxel_size=tomo.voxel_size, name=tomo.name)
     peaks = {"as it is": run(tomo), "inverted": run(flipped)}
     kept = {k: float(apply_thresholds(p, detector.default_thresholds).score.sum()) for k, p in peaks.items()}
     name = f"{tomo.name} " if tomo.name else ""

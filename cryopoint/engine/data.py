@@ -121,18 +121,23 @@ def orient_runs(runs: list[RunData], polarity: str, *, check: bool = True) -> li
     """
     import warnings
 
-    from cryopoint.data.polarity import check_polarity_setting, estimate_polarity, label_contrast, label_verdict
+    from cryopoint.data.polarity import check_polarity_setting, estimate_polarity, label_contrast, label_verdict, orient
     from cryopoint.errors import PolarityWarning
     from cryopoint.particles import PARTICLES
 
     check_polarity_setting(polarity)
     if not check and polarity in ("check", "auto"):
         return runs
+
+    def inverted_if(run: RunData, invert: bool) -> RunData:
+        return (
+            RunData(run.name, orient(run.volume, run.voxel_size, "bright")[0], run.voxel_size, run.picks)
+            if invert
+            else run
+        )
+
     if polarity in ("dark", "bright"):
-        return [
-            r if polarity == "dark" else RunData(r.name, -np.asarray(r.volume, np.float32), r.voxel_size, r.picks)
-            for r in runs
-        ]
+        return [inverted_if(r, polarity == "bright") for r in runs]
     radius = np.array([p.radius for p in PARTICLES])
     why = {}
     for r in runs:
@@ -161,12 +166,7 @@ def orient_runs(runs: list[RunData], polarity: str, *, check: bool = True) -> li
             PolarityWarning,
             stacklevel=2,
         )
-    if polarity == "check":
-        return runs
-    return [
-        RunData(r.name, -np.asarray(r.volume, dtype=np.float32), r.voxel_size, r.picks) if r.name in inverted else r
-        for r in runs
-    ]
+    return [inverted_if(r, polarity == "auto" and r.name in inverted) for r in runs]
 
 
 def mine_all_decoys(runs: list[RunData], count: int) -> list[np.ndarray]:
