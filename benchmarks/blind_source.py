@@ -15,13 +15,17 @@ For a checkpoint (the shipped file by default) it reports, on ``--runs`` runs of
   tuned on the scored runs themselves (ranking quality, an oracle);
 * the LoG blob baseline beside it honestly: the blob's thresholds are tuned on the first half of the runs and both
   are scored on the second half, with a paired 90 % interval per class from resampling runs;
-* with ``--full N``, N full-size 184 x 630 x 630 runs: seconds per tomogram and the same scores.
+* with ``--full N``, N full-size 184 x 630 x 630 runs: seconds per tomogram and the same scores;
+* with ``--baseline CKPT``, a second checkpoint on the same runs (small and full size): its default picks and
+  ranking, and the difference as ``detect`` picks by default (``--model`` minus it) per class and weighted, with a
+  paired 90 % interval from resampling runs: the comparison a shipping rule asks for.
 
 ::
 
     python -m benchmarks.blind_source                       # D: 48 runs + 3 full-size runs: ~25 min on 2 cores
     python -m benchmarks.blind_source --runs 16 --full 0    # a quick look
     python -m benchmarks.blind_source --source G --runs 48 --full 3   # source G
+    python -m benchmarks.blind_source --source G --model cand.pt --baseline default   # a candidate, paired
 
 The runs are generated once into the cryopoint cache (``blind_sim/<key>/``, ``blind_sim_e/<key>/``,
 ``blind_sim_f/<key>/`` or ``blind_sim_g/<key>/``, keyed by the simulator's code, seed and shape; a stopped
@@ -147,17 +151,37 @@ def evaluate(
         test_truth = truth[truth.experiment.isin(test)]
         net = default[default.experiment.isin(test)]
         blob = apply_thresholds(blobs[blobs.experiment.isin(test)], blob_thr)
-        a, b = per_run_counts(test_truth, net, test), per_run_counts(test_truth, blob, test)
-        per_class, weighted = bootstrap_fbeta_gap(a, b), bootstrap_fbeta_gap(a, b, weights=WEIGHTS)
-        gap = {n: {k: float(per_class[k][i]) for k in ("gap", "lo", "hi")} for i, n in enumerate(PARTICLE_NAMES)}
-        gap["weighted"] = {k: float(weighted[k]) for k in ("gap", "lo", "hi")}
         out["split_half"] = {
             "tune_runs": tune,
             "test_runs": test,
             "network_default": score_cells(net, test_truth),
             "blob": score_cells(blob, test_truth),
-            "gap": gap,
+            "gap": paired_gap(per_run_counts(test_truth, net, test), per_run_counts(test_truth, blob, test)),
         }
+    return out
+
+
+def paired_gap(a, b) -> dict:
+    """F-beta of picks ``a`` minus picks ``b`` per class and weighted, each with a paired 90 % interval from
+    resampling runs; ``a`` and ``b`` are :func:`per_run_counts` arrays of the same runs."""
+    per_class, weighted = bootstrap_fbeta_gap(a, b), bootstrap_fbeta_gap(a, b, weights=WEIGHTS)
+    gap = {n: {k: float(per_class[k][i]) for k in ("gap", "lo", "hi")} for i, n in enumerate(PARTICLE_NAMES)}
+    gap["weighted"] = {k: float(weighted[k]) for k in ("gap", "lo", "hi")}
+    return gap
+
+
+def against_baseline(
+    det, peaks: pd.DataFrame, base, base_peaks: pd.DataFrame, root: Path, truth: pd.DataFrame, names: list[str]
+) -> dict:
+    """The detector ``det`` against a baseline detector ``base`` on the same runs: the baseline's scores (as
+    :func:`evaluate` gives them, without the blob) and ``gap``, ``det`` minus ``base`` as ``detect`` picks by
+    default, per class and weighted, with paired 90 % intervals from resampling runs."""
+    from benchmarks.generalization import run_geometry
+
+    geometry = run_geometry(root, names)
+    mine, theirs = own_picks(det, peaks, geometry), own_picks(base, base_peaks, geometry)
+    out = evaluate(base, root, base_peaks, None, truth, names)
+    out["gap"] = paired_gap(per_run_counts(truth, mine, names), per_run_counts(truth, theirs, names))
     return out
 
 
@@ -174,6 +198,31 @@ def _three_rows(res: dict, head: str, rule: str) -> list[str]:
         ("ranking (tuned on these runs)", "ranking"),
     )
     return [head, rule, *(_row(label, res[key]) for label, key in labels)]
+
+
+def _gap_row(label: str, gap: dict) -> str:
+    cells = [gap["weighted"], *(gap[n] for n in SCORED)]
+    return f"| {label} | " + " | ".join(f"{c['gap']:+.3f} [{c['lo']:+.3f}, {c['hi']:+.3f}]" for c in cells) + " |"
+
+
+def _baseline_lines(result: dict, meta: dict, part: str, head: str, rule: str) -> list[str]:
+    """The comparison with ``--baseline`` on one set (``small`` or ``full``); none without a baseline."""
+    base = result.get("baseline", {}).get(part)
+    if not base:
+        return []
+    return [
+        "",
+        f"Against the baseline `{meta['baseline']}` (sha256 `{meta['baseline_sha'][:12]}…`) on the same runs; "
+        "difference this model minus the baseline, both as `detect` picks by default, with a paired 90 % interval "
+        "from resampling runs.",
+        "",
+        head,
+        rule,
+        _row("this model, default picks", result[part]["default"]),
+        _row("baseline, default picks", base["default"]),
+        _row("baseline, ranking (tuned on these runs)", base["ranking"]),
+        _gap_row("difference, default picks", base["gap"]),
+    ]
 
 
 def write_report(result: dict, meta: dict, out: Path) -> Path:
@@ -211,11 +260,9 @@ def write_report(result: dict, meta: dict, out: Path) -> Path:
             rule,
             _row("network, default picks", s["network_default"]),
             _row("blob (LoG)", s["blob"]),
-            "| difference | "
-            + f"{gap['weighted']['gap']:+.3f} [{gap['weighted']['lo']:+.3f}, {gap['weighted']['hi']:+.3f}] | "
-            + " | ".join(f"{gap[n]['gap']:+.3f} [{gap[n]['lo']:+.3f}, {gap[n]['hi']:+.3f}]" for n in SCORED)
-            + " |",
+            _gap_row("difference", gap),
         ]
+    lines += _baseline_lines(result, meta, "small", head, rule)
     if result.get("full"):
         f = result["full"]
         sec = f["seconds"]
@@ -229,14 +276,21 @@ def write_report(result: dict, meta: dict, out: Path) -> Path:
             "",
             *_three_rows(f, head, rule),
         ]
+        lines += _baseline_lines(result, meta, "full", head, rule)
     lines += ["", f"Notes: {meta['notes']}" if meta.get("notes") else ""]
     path = out.with_suffix(".md")
     atomic_write_text(path, "\n".join(lines).rstrip() + "\n")
     return path
 
 
+def _sha(det) -> str:
+    """sha256 of the file a detector was loaded from ('' for one built in memory)."""
+    from cryopoint.checkpoint import sha256
+
+    return sha256(det.path) if det.path else ""
+
+
 def main(argv: list[str] | None = None) -> Path:
-    import hashlib
     import shlex
     import sys
 
@@ -256,6 +310,10 @@ def main(argv: list[str] | None = None) -> Path:
     p.add_argument("--cache-dir", help="cache root (default: $CRYOPOINT_CACHE or ~/.cache/cryopoint)")
     p.add_argument("--notes", default="", help="a sentence for the report")
     p.add_argument("--source", choices=sorted(SIMULATORS), default="D", help="which blind simulator (default D)")
+    p.add_argument(
+        "--baseline",
+        help="a second checkpoint scored on the same runs: the report adds the paired difference (--model minus it)",
+    )
     p.add_argument(
         "--out",
         type=Path,
@@ -278,6 +336,10 @@ def main(argv: list[str] | None = None) -> Path:
     blobs = blob_picks(root, names)
     result["small"] = evaluate(det, root, peaks, blobs, truth, names)
     result["small"]["seconds"] = seconds
+    base = cryopoint.load(args.baseline) if args.baseline else None
+    if base is not None:
+        base_peaks, _ = predict_timed(base, root, names)
+        result["baseline"] = {"small": against_baseline(det, peaks, base, base_peaks, root, truth, names)}
     if args.full:
         full_root = dataset(
             args.seed + 1, args.first + 100, args.full, tuple(args.full_shape), args.cache_dir, args.source
@@ -287,13 +349,20 @@ def main(argv: list[str] | None = None) -> Path:
         full_peaks, full_seconds = predict_timed(det, full_root, full_names)
         result["full"] = evaluate(det, full_root, full_peaks, None, full_truth, full_names)
         result["full"]["seconds"] = full_seconds
+        if base is not None:
+            base_peaks, _ = predict_timed(base, full_root, full_names)
+            result["baseline"]["full"] = against_baseline(
+                det, full_peaks, base, base_peaks, full_root, full_truth, full_names
+            )
     meta = {
         "command": shlex.join(["python", "-m", "benchmarks.blind_source", *(sys.argv[1:] if argv is None else argv)]),
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": machine(),
         "minutes": (time.time() - t0) / 60,
         "model": args.model,
-        "model_sha": hashlib.sha256(Path(det.path).read_bytes()).hexdigest() if det.path else "",
+        "model_sha": _sha(det),
+        "baseline": args.baseline,
+        "baseline_sha": _sha(base) if base is not None else "",
         "source": args.source,
         "sim_digest": source_digest([Path(SIMULATORS[args.source].__file__)]),
         "seed": args.seed,

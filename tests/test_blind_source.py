@@ -161,3 +161,45 @@ def test_main_scores_source_f_into_its_own_report(tmp_path, monkeypatch):
     assert data["meta"]["source"] == "F" and data["result"]["small"]["runs"] == 4
     assert data["result"]["small"]["split_half"]["test_runs"] == ["TS_F_3", "TS_F_4"]
     assert f"**{data['result']['small']['default']['score']:.3f}**" in text
+
+
+def test_baseline_gap_is_zero_against_itself_and_positive_against_a_worse_detector(root):
+    """``against_baseline``: the same peaks give a difference of exactly 0; perfect peaks against noise-only peaks give
+    a positive weighted difference whose interval excludes 0."""
+    names = blind_source.run_names(1, 4)
+    truth = read_truth(root, runs=names)
+    rng = np.random.default_rng(1)
+    noise = pd.DataFrame(
+        {
+            "experiment": rng.choice(names, 200),
+            "particle_type": rng.choice(PARTICLE_NAMES, 200),
+            "x": rng.uniform(0, SHAPE[2] * 10, 200),
+            "y": rng.uniform(0, SHAPE[1] * 10, 200),
+            "z": rng.uniform(0, SHAPE[0] * 10, 200),
+            "score": rng.uniform(0.9, 1.0, 200),
+        }
+    )
+    perfect = pd.concat([truth.assign(score=0.95)[noise.columns], noise.assign(score=0.01)], ignore_index=True)
+    det = cryopoint.load("default")
+    same = blind_source.against_baseline(det, perfect, det, perfect, root, truth, names)
+    assert same["gap"]["weighted"] == {"gap": 0.0, "lo": 0.0, "hi": 0.0}
+    better = blind_source.against_baseline(det, perfect, det, noise, root, truth, names)
+    assert better["gap"]["weighted"]["lo"] > 0.3
+    assert better["default"]["score"] < 0.2  # the baseline's own scores are the noise's
+
+
+def test_main_with_a_baseline_reports_the_paired_difference(tmp_path):
+    """``--baseline`` end to end: the shipped file against itself differs by exactly 0, small and full size."""
+    out = tmp_path / "res" / "paired"
+    args = ["--source", "G", "--runs", "2", "--seed", "3", "--first", "1", "--shape", *map(str, SHAPE), "--full", "1"]
+    args += ["--full-shape", *map(str, SHAPE), "--cache-dir", str(tmp_path / "cache"), "--out", str(out)]
+    path = blind_source.main([*args, "--baseline", "default"])
+    text = path.read_text()
+    data = json.loads(out.with_suffix(".json").read_text())
+    assert data["meta"]["baseline"] == "default" and data["meta"]["baseline_sha"] == data["meta"]["model_sha"]
+    for part in ("small", "full"):
+        base = data["result"]["baseline"][part]
+        assert base["gap"]["weighted"]["gap"] == 0.0
+        assert base["default"]["score"] == pytest.approx(data["result"][part]["default"]["score"])
+    assert text.count("| difference, default picks | +0.000 [+0.000, +0.000]") == 2
+    assert "Against the baseline `default`" in text
