@@ -72,21 +72,26 @@ def test_labels_sit_on_dark_density(root):
     assert np.mean(at) < -0.3 and np.mean(at) < np.mean(off) - 0.3
 
 
+def _random_peaks(names, n, rng, scores):
+    """``n`` peaks of random classes at random places in the runs ``names`` (Å), scores uniform in ``scores``."""
+    return pd.DataFrame(
+        {
+            "experiment": rng.choice(names, n),
+            "particle_type": rng.choice(PARTICLE_NAMES, n),
+            "x": rng.uniform(0, SHAPE[2] * 10, n),
+            "y": rng.uniform(0, SHAPE[1] * 10, n),
+            "z": rng.uniform(0, SHAPE[0] * 10, n),
+            "score": rng.uniform(*scores, n),
+        }
+    )
+
+
 def test_evaluate_scores_perfect_picks_and_writes_report(root, tmp_path):
     names = blind_source.run_names(1, 4)
     truth = read_truth(root, runs=names)
     rng = np.random.default_rng(0)
     hits = truth.assign(score=0.95)
-    noise = pd.DataFrame(
-        {
-            "experiment": rng.choice(names, 400),
-            "particle_type": rng.choice(PARTICLE_NAMES, 400),
-            "x": rng.uniform(0, SHAPE[2] * 10, 400),
-            "y": rng.uniform(0, SHAPE[1] * 10, 400),
-            "z": rng.uniform(0, SHAPE[0] * 10, 400),
-            "score": rng.uniform(0.0, 0.05, 400),
-        }
-    )
+    noise = _random_peaks(names, 400, rng, (0.0, 0.05))
     peaks = pd.concat([hits[noise.columns], noise], ignore_index=True)
     blobs = noise.assign(score=rng.uniform(0, 1, 400))  # a detector that finds nothing
     res = blind_source.evaluate(cryopoint.load("default"), root, peaks, blobs, truth, names)
@@ -168,17 +173,7 @@ def test_baseline_gap_is_zero_against_itself_and_positive_against_a_worse_detect
     a positive weighted difference whose interval excludes 0."""
     names = blind_source.run_names(1, 4)
     truth = read_truth(root, runs=names)
-    rng = np.random.default_rng(1)
-    noise = pd.DataFrame(
-        {
-            "experiment": rng.choice(names, 200),
-            "particle_type": rng.choice(PARTICLE_NAMES, 200),
-            "x": rng.uniform(0, SHAPE[2] * 10, 200),
-            "y": rng.uniform(0, SHAPE[1] * 10, 200),
-            "z": rng.uniform(0, SHAPE[0] * 10, 200),
-            "score": rng.uniform(0.9, 1.0, 200),
-        }
-    )
+    noise = _random_peaks(names, 200, np.random.default_rng(1), (0.9, 1.0))
     perfect = pd.concat([truth.assign(score=0.95)[noise.columns], noise.assign(score=0.01)], ignore_index=True)
     det = cryopoint.load("default")
     same = blind_source.against_baseline(det, perfect, det, perfect, root, truth, names)
