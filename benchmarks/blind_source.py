@@ -5,8 +5,9 @@ and G are four separate simulators (``benchmarks/blind_sim.py``, ``blind_sim_e.p
 ``blind_sim_g.py``), each written without sight of cryopoint's code or documents or of the others (their headers say
 how), with its own particle models, clutter, imaging, CTF, noise, reconstruction and denoisers. They write the CZII
 layout, so cryopoint reads them as a user's data. No cryopoint recipe trains on D or G: they are for evaluation
-only. E and F may be trained on (some measured stages did, docs/models.md), but the shipped file's training never
-saw either, so for the shipped file all four are generators it has never seen. ``--source`` picks one (default D).
+only. E and F may be trained on: the shipped file's last stage trained on runs of E (seed 1) and its thresholds were
+tuned partly on E (seed 9), so for it D, F and G are the generators it has never seen (docs/models.md). ``--source``
+picks one (default D).
 
 For a checkpoint (the shipped file by default) it reports, on ``--runs`` runs of 96 x 256 x 256:
 
