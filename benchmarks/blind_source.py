@@ -1,13 +1,13 @@
-"""Sources D, E, F and G: a model on tomograms from simulators written blind.
+"""Sources D to H: a model on tomograms from simulators written blind.
 
-Sources A, B and C of ``benchmarks/generalization.py`` are settings of cryopoint's own simulator. Sources D, E, F
-and G are four separate simulators (``benchmarks/blind_sim.py``, ``blind_sim_e.py``, ``blind_sim_f.py``,
-``blind_sim_g.py``), each written without sight of cryopoint's code or documents or of the others (their headers say
-how), with its own particle models, clutter, imaging, CTF, noise, reconstruction and denoisers. They write the CZII
-layout, so cryopoint reads them as a user's data. No cryopoint recipe trains on D or G: they are for evaluation
-only. E and F may be trained on: the shipped file's last stage trained on runs of E (seed 1) and its thresholds were
-tuned partly on E (seed 9), so for it D, F and G are the generators it has never seen (docs/models.md). ``--source``
-picks one (default D).
+Sources A, B and C of ``benchmarks/generalization.py`` are settings of cryopoint's own simulator. Sources D to H
+are five separate simulators (``benchmarks/blind_sim.py``, ``blind_sim_e.py``, ``blind_sim_f.py``,
+``blind_sim_g.py``, ``blind_sim_h.py``), each written without sight of cryopoint's code or documents or of the others
+(their headers say how), with its own particle models, clutter, imaging, CTF, noise, reconstruction and denoisers.
+They write the CZII layout, so cryopoint reads them as a user's data. No cryopoint recipe trains on G or H: they are
+for evaluation only. D, E and F may be trained on (measured stages did; D with fresh seeds only): the shipped file's
+last stage trained on runs of E (seed 1) and its thresholds were tuned partly on E (seed 9), so for it D, F, G and H
+are the generators it has never seen (docs/models.md). ``--source`` picks one (default D).
 
 For a checkpoint (the shipped file by default) it reports, on ``--runs`` runs of 96 x 256 x 256:
 
@@ -28,11 +28,11 @@ For a checkpoint (the shipped file by default) it reports, on ``--runs`` runs of
     python -m benchmarks.blind_source --source G --runs 48 --full 3   # source G
     python -m benchmarks.blind_source --source G --model cand.pt --baseline default   # a candidate, paired
 
-The runs are generated once into the cryopoint cache (``blind_sim/<key>/``, ``blind_sim_e/<key>/``,
-``blind_sim_f/<key>/`` or ``blind_sim_g/<key>/``, keyed by the simulator's code, seed and shape; a stopped
-generation resumes). Writes ``benchmarks/results/blind_source.{md,json}`` for D, ``blind_source_E`` /
-``blind_source_F`` / ``blind_source_G`` for the others. Seeds used so far are listed in docs/models.md; a candidate
-trained on E or F must be scored on other seeds than its training runs' (seed 1 for both).
+The runs are generated once into the cryopoint cache (``blind_sim/<key>/``, ``blind_sim_e/<key>/`` ...
+``blind_sim_h/<key>/``, keyed by the simulator's code, seed and shape; a stopped generation resumes). Writes
+``benchmarks/results/blind_source.{md,json}`` for D, ``blind_source_E`` ... ``blind_source_H`` for the others. Seeds
+used so far are listed in docs/models.md; a candidate trained on a blind source must be scored on other seeds than
+its training runs'.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ import pandas as pd
 from rich.console import Console
 from rich.progress import track
 
-from benchmarks import blind_sim, blind_sim_e, blind_sim_f, blind_sim_g
+from benchmarks import blind_sim, blind_sim_e, blind_sim_f, blind_sim_g, blind_sim_h
 from benchmarks.bench_common import bootstrap_fbeta_gap, machine, own_picks, per_run_counts, score_cells
 from cryopoint.particles import PARTICLE_NAMES, get_particle
 
@@ -61,7 +61,7 @@ console = Console()
 
 
 #: source -> its simulator module (each written blind; see their headers)
-SIMULATORS = {"D": blind_sim, "E": blind_sim_e, "F": blind_sim_f, "G": blind_sim_g}
+SIMULATORS = {"D": blind_sim, "E": blind_sim_e, "F": blind_sim_f, "G": blind_sim_g, "H": blind_sim_h}
 
 
 def run_names(first: int, runs: int, source: str = "D") -> list[str]:
@@ -73,8 +73,8 @@ def run_names(first: int, runs: int, source: str = "D") -> list[str]:
 
 def _complete(root: Path, source: str, name: str) -> bool:
     """Whether run ``name`` of ``source`` is fully written under ``root`` (each simulator's own test)."""
-    if source == "D":
-        return blind_sim.run_complete(root, name)
+    if source in ("D", "H"):
+        return SIMULATORS[source].run_complete(str(root), name)
     picks = root / "train" / "overlay" / "ExperimentRuns" / name / "Picks"
     static = root / "train" / "static" / "ExperimentRuns" / name
     if source in ("F", "G"):
@@ -89,7 +89,8 @@ def _generate(root: Path, source: str, seed: int, k: int, shape: tuple[int, int,
         blind_sim.generate_run(root, f"TS_D_{k}", seed, k, shape)
         return
     args = ["--out", str(root), "--runs", "1", "--seed", str(seed), "--first", str(k), "--shape", *map(str, shape)]
-    with contextlib.redirect_stdout(io.StringIO()):  # the simulators print a line per run; the bar says enough
+    # the simulators print a line per run (H to stderr); the bar says enough
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         SIMULATORS[source].main(args)
 
 
@@ -318,7 +319,7 @@ def main(argv: list[str] | None = None) -> Path:
     p.add_argument(
         "--out",
         type=Path,
-        help="report path, no suffix (default benchmarks/results/blind_source, _E / _F / _G for the others)",
+        help="report path, no suffix (default benchmarks/results/blind_source, _E to _H for the others)",
     )
     args = p.parse_args(argv)
     if args.out is None:

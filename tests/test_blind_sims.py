@@ -1,6 +1,6 @@
-"""The blind simulators E, F and G (benchmarks/blind_sim_e.py, blind_sim_f.py, blind_sim_g.py; E and F may be trained
-on, G is for evaluation only): their runs read as CZII data in cryopoint's frame, resume, carry labels on dark
-density, and import nothing of ours."""
+"""The blind simulators E, F, G and H (benchmarks/blind_sim_e.py ... blind_sim_h.py; E and F may be trained on, G and H
+are for evaluation only): their runs read as CZII data in cryopoint's frame, resume, carry labels on dark density, and
+import nothing of ours."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks import blind_sim_e, blind_sim_f, blind_sim_g
+from benchmarks import blind_sim_e, blind_sim_f, blind_sim_g, blind_sim_h
 from cryopoint.io import list_runs, read_tomogram, read_truth, tomogram_path
 from cryopoint.particles import PARTICLE_NAMES, PARTICLES
 
@@ -21,6 +21,7 @@ SIMULATORS = {
     "E": (blind_sim_e, "TS_E_", ["--runs", "3", "--seed", "3", "--shape", *map(str, SHAPE)]),
     "F": (blind_sim_f, "TS_F_", ["--runs", "3", "--seed", "3", "--first", "1", "--shape", *map(str, SHAPE)]),
     "G": (blind_sim_g, "TS_G_", ["--runs", "3", "--seed", "3", "--first", "1", "--shape", *map(str, SHAPE)]),
+    "H": (blind_sim_h, "TS_H_", ["--runs", "3", "--seed", "3", "--first", "1", "--shape", *map(str, SHAPE)]),
 }
 
 
@@ -54,7 +55,7 @@ def _normalised(root: Path, run: str) -> np.ndarray:
 
 def test_labels_sit_on_dark_density(sim):
     """Protein is darker than the ice at the labelled centres, read in cryopoint's frame (x, y, z in Å -> axes 2, 1,
-    0), and not at the same points moved 30 voxels in x. E: the 3 x 3 x 3 voxels at each centre. F and G: a ball of
+    0), and not at the same points moved 30 voxels in x. E: the 3 x 3 x 3 voxels at each centre. F, G and H: a ball of
     0.6 radius, because they model apo-ferritin, the capsid and beta-galactosidase with hollow cores whose centres
     read as ice."""
     name, _, _, _, root = sim
@@ -76,7 +77,7 @@ def test_labels_sit_on_dark_density(sim):
     assert np.mean(at) < -0.3 and np.mean(at) < np.mean(off) - 0.3
 
 
-@pytest.mark.parametrize("module", [blind_sim_e, blind_sim_f, blind_sim_g], ids=["E", "F", "G"])
+@pytest.mark.parametrize("module", [blind_sim_e, blind_sim_f, blind_sim_g, blind_sim_h], ids=["E", "F", "G", "H"])
 def test_simulator_imports_nothing_of_ours(module):
     source = Path(module.__file__).read_text()
     assert not re.search(r"^\s*(from|import)\s+(cryopoint|benchmarks)\b", source, re.MULTILINE)

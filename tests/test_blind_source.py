@@ -134,16 +134,16 @@ def test_main_writes_the_report_and_json(tmp_path):
 def test_run_names_per_source():
     assert blind_source.run_names(3, 2, "F") == ["TS_F_3", "TS_F_4"]
     assert blind_source.run_names(1, 1) == ["TS_D_1"]  # D by default
-    assert blind_source.run_names(1, 1, "G") == ["TS_G_1"]
-    with pytest.raises(ValueError, match="unknown blind source 'H'"):
-        blind_source.run_names(1, 1, "H")
+    assert blind_source.run_names(1, 1, "H") == ["TS_H_1"]
+    with pytest.raises(ValueError, match="unknown blind source 'I'"):
+        blind_source.run_names(1, 1, "I")
     with pytest.raises(ValueError, match="choose one of D, E, F"):
         blind_source.dataset(1, 1, 1, SHAPE, "/nonexistent", source="d")
 
 
-@pytest.mark.parametrize("source", ["E", "F", "G"])
+@pytest.mark.parametrize("source", ["E", "F", "G", "H"])
 def test_dataset_of_another_source_is_keyed_and_resumes(source, tmp_path):
-    """E, F and G runs come from their own simulators into their own cache folders, and a second call generates
+    """E, F, G and H runs come from their own simulators into their own cache folders, and a second call generates
     nothing; a call for more runs adds only the missing ones."""
     root = blind_source.dataset(3, 1, 1, SHAPE, str(tmp_path), source=source)
     assert root.parent.name == f"blind_sim_{source.lower()}" and list_runs(root) == [f"TS_{source}_1"]
