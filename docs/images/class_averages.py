@@ -2,7 +2,8 @@
 
 The mean of up to 60 labelled particles per class (central 3 slices of a 37-voxel box, each tomogram normalised as
 ``detect`` normalises it) from 16 runs of 96 x 256 x 256 of our ``randomized`` preset and of the blind simulators D,
-E, F and G (seed 61 of each, used for nothing else). Random orientations average an elongated particle into a blob; a ring means a hollow model.
+E, F, G and H (seed 61 of each, used for nothing else). Random orientations average an elongated particle into a blob; a
+ring means a hollow model.
 
 Run from the repository root: ``PYTHONPATH=. python docs/images/class_averages.py`` (a few minutes; the runs go to
 the cache).
@@ -48,6 +49,7 @@ sources = {
     "E (blind)": dataset(61, 1, 16, SHAPE, source="E"),
     "F (blind)": dataset(61, 1, 16, SHAPE, source="F"),
     "G (blind)": dataset(61, 1, 16, SHAPE, source="G"),
+    "H (blind)": dataset(61, 1, 16, SHAPE, source="H"),
 }
 fig, axes = plt.subplots(len(sources), len(PARTICLE_NAMES), figsize=(13, 2.27 * len(sources)))
 for i, (label, root) in enumerate(sources.items()):
