@@ -80,6 +80,10 @@ class SynthParams:
             scaled by ``exp(U(-a, a))`` on top of ``particle_scale`` (0 = the model's own proportions).
         particle_density: (min, max) per-object density factor, log-uniform, for labelled particles **and**
             clutter alike (so darkness never names a class): RNA-rich or heavily stained complexes are darker.
+        class_designs: probability, per class and run, that the class is drawn from a random design of its
+            mass and kind (:mod:`cryopoint.synth.designs`) shared by all its particles in the run, in place of
+            the shape model (0 = never): generators disagree on what a complex looks like, and a detector
+            should not name particles by one generator's picture of them.
         particle_maps: ``{name: map file}``: particles of these classes drawn from a density map
             (:mod:`cryopoint.synth.atomic`, e.g. built from a PDB atomic model) instead of the shape model.
         class_density: ``{name: factor}``: every particle of these classes this many times as dark, on top of
@@ -148,6 +152,7 @@ class SynthParams:
     particle_scale: tuple[float, float] = (1.0, 1.0)
     particle_aspect: float = 0.0
     particle_density: tuple[float, float] = (1.0, 1.0)
+    class_designs: float = 0.0
     class_density: Mapping[str, float] | None = None
     particle_maps: Mapping[str, str] | None = None
     tilt_max: float = 60.0
@@ -216,6 +221,10 @@ class SynthParams:
         if not 0.0 <= self.particle_aspect <= 0.5:
             raise ConfigError(
                 f"particle_aspect must be in [0, 0.5] (a log stretch per axis); got {self.particle_aspect}."
+            )
+        if not 0.0 <= self.class_designs <= 1.0:
+            raise ConfigError(
+                f"class_designs must be a probability in [0, 1] (per class and run); got {self.class_designs}."
             )
         if not 0.0 < self.ice_fraction <= 1.0:
             raise ConfigError(f"ice_fraction must be in (0, 1]; got {self.ice_fraction}.")

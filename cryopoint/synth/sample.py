@@ -211,6 +211,35 @@ def _vary(shape: shapes.Shape, params: SynthParams, rng: np.random.Generator, la
     return shapes.Varied(shape, stretch, density)
 
 
+def _class_designs(params: SynthParams, rng: np.random.Generator) -> dict[str, shapes.Shape]:
+    """This run's random class designs (:mod:`cryopoint.synth.designs`): each class, with probability
+    ``params.class_designs``, gets one design all its particles share. Drawn from a child of ``rng`` that
+    leaves ``rng``'s own draws untouched, and nothing at all when ``class_designs`` is 0 (datasets made before
+    the knob existed keep their bytes)."""
+    if params.class_designs <= 0:
+        return {}
+    from cryopoint.synth.designs import class_design
+
+    try:
+        sub = rng.spawn(1)[0]
+    except (TypeError, ValueError, AttributeError):  # a generator without a seed sequence to spawn from
+        sub = np.random.default_rng(int(rng.integers(2**63)))
+    designs = {}
+    for name in PARTICLE_NAMES:
+        chosen = sub.random() < params.class_designs
+        design = class_design(name, sub)  # drawn either way: one class's coin leaves the others' designs alone
+        if chosen:
+            designs[name] = design
+    return designs
+
+
+def _designed(name: str, shape, designs: Mapping[str, shapes.Shape], params: SynthParams):
+    """The run's design of ``name`` in place of ``shape``; a class with a density map keeps its map."""
+    if name in designs and not (params.particle_maps and name in params.particle_maps):
+        return designs[name]
+    return shape
+
+
 def _class_density(shape: shapes.Shape, name: str, params: SynthParams):
     """``shape`` with its class's ``class_density`` factor (draws nothing: the layout stays the same)."""
     factor = float((params.class_density or {}).get(name, 1.0))
@@ -277,13 +306,19 @@ def place_objects(
 
     counts = draw_counts(vol_shape, params, rng)
     vary_rng = _variation_rng(params, rng)
+    designs = _class_designs(params, rng)
     todo = [
         shapes.gold(rng, params.gold_radius, params.gold_density)
         for _ in range(rng.poisson(params.gold_per_volume * area_scale))
     ]
     todo += [
         _class_density(
-            _vary(_particle(n, params.shape_model, rng, params.particle_maps), params, vary_rng, labelled=True),
+            _vary(
+                _designed(n, _particle(n, params.shape_model, rng, params.particle_maps), designs, params),
+                params,
+                vary_rng,
+                labelled=True,
+            ),
             n,
             params,
         )
