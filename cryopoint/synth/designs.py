@@ -21,7 +21,7 @@ sample, as in a real sample); designs differ between runs.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -60,7 +60,7 @@ def center_of_mass(shape: Shape, spacing: float = _GRID) -> np.ndarray:
     return np.array([float((density * np.broadcast_to(a, density.shape)).sum()) / total for a in u])
 
 
-@lru_cache(maxsize=None)
+@cache
 def _reference(name: str) -> tuple[float, float]:
     """The analytic model's protein volume (Å³) and density for class ``name``."""
     model = particle_shape(name)
