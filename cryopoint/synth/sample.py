@@ -187,6 +187,11 @@ def _variation_rng(params: SynthParams, rng: np.random.Generator) -> np.random.G
     untouched, so a run with darker or fainter particles has the very same layout as one without."""
     if (params.particle_scale, params.particle_aspect, params.particle_density) == ((1.0, 1.0), 0.0, (1.0, 1.0)):
         return rng  # nothing will be drawn from it
+    return _child(rng)
+
+
+def _child(rng: np.random.Generator) -> np.random.Generator:
+    """An independent generator spawned from ``rng``'s seed sequence (``rng``'s own stream is not advanced)."""
     try:
         return rng.spawn(1)[0]
     except (TypeError, ValueError, AttributeError):  # a generator without a seed sequence to spawn from
@@ -220,10 +225,7 @@ def _class_designs(params: SynthParams, rng: np.random.Generator) -> dict[str, s
         return {}
     from cryopoint.synth.designs import class_design
 
-    try:
-        sub = rng.spawn(1)[0]
-    except (TypeError, ValueError, AttributeError):  # a generator without a seed sequence to spawn from
-        sub = np.random.default_rng(int(rng.integers(2**63)))
+    sub = _child(rng)
     designs = {}
     for name in PARTICLE_NAMES:
         chosen = sub.random() < params.class_designs
