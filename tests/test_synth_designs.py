@@ -18,11 +18,13 @@ def _at(shape, x, y, z):
 @pytest.mark.parametrize("name", PARTICLE_NAMES)
 def test_a_design_keeps_the_class_label_its_volume_and_its_centre(name):
     rng = np.random.default_rng(3)
-    reference = shape_volume(particle_shape(name))
-    for _ in range(4):
-        design = class_design(name, rng)
+    reference = shape_volume(particle_shape(name), spacing=2.5)
+    for _ in range(8):
+        design = class_design(name, rng, volume_range=(1.2, 1.2))
         assert design.label == name
-        assert 0.6 < shape_volume(design) / reference < 1.6  # the mass, within the drawn factor (0.7-1.4)
+        # the mass, as drawn: solid lobes are sized by measurement; a shell's channels and bumps move it a little
+        tolerance = 0.12 if name in HOLLOW_CLASSES else 0.04
+        assert shape_volume(design, spacing=2.5) / reference == pytest.approx(1.2, rel=tolerance)
         assert np.abs(center_of_mass(design)).max() < 2.0  # Å: the ground-truth point is the centroid
         assert design.radius >= max(p.extent for p in design.parts) - 1e-6  # overlap checks stay conservative
 
@@ -51,9 +53,37 @@ def test_two_designs_of_one_class_differ_and_unknown_names_are_refused():
         class_design("lysozyme", np.random.default_rng(0))
 
 
-def test_the_knob_is_validated():
+def test_the_knobs_are_validated():
     with pytest.raises(ConfigError, match="class_designs"):
         get_preset("realistic", class_designs=1.5)
+    for bad in ((1.2, 0.8), (0.0, 1.0), (1.0,)):
+        with pytest.raises(ConfigError, match="design_volume_range"):
+            get_preset("realistic", design_volume_range=bad)
+    with pytest.raises(ValueError, match="volume_range"):
+        class_design("thyroglobulin", np.random.default_rng(0), volume_range=(-1.0, 1.0))
+    assert get_preset("realistic", design_volume_range=[0.9, 1.1]).design_volume_range == (0.9, 1.1)  # CLI lists
+
+
+def test_a_narrow_volume_range_keeps_heavier_solid_classes_larger_and_the_default_does_not():
+    solid = ("beta-amylase", "beta-galactosidase", "thyroglobulin")  # in order of mass
+
+    def volumes(volume_range, seed):
+        rng = np.random.default_rng(seed)
+        return [shape_volume(class_design(n, rng, volume_range), spacing=2.5) for n in solid]
+
+    narrow = [volumes((0.85, 1.15), seed) for seed in range(6)]
+    assert all(v[0] < v[1] < v[2] for v in narrow)
+    assert max(v[1] for v in narrow) < min(v[2] for v in narrow)  # across runs too: size names the class
+    wide = [volumes((0.7, 1.4), seed) for seed in range(12)]
+    assert max(v[1] for v in wide) > min(v[2] for v in wide)  # the default lets the two overlap across runs
+
+
+def test_the_volume_range_reaches_the_sampler():
+    params = get_preset("realistic", class_designs=1.0, design_volume_range=(1.3, 1.3))
+    designs = _class_designs(params, np.random.default_rng(2))
+    for name in ("beta-amylase", "thyroglobulin"):
+        ratio = shape_volume(designs[name], spacing=2.5) / shape_volume(particle_shape(name), spacing=2.5)
+        assert ratio == pytest.approx(1.3, rel=0.1)
 
 
 def test_off_draws_nothing_and_each_class_coin_leaves_the_other_designs_alone():

@@ -7,7 +7,9 @@ picture's details. A *class design* replaces a class's shape, for one whole run,
 from a generic family that keeps only what every picture of the complex shares:
 
 * its **protein volume** (mass): the analytic model's volume at half density, times a log-uniform factor
-  in ``VOLUME_RANGE``, so heavier complexes stay larger than lighter ones;
+  in ``SynthParams.design_volume_range`` (``VOLUME_RANGE`` by default). Heavier complexes are larger on
+  average; with the default range beta-galactosidase and thyroglobulin (about 1.4x apart) overlap in size,
+  with a range narrower than their mass ratio every draw keeps the heavier class larger;
 * its **kind**: the two cages (apo-ferritin, virus-like particle) stay hollow shells (random wall, radius set
   by the volume, optional channels or bumps on symmetry axes, a faint interior for the capsid); every other
   class is a solid union of 1-6 soft ellipsoidal lobes inside a random envelope (aspect ratios from 1:1:1 to
@@ -31,7 +33,7 @@ from cryopoint.synth.shapes import Ellipsoid, Shape, Shell, particle_shape
 __all__ = ["HOLLOW_CLASSES", "VOLUME_RANGE", "class_design", "shape_volume", "center_of_mass"]
 
 HOLLOW_CLASSES: frozenset[str] = frozenset({"apo-ferritin", "virus-like-particle"})
-VOLUME_RANGE: tuple[float, float] = (0.7, 1.4)  # factor on the analytic model's protein volume
+VOLUME_RANGE: tuple[float, float] = (0.7, 1.4)  # default factor on the analytic model's protein volume
 _GRID = 5.0  # Å: spacing of the grid volumes and centres of mass are measured on
 
 
@@ -112,24 +114,31 @@ def _hollow(name: str, rng: np.random.Generator, volume: float, density: float) 
     return parts
 
 
-def class_design(name: str, rng: np.random.Generator) -> Shape:
+def class_design(name: str, rng: np.random.Generator, volume_range: tuple[float, float] = VOLUME_RANGE) -> Shape:
     """A random design of catalogue class ``name`` (see the module docstring); ``radius`` bounds its extent.
+
+    ``volume_range`` is the (min, max) log-uniform factor on the analytic model's protein volume.
 
     >>> s = class_design("thyroglobulin", np.random.default_rng(0))
     >>> s.label, bool(0.6 < shape_volume(s) / shape_volume(particle_shape("thyroglobulin")) < 1.6)
     ('thyroglobulin', True)
     """
     get_particle(name)  # raises UnknownParticleError with the valid names
+    lo, hi = (float(v) for v in volume_range)
+    if not 0.0 < lo <= hi:
+        raise ValueError(f"volume_range must be a (min, max) range of positive factors; got {volume_range}.")
     ref_volume, density = _reference(name)
-    volume = ref_volume * float(np.exp(rng.uniform(*np.log(VOLUME_RANGE))))
+    volume = ref_volume * float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
     if name in HOLLOW_CLASSES:
         parts = _hollow(name, rng, volume, density)
     else:
         lobes = _solid(rng, density)
-        unit = Shape(tuple(lobes), radius=1.0)
-        factor = 100.0 / max(unit.extent, 1e-6)  # measure at a resolvable size, then scale to the volume
-        probe = Shape(_scaled(lobes, factor, np.zeros(3)), radius=1.0)
-        factor *= (volume / max(shape_volume(probe, spacing=2.5), 1.0)) ** (1.0 / 3.0)
+        # Measure at a resolvable size (100 Å across the lobes themselves: a Shape's ``extent`` adds a fixed
+        # margin that would dwarf unit-sized lobes), scale to the volume, then correct once on the sized shape.
+        factor = 100.0 / max(max(p.extent for p in lobes), 1e-6)
+        for _ in range(2):
+            probe = Shape(_scaled(lobes, factor, np.zeros(3)), radius=1.0)
+            factor *= (volume / max(shape_volume(probe, spacing=2.5), 1.0)) ** (1.0 / 3.0)
         sized = Shape(_scaled(lobes, factor, np.zeros(3)), radius=1.0)
         parts = _scaled(lobes, factor, center_of_mass(sized))
     radius = max(p.extent for p in parts)

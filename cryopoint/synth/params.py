@@ -84,6 +84,9 @@ class SynthParams:
             mass and kind (:mod:`cryopoint.synth.designs`) shared by all its particles in the run, in place of
             the shape model (0 = never): generators disagree on what a complex looks like, and a detector
             should not name particles by one generator's picture of them.
+        design_volume_range: (min, max) log-uniform factor on a design's protein volume (the analytic model's).
+            Wide ranges let classes of different mass overlap in size (beta-galactosidase and thyroglobulin
+            differ by about 1.4x in mass), narrow ones keep heavier classes larger.
         particle_maps: ``{name: map file}``: particles of these classes drawn from a density map
             (:mod:`cryopoint.synth.atomic`, e.g. built from a PDB atomic model) instead of the shape model.
         class_density: ``{name: factor}``: every particle of these classes this many times as dark, on top of
@@ -153,6 +156,7 @@ class SynthParams:
     particle_aspect: float = 0.0
     particle_density: tuple[float, float] = (1.0, 1.0)
     class_designs: float = 0.0
+    design_volume_range: tuple[float, float] = (0.7, 1.4)
     class_density: Mapping[str, float] | None = None
     particle_maps: Mapping[str, str] | None = None
     tilt_max: float = 60.0
@@ -211,7 +215,7 @@ class SynthParams:
             raise ConfigError(f"tilt_max must be in (0, 90] degrees; got {self.tilt_max}.")
         if self.snr <= 0 or self.voxel_size <= 0:
             raise ConfigError(f"snr and voxel_size must be positive; got snr={self.snr}, voxel_size={self.voxel_size}.")
-        for name in ("particle_scale", "particle_density"):
+        for name in ("particle_scale", "particle_density", "design_volume_range"):
             value = tuple(float(v) for v in getattr(self, name))  # YAML and the CLI give lists
             object.__setattr__(self, name, value)
             if len(value) != 2 or not 0.0 < value[0] <= value[1]:

@@ -229,7 +229,8 @@ def _class_designs(params: SynthParams, rng: np.random.Generator) -> dict[str, s
     designs = {}
     for name in PARTICLE_NAMES:
         chosen = sub.random() < params.class_designs
-        design = class_design(name, sub)  # drawn either way: one class's coin leaves the others' designs alone
+        # drawn either way: one class's coin leaves the others' designs alone
+        design = class_design(name, sub, params.design_volume_range)
         if chosen:
             designs[name] = design
     return designs
