@@ -28,12 +28,13 @@ from functools import cache
 import numpy as np
 
 from cryopoint.particles import get_particle
+from cryopoint.synth.params import SynthParams
 from cryopoint.synth.shapes import Ellipsoid, Shape, Shell, particle_shape
 
 __all__ = ["HOLLOW_CLASSES", "VOLUME_RANGE", "class_design", "shape_volume", "center_of_mass"]
 
 HOLLOW_CLASSES: frozenset[str] = frozenset({"apo-ferritin", "virus-like-particle"})
-VOLUME_RANGE: tuple[float, float] = (0.7, 1.4)  # default factor on the analytic model's protein volume
+VOLUME_RANGE: tuple[float, float] = SynthParams.design_volume_range  # the default's one home is SynthParams
 _GRID = 5.0  # Å: spacing of the grid volumes and centres of mass are measured on
 
 
