@@ -86,3 +86,27 @@ def test_randomized_varied_preset_keeps_randomizing_and_validates_ranges():
         get_preset("realistic", particle_density=[1.0, 1.5, 2.0])
     with pytest.raises(ConfigError, match="particle_aspect"):
         get_preset("realistic", particle_aspect=0.9)
+
+
+def test_shift_error_range_scales_the_shift_draw_and_leaves_every_other_knob_alone():
+    base = get_preset("randomized")
+    assert base.shift_error_range == (0.0, 10.0)  # the range the preset always drew from
+    wide = get_preset("randomized", shift_error_range=[0, 30])  # YAML and the CLI give lists
+    assert wide.shift_error_range == (0.0, 30.0)
+    shifts = []
+    for seed in range(20):
+        a, b = (draw_run_params(p, np.random.default_rng(seed)) for p in (base, wide))
+        assert 0.0 <= a.shift_error <= 10.0 and 0.0 <= b.shift_error <= 30.0
+        assert b.shift_error == pytest.approx(3.0 * a.shift_error)  # one uniform draw, scaled
+        same = {f: getattr(a, f) == getattr(b, f) for f in a.__dataclass_fields__}
+        assert [f for f, eq in same.items() if not eq] == ["shift_error", "shift_error_range"] or a.shift_error == 0
+        shifts.append(b.shift_error)
+    assert max(shifts) > 10.0  # the wide range reaches beyond the old one
+    fixed = get_preset("randomized", shift_error_range=(7.0, 7.0))
+    assert draw_run_params(fixed, np.random.default_rng(1)).shift_error == 7.0
+
+
+@pytest.mark.parametrize("bad", [(-1.0, 5.0), (10.0, 5.0), (1.0, 2.0, 3.0)])
+def test_shift_error_range_must_be_an_ordered_non_negative_pair(bad):
+    with pytest.raises(ConfigError, match="shift_error_range"):
+        get_preset("randomized", shift_error_range=bad)

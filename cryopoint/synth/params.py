@@ -124,6 +124,9 @@ class SynthParams:
         astigmatism_um: defocus difference between astigmatic axes (µm; real-space path).
         angle_error: per-tilt angle error sd (degrees; real-space path).
         shift_error: per-tilt residual image shift sd (Å; real-space path).
+        shift_error_range: (min, max) Å, uniform, of the per-run ``shift_error`` the ``randomized`` preset draws
+            (real-space runs only). Residual alignment error varies a lot between tilt series: tens of Å in a
+            poorly aligned series at 10 Å voxels, a blur and streaks a detector should still see particles through.
         phase_contrast: image contrast per voxel of projected protein (real-space path); with ``dose`` and
             ``dqe`` it sets the noise level.
         dqe: detector quantum efficiency (real-space path).
@@ -180,6 +183,7 @@ class SynthParams:
     astigmatism_um: float = 0.1
     angle_error: float = 0.3
     shift_error: float = 3.0
+    shift_error_range: tuple[float, float] = (0.0, 10.0)
     phase_contrast: float = 0.015
     dqe: float = 0.5
     sirt_iterations: int = 0
@@ -222,6 +226,10 @@ class SynthParams:
                 raise ConfigError(
                     f"{name} must be a (min, max) range of positive factors with min <= max; got {value}."
                 )
+        lo_hi = tuple(float(v) for v in self.shift_error_range)
+        object.__setattr__(self, "shift_error_range", lo_hi)
+        if len(lo_hi) != 2 or not 0.0 <= lo_hi[0] <= lo_hi[1]:
+            raise ConfigError(f"shift_error_range must be a (min, max) range in Å with 0 <= min <= max; got {lo_hi}.")
         if not 0.0 <= self.particle_aspect <= 0.5:
             raise ConfigError(
                 f"particle_aspect must be in [0, 0.5] (a log stretch per axis); got {self.particle_aspect}."

@@ -43,6 +43,9 @@ The two filament knobs come from a generator seeded by the run's other draws, no
 leaves the rest of the run's random stream, so a run drawn without filaments is the run it was before they
 were added.
 
+The shift range is ``SynthParams.shift_error_range`` (one uniform draw whatever the range, so a wider range
+changes a run's shift error and nothing else of it).
+
 Protein stays dark in every draw: no knob flips the contrast sign. ``SynthParams.keep`` names knobs to leave
 at the base's value (they are still drawn, then replaced, so the other knobs' draws do not change).
 """
@@ -106,7 +109,7 @@ def draw_run_params(base: SynthParams, rng: np.random.Generator) -> SynthParams:
         tilt_max=float(rng.uniform(40.0, 70.0)),
         tilt_step=float(rng.uniform(1.0, 4.0)),
         angle_error=float(rng.uniform(0.0, 1.0)),
-        shift_error=float(rng.uniform(0.0, 10.0)),
+        shift_error=float(rng.uniform(*base.shift_error_range)),
         defocus_jitter_um=float(rng.uniform(0.0, 0.3)),
         astigmatism_um=float(rng.uniform(0.0, 0.5)),
         ice_fraction=float(rng.uniform(0.45, 0.95)),
