@@ -33,6 +33,9 @@ def test_per_run_recall_counts_the_metrics_matches_per_run_and_class():
     assert table.loc["r1", "apo-ferritin"] == pytest.approx(0.25)
     assert table.loc["r2", "apo-ferritin"] == 1.0 and table.loc["r2", "ribosome"] == 0.0
     assert np.isnan(table.loc["r1", "ribosome"]) and table.loc["r3"].isna().all()  # no particle: no recall
+    pooled = per_run.pooled_recall(truth, picks)
+    assert pooled["apo-ferritin"] == pytest.approx(2 / 5) and pooled["ribosome"] == 0.0  # not matched across runs
+    assert np.isnan(pooled["thyroglobulin"])
 
 
 def test_f_knobs_replay_what_the_simulator_draws():
