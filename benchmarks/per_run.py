@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -118,6 +120,7 @@ def plot(recall: pd.DataFrame, knobs: pd.DataFrame, corr: pd.DataFrame, path: Pa
             ax.set_xlabel(knob, fontsize=8)
             if j == 0:
                 ax.set_ylabel("recall, default picks", fontsize=8)
+    fig.suptitle("recall per run as picked by default, against the knobs it moves with most", fontsize=10)
     fig.tight_layout()
     tmp = path.with_name(path.name + ".tmp.png")
     fig.savefig(tmp, dpi=90)
@@ -157,7 +160,8 @@ def write_report(res: dict, meta: dict, out: Path) -> Path:
             v = knobs.loc[run, k]
             cells.append(f"{v:.3g}" if isinstance(v, float) else str(v))
         lines.append(f"| {run} | " + " | ".join(cells) + " |")
-    lines += ["", "| all runs (pooled) | " + " | ".join(f"{res['pooled'][c]:.2f}" for c in recall.columns) + " |"]
+    pooled = " | ".join(f"{res['pooled'][c]:.2f}" for c in recall.columns) + " |" * len(knob_cols)
+    lines.append(f"| **all runs (pooled)** | {pooled} |")
     if "corr" in res:
         corr = res["corr"]
         lines += [
@@ -261,7 +265,7 @@ def main(argv: list[str] | None = None) -> Path:
     knobs = KNOBS[args.source](args.seed, args.first, args.runs) if args.source in KNOBS else None
     res = run(det, root, names, knobs, figure=out.with_suffix(".png") if knobs is not None else None)
     meta = {
-        "command": "python -m benchmarks.per_run " + " ".join(argv if argv is not None else __import__("sys").argv[1:]),
+        "command": "python -m benchmarks.per_run " + shlex.join(argv if argv is not None else sys.argv[1:]),
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
         "minutes": (time.time() - t0) / 60,

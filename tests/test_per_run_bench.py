@@ -80,5 +80,5 @@ def test_main_writes_report_json_and_figure(tmp_path):
         for run in data["recall"]:
             picked, every = data["recall"][run][cls], data["recall_all_peaks"][run][cls]
             assert (picked is None) == (every is None) and (picked is None or picked <= every)
-    assert "Correlation (Pearson r" in text and "Mean recall by `recon`" in text
+    assert "Correlation (Pearson r" in text and "Mean recall by `recon`" in text and "| **all runs (pooled)** |" in text
     assert out.with_suffix(".png").stat().st_size > 1000 and "![recall" in text
