@@ -35,23 +35,28 @@ SHORT = {"apo-ferritin": "apo", "beta-galactosidase": "b-gal", "ribosome": "ribo
          "virus-like-particle": "VLP"}  # fmt: skip
 
 
-def per_run_recall(truth: pd.DataFrame, picks: pd.DataFrame, names: list[str]) -> pd.DataFrame:
-    """Recall per run (rows, ``names``) and class (columns, :data:`CLASSES`) of ``picks`` against ``truth``, by the
-    metric's own matching (:func:`cryopoint.metric.match_points`); NaN where a run has no particle of a class."""
-    from cryopoint.metric import match_points
+def recall_counts(truth: pd.DataFrame, picks: pd.DataFrame, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """True positives and true particles per run (rows, ``names``) and class (columns, :data:`CLASSES`) of ``picks``
+    against ``truth``, from the exact metric run by run (:func:`benchmarks.bench_common.per_run_counts`)."""
+    from benchmarks.bench_common import per_run_counts
+    from cryopoint.particles import PARTICLE_NAMES
 
-    _, found = match_points(truth, picks)
-    table = found.groupby(["experiment", "particle_type"]).found.mean().unstack()
-    return table.reindex(index=names, columns=list(CLASSES)).astype(float)
+    counts = per_run_counts(truth, picks, names)  # (runs, [tp, n_pred, n_true], PARTICLE_NAMES)
+    idx = [list(PARTICLE_NAMES).index(c) for c in CLASSES]
+    return counts[:, 0, idx], counts[:, 2, idx]
 
 
-def pooled_recall(truth: pd.DataFrame, picks: pd.DataFrame) -> dict[str, float]:
+def per_run_recall(tp: np.ndarray, n_true: np.ndarray, names: list[str]) -> pd.DataFrame:
+    """Recall per run and class from :func:`recall_counts`; NaN where a run has no particle of a class."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rate = np.where(n_true > 0, tp / n_true, np.nan)
+    return pd.DataFrame(rate, index=names, columns=list(CLASSES))
+
+
+def pooled_recall(tp: np.ndarray, n_true: np.ndarray) -> dict[str, float]:
     """Recall per class over all runs together (each particle matched within its own run)."""
-    from cryopoint.metric import match_points
-
-    _, found = match_points(truth, picks)
-    rate = found.groupby("particle_type").found.mean()
-    return {c: float(rate.get(c, np.nan)) for c in CLASSES}
+    total = n_true.sum(axis=0)
+    return {c: float(tp[:, i].sum() / total[i]) if total[i] else float("nan") for i, c in enumerate(CLASSES)}
 
 
 def f_knobs(seed: int, first: int, runs: int) -> pd.DataFrame:
@@ -224,8 +229,9 @@ def run(det, root: Path, names: list[str], knobs: pd.DataFrame | None, figure: P
     truth = read_truth(root, runs=names)
     peaks, _ = predict_timed(det, root, names)
     picks = own_picks(det, peaks, run_geometry(root, names))
-    res = {"recall": per_run_recall(truth, picks, names), "recall_all": per_run_recall(truth, peaks, names)}
-    res["pooled"] = pooled_recall(truth, picks)
+    tp, n_true = recall_counts(truth, picks, names)
+    res = {"recall": per_run_recall(tp, n_true, names), "pooled": pooled_recall(tp, n_true)}
+    res["recall_all"] = per_run_recall(*recall_counts(truth, peaks, names), names)
     if knobs is not None:
         res["knobs"] = knobs.reindex(names)
         res["corr"], res["by_category"] = knob_effects(res["recall"], knobs)

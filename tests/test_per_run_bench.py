@@ -28,12 +28,14 @@ def test_per_run_recall_counts_the_metrics_matches_per_run_and_class():
         ],
         columns=["experiment", "particle_type", "x", "y", "z", "score"],
     )
-    table = per_run.per_run_recall(truth, picks, ["r1", "r2", "r3"])
+    names = ["r1", "r2", "r3"]
+    tp, n_true = per_run.recall_counts(truth, picks, names)
+    table = per_run.per_run_recall(tp, n_true, names)
     assert list(table.columns) == list(per_run.CLASSES)
     assert table.loc["r1", "apo-ferritin"] == pytest.approx(0.25)
     assert table.loc["r2", "apo-ferritin"] == 1.0 and table.loc["r2", "ribosome"] == 0.0
     assert np.isnan(table.loc["r1", "ribosome"]) and table.loc["r3"].isna().all()  # no particle: no recall
-    pooled = per_run.pooled_recall(truth, picks)
+    pooled = per_run.pooled_recall(tp, n_true)
     assert pooled["apo-ferritin"] == pytest.approx(2 / 5) and pooled["ribosome"] == 0.0  # not matched across runs
     assert np.isnan(pooled["thyroglobulin"])
 
