@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cryopoint.io.atomic import atomic_path, atomic_write_text
+
 REPO = Path(__file__).resolve().parents[1]
 #: classes the table lists (beta-amylase carries no weight in the score)
 CLASSES = ("apo-ferritin", "beta-galactosidase", "ribosome", "thyroglobulin", "virus-like-particle")
@@ -103,6 +105,11 @@ def knob_effects(recall: pd.DataFrame, knobs: pd.DataFrame) -> tuple[pd.DataFram
     return corr, by_category
 
 
+def strongest_knobs(corr: pd.DataFrame) -> list[str]:
+    """Numeric knobs by their mean |r| over classes, strongest first (knobs with no correlation left out)."""
+    return list(corr.abs().mean(axis=1).dropna().sort_values(ascending=False).index)
+
+
 def plot(recall: pd.DataFrame, knobs: pd.DataFrame, corr: pd.DataFrame, path: Path, top: int = 2) -> Path:
     """Per-run recall of each class against the ``top`` numeric knobs whose mean |r| over classes is largest."""
     import matplotlib
@@ -110,7 +117,7 @@ def plot(recall: pd.DataFrame, knobs: pd.DataFrame, corr: pd.DataFrame, path: Pa
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    chosen = corr.abs().mean(axis=1).dropna().sort_values(ascending=False).index[:top]
+    chosen = strongest_knobs(corr)[:top]
     if len(chosen) == 0:
         raise ValueError("no numeric knob correlates with any class's recall here (too few runs?): nothing to plot")
     fig, axes = plt.subplots(len(chosen), len(recall.columns), figsize=(3.0 * len(recall.columns), 2.8 * len(chosen)))
@@ -127,10 +134,9 @@ def plot(recall: pd.DataFrame, knobs: pd.DataFrame, corr: pd.DataFrame, path: Pa
                 ax.set_ylabel("recall, default picks", fontsize=8)
     fig.suptitle("recall per run as picked by default, against the knobs it moves with most", fontsize=10)
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=90)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
     plt.close(fig)
-    tmp.replace(path)
     return path
 
 
@@ -152,7 +158,7 @@ def write_report(res: dict, meta: dict, out: Path) -> Path:
         "network put a peak on the particle at all). Blank: no particle of the class in the run.",
         "",
     ]
-    knob_cols = res.get("knob_columns", [])
+    knob_cols = strongest_knobs(res["corr"])[:4] if "corr" in res else []
     head = "| run | " + " | ".join(SHORT[c] for c in recall.columns) + "".join(f" | {k}" for k in knob_cols) + " |"
     lines += [head, "|---" * (1 + len(recall.columns) + len(knob_cols)) + "|"]
     knobs = res.get("knobs")
@@ -177,7 +183,7 @@ def write_report(res: dict, meta: dict, out: Path) -> Path:
             "| knob | " + " | ".join(SHORT[c] for c in corr.columns) + " |",
             "|---" * (1 + len(corr.columns)) + "|",
         ]
-        order = corr.abs().mean(axis=1).sort_values(ascending=False).index
+        order = strongest_knobs(corr)
         lines += [
             f"| {k} | " + " | ".join(f"{v:+.2f}" if pd.notna(v) else "" for v in corr.loc[k]) + " |" for k in order
         ]
@@ -199,10 +205,7 @@ def write_report(res: dict, meta: dict, out: Path) -> Path:
     if meta.get("notes"):
         lines += [f"Notes: {meta['notes']}", ""]
     out.parent.mkdir(parents=True, exist_ok=True)
-    md = out.with_suffix(".md")
-    tmp = md.with_name(md.name + ".tmp")
-    tmp.write_text("\n".join(lines))
-    tmp.replace(md)
+    md = atomic_write_text(out.with_suffix(".md"), "\n".join(lines))
     data = {
         "meta": meta,
         "recall": json.loads(recall.to_json(orient="index")),
@@ -211,10 +214,7 @@ def write_report(res: dict, meta: dict, out: Path) -> Path:
     }
     if "corr" in res:
         data["correlation"] = json.loads(res["corr"].to_json(orient="index"))
-    js = out.with_suffix(".json")
-    tmp = js.with_name(js.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    tmp.replace(js)
+    atomic_write_text(out.with_suffix(".json"), json.dumps(data, indent=1))
     return md
 
 
@@ -235,8 +235,7 @@ def run(det, root: Path, names: list[str], knobs: pd.DataFrame | None, figure: P
     if knobs is not None:
         res["knobs"] = knobs.reindex(names)
         res["corr"], res["by_category"] = knob_effects(res["recall"], knobs)
-        res["knob_columns"] = list(res["corr"].abs().mean(axis=1).sort_values(ascending=False).index[:4])
-        if figure is not None and res["corr"].notna().any().any():
+        if figure is not None and strongest_knobs(res["corr"]):
             res["figure"] = str(plot(res["recall"], res["knobs"], res["corr"], figure))
     return res
 
