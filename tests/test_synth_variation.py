@@ -6,7 +6,7 @@ import pytest
 from cryopoint.errors import ConfigError
 from cryopoint.synth import get_preset
 from cryopoint.synth.randomize import draw_run_params
-from cryopoint.synth.sample import _vary, build_sample
+from cryopoint.synth.sample import _vary, build_sample, draw_layout
 from cryopoint.synth.shapes import Ellipsoid, Shape, Varied, particle_shape
 
 
@@ -110,3 +110,34 @@ def test_shift_error_range_scales_the_shift_draw_and_leaves_every_other_knob_alo
 def test_shift_error_range_must_be_an_ordered_non_negative_pair(bad):
     with pytest.raises(ConfigError, match="shift_error_range"):
         get_preset("randomized", shift_error_range=bad)
+
+
+def test_clutter_range_sets_the_clutter_draw_and_leaves_every_other_knob_alone():
+    base = get_preset("randomized")
+    assert base.clutter_range == (0.2, 3.0)  # the range the preset always drew from
+    dense = get_preset("randomized", clutter_range=[0.2, 9.0])  # YAML and the CLI give lists
+    assert dense.clutter_range == (0.2, 9.0)
+    for seed in range(20):
+        a, b = (draw_run_params(p, np.random.default_rng(seed)) for p in (base, dense))
+        assert 0.2 <= a.clutter_per_particle <= 3.0 and 0.2 <= b.clutter_per_particle <= 9.0
+        u = (a.clutter_per_particle - 0.2) / 2.8  # one uniform draw, mapped onto each range
+        assert b.clutter_per_particle == pytest.approx(0.2 + u * 8.8)
+        same = {f: getattr(a, f) == getattr(b, f) for f in a.__dataclass_fields__}
+        assert [f for f, eq in same.items() if not eq] == ["clutter_per_particle", "clutter_range"]
+    fixed = get_preset("randomized", clutter_range=(5.0, 5.0))
+    assert draw_run_params(fixed, np.random.default_rng(1)).clutter_per_particle == 5.0
+
+
+def test_a_denser_clutter_range_places_more_unlabelled_objects():
+    counts = {}
+    for name, rng_ in (("base", (0.2, 3.0)), ("dense", (8.0, 9.0))):
+        params = draw_run_params(get_preset("randomized", clutter_range=rng_), np.random.default_rng(3))
+        _, objects = draw_layout((48, 128, 128), params, np.random.default_rng(4))
+        counts[name] = sum(1 for o in objects if o.shape.label is None)
+    assert counts["dense"] > counts["base"]
+
+
+@pytest.mark.parametrize("bad", [(-1.0, 5.0), (10.0, 5.0), (1.0, 2.0, 3.0)])
+def test_clutter_range_must_be_an_ordered_non_negative_pair(bad):
+    with pytest.raises(ConfigError, match="clutter_range"):
+        get_preset("randomized", clutter_range=bad)

@@ -127,6 +127,9 @@ class SynthParams:
         shift_error_range: (min, max) Å, uniform, of the per-run ``shift_error`` the ``randomized`` preset draws
             (real-space runs only). Residual alignment error varies a lot between tilt series: tens of Å in a
             poorly aligned series at 10 Å voxels, a blur and streaks a detector should still see particles through.
+        clutter_range: (min, max), uniform, of the per-run ``clutter_per_particle`` the ``randomized`` preset
+            draws. Crowded specimens (a cell, a dense lysate) hold tens of unlabelled proteins per labelled one,
+            many of a labelled class's size.
         phase_contrast: image contrast per voxel of projected protein (real-space path); with ``dose`` and
             ``dqe`` it sets the noise level.
         dqe: detector quantum efficiency (real-space path).
@@ -184,6 +187,7 @@ class SynthParams:
     angle_error: float = 0.3
     shift_error: float = 3.0
     shift_error_range: tuple[float, float] = (0.0, 10.0)
+    clutter_range: tuple[float, float] = (0.2, 3.0)
     phase_contrast: float = 0.015
     dqe: float = 0.5
     sirt_iterations: int = 0
@@ -230,6 +234,13 @@ class SynthParams:
         object.__setattr__(self, "shift_error_range", lo_hi)
         if len(lo_hi) != 2 or not 0.0 <= lo_hi[0] <= lo_hi[1]:
             raise ConfigError(f"shift_error_range must be a (min, max) range in Å with 0 <= min <= max; got {lo_hi}.")
+        lo_hi = tuple(float(v) for v in self.clutter_range)
+        object.__setattr__(self, "clutter_range", lo_hi)
+        if len(lo_hi) != 2 or not 0.0 <= lo_hi[0] <= lo_hi[1]:
+            raise ConfigError(
+                f"clutter_range must be a (min, max) range of unlabelled objects per labelled particle with "
+                f"0 <= min <= max; got {lo_hi}."
+            )
         if not 0.0 <= self.particle_aspect <= 0.5:
             raise ConfigError(
                 f"particle_aspect must be in [0, 0.5] (a log stretch per axis); got {self.particle_aspect}."

@@ -27,7 +27,7 @@ ice_fraction               0.45 - 0.95                            thin to full i
 ice_tilt                   0 - 0.4                                flat to wedge-shaped ice
 vacuum_contrast            -1.0 - 0                               vacuum darker than ice or not visible
 crowding                   0.5 - 2.0                              sparse to crowded
-clutter_per_particle       0.2 - 3.0                              clean to cluttered
+clutter_per_particle       0.2 - 3.0 (``clutter_range``)          clean to cluttered
 clutter_shell_fraction     0 - 0.4                                few to many hollow look-alikes
 vesicles_per_volume        0 - 8                                  membranes absent to many
 gold_per_volume            0 - 12                                 no fiducials to many
@@ -44,7 +44,9 @@ leaves the rest of the run's random stream, so a run drawn without filaments is 
 were added.
 
 The shift range is ``SynthParams.shift_error_range`` (one uniform draw whatever the range, so a wider range
-changes a run's shift error and nothing else of it).
+changes a run's shift error and nothing else of it). The clutter range is ``SynthParams.clutter_range`` (one
+uniform draw too: a wider range changes a run's clutter count and none of its other knobs; its scene is laid out
+again, since every clutter object is drawn from the scene's stream).
 
 Protein stays dark in every draw: no knob flips the contrast sign. ``SynthParams.keep`` names knobs to leave
 at the base's value (they are still drawn, then replaced, so the other knobs' draws do not change).
@@ -116,7 +118,7 @@ def draw_run_params(base: SynthParams, rng: np.random.Generator) -> SynthParams:
         ice_tilt=float(rng.uniform(0.0, 0.4)),
         vacuum_contrast=float(rng.uniform(-1.0, 0.0)),
         crowding=float(rng.uniform(0.5, 2.0)),
-        clutter_per_particle=float(rng.uniform(0.2, 3.0)),
+        clutter_per_particle=float(rng.uniform(*base.clutter_range)),
         clutter_shell_fraction=float(rng.uniform(0.0, 0.4)),
         vesicles_per_volume=float(rng.uniform(0.0, 8.0)),
         gold_per_volume=float(rng.uniform(0.0, 12.0)),
